@@ -1,0 +1,119 @@
+//! Client for a running server's admin API, used by CLI commands when
+//! `custos serve` holds the data dir. It trusts only the data dir's own root
+//! certificate and sends the token from `admin.token`; it never logs it.
+
+use crate::ca::CaPaths;
+use crate::files::read_named;
+use crate::instance::{AdminToken, ServerInfo};
+use crate::ra::CertView;
+use crate::server::admin::{IssueBody, ListAnswer, RevokeAnswer, RevokeBody, StatusAnswer};
+use anyhow::{anyhow, Context};
+use serde::de::DeserializeOwned;
+use std::path::Path;
+use std::time::Duration;
+
+/// A connection to a running server.
+pub struct AdminClient {
+    http: reqwest::Client,
+    base: String,
+    token: AdminToken,
+}
+
+impl AdminClient {
+    /// Finds the server of a data dir from `server.json`, `admin.token` and `ca/root.pem`.
+    pub fn for_data_dir(data_dir: &Path) -> anyhow::Result<AdminClient> {
+        let info = ServerInfo::read(data_dir)?;
+        let token = AdminToken::read(data_dir)?;
+        let root_path = CaPaths::new(data_dir).root_cert();
+        let root_pem = read_named(&root_path, "root certificate")?;
+        let root = reqwest::Certificate::from_pem(&root_pem)
+            .with_context(|| format!("{}: not a PEM certificate", root_path.display()))?;
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(root)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("building the admin API client")?;
+        Ok(AdminClient {
+            http,
+            base: info.https_url,
+            token,
+        })
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        let resp = req
+            .bearer_auth(self.token.expose())
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach the running server at {}: {e}", self.base))?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        if !status.is_success() {
+            let msg = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            anyhow::bail!("server refused ({status}): {msg}");
+        }
+        serde_json::from_slice(&body).context("unexpected answer from the server")
+    }
+
+    /// `POST /admin/certificates`.
+    pub async fn issue(
+        &self,
+        csr_pem: String,
+        profile: Option<String>,
+    ) -> anyhow::Result<CertView> {
+        let body = IssueBody {
+            csr: csr_pem,
+            profile,
+        };
+        self.send(
+            self.http
+                .post(format!("{}/admin/certificates", self.base))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `GET /admin/certificates`.
+    pub async fn list(&self, after: Option<String>, limit: usize) -> anyhow::Result<ListAnswer> {
+        let mut q = vec![("limit", limit.to_string())];
+        if let Some(a) = after {
+            q.push(("after", a));
+        }
+        self.send(
+            self.http
+                .get(format!("{}/admin/certificates", self.base))
+                .query(&q),
+        )
+        .await
+    }
+
+    /// `GET /admin/certificates/{serial}`.
+    pub async fn show(&self, serial: &str) -> anyhow::Result<CertView> {
+        self.send(
+            self.http
+                .get(format!("{}/admin/certificates/{serial}", self.base)),
+        )
+        .await
+    }
+
+    /// `POST /admin/revoke`.
+    pub async fn revoke(&self, body: &RevokeBody) -> anyhow::Result<RevokeAnswer> {
+        self.send(
+            self.http
+                .post(format!("{}/admin/revoke", self.base))
+                .json(body),
+        )
+        .await
+    }
+
+    /// `GET /admin/status`.
+    pub async fn status(&self) -> anyhow::Result<StatusAnswer> {
+        self.send(self.http.get(format!("{}/admin/status", self.base)))
+            .await
+    }
+}

@@ -1,0 +1,94 @@
+//! Wiring: from a checked [`Config`] and an open ledger to the handles every
+//! front end shares (CA, ledger, authority, metrics, admin token).
+//!
+//! `App` is built once in `main` (or a test) and passed around in an `Arc`;
+//! there are no globals. Creating a CA on first start also lives here.
+
+use crate::ca::{Ca, CaUrls, InitOptions};
+use crate::config::Config;
+use crate::instance::{ledger_dir, AdminToken};
+use crate::issuance::Issuer;
+use crate::ledger::{Ledger, LedgerError};
+use crate::metrics::Metrics;
+use crate::profile::Profiles;
+use crate::ra::Authority;
+use anyhow::{anyhow, Context};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Everything a front end needs.
+#[derive(Clone, Debug)]
+pub struct App {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// The CA.
+    pub ca: Arc<Ca>,
+    /// The ledger.
+    pub ledger: Arc<Ledger>,
+    /// Administrative operations.
+    pub authority: Authority,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Admin API token.
+    pub admin_token: AdminToken,
+}
+
+/// Opens the ledger of a data dir, with a message that says what to do when
+/// a server holds it.
+pub fn open_ledger(data_dir: &Path) -> anyhow::Result<Ledger> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("{}: cannot create data dir", data_dir.display()))?;
+    Ledger::open(&ledger_dir(data_dir)).map_err(|e| match e {
+        LedgerError::Locked(p) => anyhow!(
+            "{}: another custos process (a running `custos serve`?) holds this data dir",
+            p.display()
+        ),
+        other => anyhow!("{}: {other}", ledger_dir(data_dir).display()),
+    })
+}
+
+impl App {
+    /// Builds the app over an open ledger. Creates a development CA when the
+    /// data dir has none and `create_ca` is set. `http_bound` is the bound
+    /// plain-HTTP address, used for URLs when `public_http_url` is unset.
+    pub fn build(
+        config: Config,
+        ledger: Ledger,
+        http_bound: Option<SocketAddr>,
+        create_ca: bool,
+    ) -> anyhow::Result<App> {
+        let data_dir = config.data_dir.clone();
+        let urls = CaUrls {
+            http_base: config.http_base(http_bound),
+        };
+        let ca = if Ca::exists(&data_dir) {
+            Ca::load(&data_dir, urls)?
+        } else if create_ca {
+            let ca = Ca::init(&data_dir, &InitOptions::default(), urls)?;
+            tracing::info!(root = %ca.paths().root_cert().display(), "created a development CA");
+            ca
+        } else {
+            anyhow::bail!(
+                "{}: no CA in this data dir; run `custos init` first",
+                crate::ca::CaPaths::new(&data_dir).chain().display()
+            );
+        };
+        let admin_token = AdminToken::ensure(&data_dir)?;
+        let ca = Arc::new(ca);
+        let ledger = Arc::new(ledger);
+        let metrics = Metrics::new();
+        let profiles =
+            Profiles::from_config(&config).map_err(|e| anyhow!("configuration error: {e}"))?;
+        let issuer = Issuer::new(ca.clone(), ledger.clone(), config.crl.shards);
+        let authority = Authority::new(issuer, profiles, metrics.clone());
+        Ok(App {
+            config: Arc::new(config),
+            ca,
+            ledger,
+            authority,
+            metrics,
+            admin_token,
+        })
+    }
+}

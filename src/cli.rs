@@ -1,0 +1,537 @@
+//! The `custos` command line (clap). It only builds configuration and calls
+//! the library: commands that change state go through the admin API when a
+//! server holds the data dir, and straight to the ledger when none does.
+
+use crate::admin_client::AdminClient;
+use crate::app::{open_ledger, App};
+use crate::ca::build::unix_now;
+use crate::ca::key::KeyAlgorithm;
+use crate::ca::{Ca, CaUrls, InitOptions};
+use crate::config::{Config, LogFormat, Overrides};
+use crate::files::{read_named, write_atomic, Visibility};
+use crate::instance::{AdminToken, ServerInfo};
+use crate::ra::CertView;
+use crate::revocation::Reason;
+use crate::serial::Serial;
+use crate::server::admin::RevokeBody;
+use anyhow::{anyhow, Context};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Device certificate authority: ACME issuance, certificate ledger, OCSP and CRL.
+#[derive(Debug, Parser)]
+#[command(name = "custos", version, about)]
+pub struct Cli {
+    /// Data directory (ledger, CA, tokens). Default ./custos-data.
+    #[arg(long, global = true, env = "CUSTOS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file. Default: ./custos.toml when present.
+    #[arg(long, global = true, env = "CUSTOS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the CA (root, issuing intermediate, OCSP responder) and the admin token.
+    Init(InitArgs),
+    /// Run the OCSP/CRL (HTTP) and ACME/admin (HTTPS) listeners.
+    Serve(ServeArgs),
+    /// Issue a certificate for a CSR (PEM certificate out).
+    Issue(IssueArgs),
+    /// List or show certificates.
+    Certs {
+        /// What to do.
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Revoke one certificate, or every certificate of a device.
+    Revoke(RevokeArgs),
+    /// Show the CA, the ledger and whether a server is running.
+    Status,
+}
+
+/// `custos init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Organisation name in the CA certificates.
+    #[arg(long, default_value = "custos")]
+    pub org: String,
+    /// Root CA common name.
+    #[arg(long, default_value = "custos Development Root CA")]
+    pub root_cn: String,
+    /// Issuing CA common name.
+    #[arg(long, default_value = "custos Development Issuing CA")]
+    pub intermediate_cn: String,
+    /// Root validity in days.
+    #[arg(long, default_value_t = 3650)]
+    pub root_days: u32,
+    /// Issuing CA validity in days.
+    #[arg(long, default_value_t = 1825)]
+    pub intermediate_days: u32,
+    /// OCSP responder key type: p256 (fast) or p384.
+    #[arg(long, default_value = "p256")]
+    pub ocsp_key: KeyAlgorithm,
+    /// OCSP responder certificate validity in days (default: ocsp.signer_validity_days).
+    #[arg(long)]
+    pub ocsp_days: Option<u32>,
+    /// Import an existing issuing CA instead: CERT (PEM, issuing CA first, then its chain to the root) and KEY (PEM).
+    #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
+    pub import_ca: Option<Vec<PathBuf>>,
+}
+
+/// `custos serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Plain-HTTP listen address (OCSP, CRL, health, metrics).
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// HTTPS listen address (ACME, admin API, webhooks).
+    #[arg(long)]
+    pub https: Option<SocketAddr>,
+}
+
+/// `custos issue`.
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// PEM or DER CSR file.
+    #[arg(long)]
+    pub csr: PathBuf,
+    /// Profile (certificate template) name.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Write the PEM certificate here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `custos certs …`.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// List certificates in serial order.
+    List {
+        /// Start after this serial.
+        #[arg(long)]
+        after: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one certificate.
+    Show {
+        /// Serial (hex).
+        #[arg(long)]
+        serial: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `custos revoke`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["serial", "device"]))]
+pub struct RevokeArgs {
+    /// Serial (hex) of the certificate.
+    #[arg(long)]
+    pub serial: Option<String>,
+    /// Device identifier: serial number, UDID or permanent identifier.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// RFC 5280 reason (keyCompromise, cessationOfOperation, …).
+    #[arg(long, default_value = "unspecified")]
+    pub reason: String,
+}
+
+/// Entry point of the binary.
+pub async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // One crypto provider everywhere: rustls and reqwest use aws-lc-rs.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        http_listen: match &cli.command {
+            Command::Serve(a) => a.http,
+            _ => None,
+        },
+        https_listen: match &cli.command {
+            Command::Serve(a) => a.https,
+            _ => None,
+        },
+    };
+    let config = Config::load(cli.config.as_deref(), &overrides)?;
+    init_logging(&config, matches!(cli.command, Command::Serve(_)));
+    match cli.command {
+        Command::Init(args) => init(config, args),
+        Command::Serve(_) => serve(config).await,
+        Command::Issue(args) => issue(config, args).await,
+        Command::Certs { command } => certs(config, command).await,
+        Command::Revoke(args) => revoke(config, args).await,
+        Command::Status => status(config).await,
+    }
+}
+
+fn init_logging(config: &Config, serving: bool) {
+    let default = if serving {
+        config.log.level.as_str()
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTOS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn urls(config: &Config) -> CaUrls {
+    CaUrls {
+        http_base: config.http_base(None),
+    }
+}
+
+fn init(config: Config, args: InitArgs) -> anyhow::Result<()> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("{}: cannot create data dir", data_dir.display()))?;
+    let opts = InitOptions {
+        organization: args.org,
+        root_cn: args.root_cn,
+        intermediate_cn: args.intermediate_cn,
+        root_days: args.root_days,
+        intermediate_days: args.intermediate_days,
+        ocsp_key: args.ocsp_key,
+        ocsp_days: args.ocsp_days.unwrap_or(config.ocsp.signer_validity_days),
+    };
+    let ca = match args.import_ca {
+        Some(files) => {
+            let (cert, key) = (&files[0], &files[1]);
+            let bundle = read_named(cert, "CA certificate")?;
+            let key_pem = read_named(key, "CA key")?;
+            Ca::import(data_dir, &bundle, &key_pem, &opts, urls(&config))
+                .map_err(|e| anyhow!("{} / {}: {e}", cert.display(), key.display()))?
+        }
+        None => Ca::init(data_dir, &opts, urls(&config))?,
+    };
+    AdminToken::ensure(data_dir)?;
+    println!("CA ready in {}", data_dir.display());
+    print_ca(&ca, data_dir);
+    Ok(())
+}
+
+fn print_ca(ca: &Ca, data_dir: &Path) {
+    println!("  root certificate:  {}", ca.paths().root_cert().display());
+    println!("  issuing chain:     {}", ca.paths().chain().display());
+    println!("  root SHA-256:      {}", ca.root_fingerprint());
+    println!(
+        "  admin token:       {}",
+        crate::instance::admin_token_path(data_dir).display()
+    );
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    let ledger = open_ledger(&data_dir).map_err(|e| match ServerInfo::read(&data_dir) {
+        Ok(info) => anyhow!(
+            "custos is already serving this data dir (pid {}, {}): {e}",
+            info.pid,
+            info.https_url
+        ),
+        Err(_) => e,
+    })?;
+    let http = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (http_listen)", config.http_listen))?;
+    let https = tokio::net::TcpListener::bind(config.https_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (https_listen)", config.https_listen))?;
+    let http_addr = http.local_addr()?;
+    let https_addr = https.local_addr()?;
+    let app = App::build(config, ledger, Some(http_addr), true)?;
+    app.ca.renew_ocsp_signer_if_due(
+        app.config.ocsp.signer_validity_days,
+        app.config.ocsp.signer_renew_before_days,
+    )?;
+    let tls = crate::server::tls::acceptor(&app)?;
+    let info = ServerInfo {
+        pid: std::process::id(),
+        https_url: app.config.https_base(Some(https_addr)),
+        http_url: app.config.http_base(Some(http_addr)),
+    };
+    info.write(&data_dir)?;
+    println!("custos is serving");
+    println!("  http  (OCSP, CRL, /metrics):     {}", info.http_url);
+    println!("  https (admin API, ACME):         {}", info.https_url);
+    print_ca(&app.ca, &data_dir);
+    tracing::info!(http = %http_addr, https = %https_addr, "listening");
+
+    let app = Arc::new(app);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    tokio::spawn(renew_ocsp_signer(app.clone(), shutdown.clone()));
+    let result = crate::server::run(app.clone(), http, https, tls, shutdown).await;
+    tracing::info!("shutting down: flushing the ledger");
+    let flushed = app.ledger.flush();
+    ServerInfo::remove(&data_dir);
+    result?;
+    flushed?;
+    Ok(())
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}
+
+async fn renew_ocsp_signer(app: Arc<App>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let a = app.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            a.ca.renew_ocsp_signer_if_due(
+                a.config.ocsp.signer_validity_days,
+                a.config.ocsp.signer_renew_before_days,
+            )
+        })
+        .await;
+        match result {
+            Ok(Ok(true)) => tracing::info!("renewed the OCSP responder certificate"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "OCSP responder renewal failed"),
+            Err(e) => tracing::error!(error = %e, "OCSP responder renewal task failed"),
+        }
+    }
+}
+
+/// Where a command's work goes: straight to the ledger, or to the server.
+enum Target {
+    Direct(Box<App>),
+    Remote(AdminClient),
+}
+
+fn target(config: Config) -> anyhow::Result<Target> {
+    let data_dir = config.data_dir.clone();
+    if !data_dir.exists() {
+        anyhow::bail!(
+            "{}: data dir does not exist; run `custos init` or `custos serve` first",
+            data_dir.display()
+        );
+    }
+    match crate::ledger::Ledger::open(&crate::instance::ledger_dir(&data_dir)) {
+        Ok(ledger) => Ok(Target::Direct(Box::new(App::build(
+            config, ledger, None, false,
+        )?))),
+        Err(crate::ledger::LedgerError::Locked(_)) => {
+            Ok(Target::Remote(AdminClient::for_data_dir(&data_dir)?))
+        }
+        Err(e) => Err(anyhow!(
+            "{}: {e}",
+            crate::instance::ledger_dir(&data_dir).display()
+        )),
+    }
+}
+
+async fn issue(config: Config, args: IssueArgs) -> anyhow::Result<()> {
+    let csr = read_named(&args.csr, "CSR")?;
+    let view = match target(config)? {
+        Target::Direct(app) => {
+            let now = unix_now();
+            let issued = app
+                .authority
+                .issue_csr(&csr, args.profile.as_deref(), now)
+                .map_err(|e| anyhow!("{}: {e}", args.csr.display()))?;
+            CertView::new(&issued.record, now, Some(&issued.der))
+        }
+        Target::Remote(client) => {
+            let text = String::from_utf8(csr.clone())
+                .unwrap_or_else(|_| crate::ca::build::der_to_csr_pem(&csr));
+            client
+                .issue(text, args.profile)
+                .await
+                .map_err(|e| anyhow!("{}: {e}", args.csr.display()))?
+        }
+    };
+    let pem = view.certificate_pem.clone().unwrap_or_default();
+    match &args.out {
+        Some(path) => {
+            write_atomic(path, pem.as_bytes(), Visibility::Public)?;
+            eprintln!("issued serial {} -> {}", view.serial, path.display());
+        }
+        None => {
+            print!("{pem}");
+            eprintln!("issued serial {}", view.serial);
+        }
+    }
+    Ok(())
+}
+
+fn print_view(v: &CertView) {
+    println!("serial:       {}", v.serial);
+    println!("subject:      {}", v.subject);
+    println!("status:       {}", v.status);
+    if let (Some(t), Some(r)) = (&v.revoked_at, &v.revocation_reason) {
+        println!("revoked:      {t} ({r})");
+    }
+    println!("not before:   {}", v.not_before);
+    println!("not after:    {}", v.not_after);
+    println!("profile:      {}", v.profile);
+    println!("crl shard:    {}", v.crl_shard);
+    if !v.dns_names.is_empty() {
+        println!("dns names:    {}", v.dns_names.join(", "));
+    }
+    if !v.ip_addresses.is_empty() {
+        println!("ip addresses: {}", v.ip_addresses.join(", "));
+    }
+    for (k, val) in [
+        ("device serial", &v.device.serial_number),
+        ("udid", &v.device.udid),
+        ("permanent id", &v.device.permanent_id),
+        ("acme account", &v.acme_account),
+    ] {
+        if let Some(val) = val {
+            println!("{k:<13} {val}");
+        }
+    }
+    if let Some(pem) = &v.certificate_pem {
+        print!("{pem}");
+    }
+}
+
+async fn certs(config: Config, command: CertsCommand) -> anyhow::Result<()> {
+    let target = target(config)?;
+    match command {
+        CertsCommand::List { after, limit, json } => {
+            let limit = limit.clamp(1, crate::server::admin::MAX_PAGE);
+            let views = match &target {
+                Target::Direct(app) => {
+                    let after = after.as_deref().map(str::parse::<Serial>).transpose()?;
+                    app.authority.list(after.as_ref(), limit, unix_now())?
+                }
+                Target::Remote(c) => c.list(after, limit).await?.certificates,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                println!(
+                    "{:<34} {:<8} {:<21} SUBJECT",
+                    "SERIAL", "STATUS", "NOT AFTER"
+                );
+                for v in views {
+                    println!(
+                        "{:<34} {:<8} {:<21} {}",
+                        v.serial, v.status, v.not_after, v.subject
+                    );
+                }
+            }
+        }
+        CertsCommand::Show { serial, json } => {
+            let parsed: Serial = serial.parse()?;
+            let view = match &target {
+                Target::Direct(app) => app.authority.show(&parsed, unix_now())?,
+                Target::Remote(c) => c.show(&parsed.to_hex()).await?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print_view(&view);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn revoke(config: Config, args: RevokeArgs) -> anyhow::Result<()> {
+    let reason: Reason = args.reason.parse()?;
+    let serial = args
+        .serial
+        .as_deref()
+        .map(str::parse::<Serial>)
+        .transpose()?;
+    let results = match target(config)? {
+        Target::Direct(app) => {
+            let now = unix_now();
+            match (&serial, &args.device) {
+                (Some(s), _) => vec![app.authority.revoke_serial(s, reason, now)?],
+                (None, Some(d)) => app.authority.revoke_device(d, reason, now)?,
+                (None, None) => unreachable!("clap requires --serial or --device"),
+            }
+        }
+        Target::Remote(client) => {
+            let body = RevokeBody {
+                serial: serial.map(|s| s.to_hex()),
+                device: args.device.clone(),
+                reason: Some(reason.name().to_string()),
+            };
+            client.revoke(&body).await?.revoked
+        }
+    };
+    if results.is_empty() {
+        println!("no unexpired certificates to revoke");
+    }
+    for r in results {
+        println!(
+            "{} {} ({}, since {})",
+            r.serial, r.change, r.reason, r.revoked_at
+        );
+    }
+    Ok(())
+}
+
+async fn status(config: Config) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    match target(config)? {
+        Target::Direct(app) => {
+            println!("server:            not running");
+            println!("certificates:      {}", app.ledger.count()?);
+            println!("revocation events: {}", app.ledger.next_revocation_seq()?);
+            println!("issuer id:         {}", app.ca.issuer_id());
+            println!(
+                "ocsp signer until: {}",
+                crate::ra::rfc3339(app.ca.ocsp_signer().not_after)
+            );
+            print_ca(&app.ca, &data_dir);
+        }
+        Target::Remote(client) => {
+            let info = ServerInfo::read(&data_dir)?;
+            let s = client.status().await?;
+            println!(
+                "server:            running (pid {}, {} and {})",
+                info.pid, info.http_url, info.https_url
+            );
+            println!("certificates:      {}", s.certificates);
+            println!("revocation events: {}", s.revocation_events);
+            println!("issuer id:         {}", s.issuer_id);
+            println!("ocsp signer until: {}", s.ocsp_signer_not_after);
+            println!("  root SHA-256:      {}", s.root_fingerprint);
+        }
+    }
+    Ok(())
+}

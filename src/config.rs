@@ -1,0 +1,291 @@
+//! custos configuration: `custos.toml`, `CUSTOS_*` environment variables and
+//! command-line flags, merged once at start into typed, checked values.
+//!
+//! Precedence, lowest first: built-in defaults, the config file (`--config`,
+//! else `custos.toml` in the working directory when present), environment
+//! variables (`CUSTOS_HTTP_LISTEN`, nested keys with `__`:
+//! `CUSTOS_CRL__SHARDS`), then flags. Every key is documented in README.md.
+//! Nothing here opens sockets or touches the data dir.
+
+use anyhow::{anyhow, bail};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `custos=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// `[ocsp]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OcspConfig {
+    /// Lifetime of the delegated OCSP responder certificate, in days.
+    pub signer_validity_days: u32,
+    /// Renew the responder certificate when fewer days than this are left.
+    pub signer_renew_before_days: u32,
+}
+
+impl Default for OcspConfig {
+    fn default() -> Self {
+        OcspConfig {
+            signer_validity_days: 14,
+            signer_renew_before_days: 5,
+        }
+    }
+}
+
+/// `[crl]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrlConfig {
+    /// Number of CRL shards new certificates are spread over.
+    pub shards: u32,
+}
+
+impl Default for CrlConfig {
+    fn default() -> Self {
+        CrlConfig { shards: 1 }
+    }
+}
+
+/// `[tls]`: the HTTPS listener's own certificate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// DNS names and IP addresses in the listener certificate.
+    pub server_names: Vec<String>,
+    /// PEM certificate chain to use instead of one issued by our own CA.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key for `cert_file`.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            server_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            cert_file: None,
+            key_file: None,
+        }
+    }
+}
+
+/// `[profiles.<name>]`: a certificate template.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// Certificate lifetime in days.
+    #[serde(default = "default_validity_days")]
+    pub validity_days: u32,
+    /// keyUsage names (digitalSignature, keyEncipherment, keyAgreement, …).
+    #[serde(default = "default_key_usage")]
+    pub key_usage: Vec<String>,
+    /// extendedKeyUsage names (clientAuth, serverAuth, …) or dotted OIDs.
+    #[serde(default = "default_eku")]
+    pub extended_key_usage: Vec<String>,
+}
+
+fn default_validity_days() -> u32 {
+    30
+}
+fn default_key_usage() -> Vec<String> {
+    vec!["digitalSignature".into()]
+}
+fn default_eku() -> Vec<String> {
+    vec!["clientAuth".into(), "serverAuth".into()]
+}
+
+impl Default for ProfileConfig {
+    fn default() -> Self {
+        ProfileConfig {
+            validity_days: default_validity_days(),
+            key_usage: default_key_usage(),
+            extended_key_usage: default_eku(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the ledger, CA files and tokens live.
+    pub data_dir: PathBuf,
+    /// Plain-HTTP listener (OCSP, CRL, /healthz, /metrics).
+    pub http_listen: SocketAddr,
+    /// HTTPS listener (ACME, admin API, webhooks).
+    pub https_listen: SocketAddr,
+    /// Public base URL of the HTTP listener, written into certificates.
+    pub public_http_url: Option<String>,
+    /// Public base URL of the HTTPS listener.
+    pub public_https_url: Option<String>,
+    /// Profile used when none is named.
+    pub default_profile: String,
+    /// Certificate templates by name.
+    pub profiles: BTreeMap<String, ProfileConfig>,
+    /// Logging.
+    pub log: LogConfig,
+    /// OCSP responder.
+    pub ocsp: OcspConfig,
+    /// CRL publishing.
+    pub crl: CrlConfig,
+    /// HTTPS listener certificate.
+    pub tls: TlsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut profiles = BTreeMap::new();
+        profiles.insert("default".to_string(), ProfileConfig::default());
+        Config {
+            data_dir: PathBuf::from("./custos-data"),
+            http_listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            https_listen: "127.0.0.1:8443".parse().expect("valid default address"),
+            public_http_url: None,
+            public_https_url: None,
+            default_profile: "default".into(),
+            profiles,
+            log: LogConfig::default(),
+            ocsp: OcspConfig::default(),
+            crl: CrlConfig::default(),
+            tls: TlsConfig::default(),
+        }
+    }
+}
+
+/// Values from command-line flags, which win over everything else.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--http`.
+    pub http_listen: Option<SocketAddr>,
+    /// `--https`.
+    pub https_listen: Option<SocketAddr>,
+}
+
+fn base_url(scheme: &str, addr: SocketAddr) -> String {
+    format!("{scheme}://{addr}")
+}
+
+impl Config {
+    /// Loads and checks the configuration. `config_file` is `--config`.
+    pub fn load(config_file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match config_file {
+            Some(path) => {
+                if !path.is_file() {
+                    bail!("{}: config file not found", path.display());
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None => {
+                let local = Path::new("custos.toml");
+                if local.is_file() {
+                    figment = figment.merge(Toml::file_exact(local));
+                }
+            }
+        }
+        figment = figment.merge(Env::prefixed("CUSTOS_").ignore(&["config"]).split("__"));
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| anyhow!("configuration error: {}", one_line(&e)))?;
+        if let Some(d) = &overrides.data_dir {
+            config.data_dir = d.clone();
+        }
+        if let Some(a) = overrides.http_listen {
+            config.http_listen = a;
+        }
+        if let Some(a) = overrides.https_listen {
+            config.https_listen = a;
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if !self.profiles.contains_key(&self.default_profile) {
+            bail!(
+                "configuration error: default_profile {:?} is not defined under [profiles]",
+                self.default_profile
+            );
+        }
+        for (name, p) in &self.profiles {
+            crate::profile::Profile::from_config(name, p)
+                .map_err(|e| anyhow!("configuration error: [profiles.{name}]: {e}"))?;
+        }
+        if self.crl.shards == 0 || self.crl.shards > 4096 {
+            bail!("configuration error: crl.shards must be between 1 and 4096");
+        }
+        if self.ocsp.signer_renew_before_days >= self.ocsp.signer_validity_days {
+            bail!("configuration error: ocsp.signer_renew_before_days must be less than ocsp.signer_validity_days");
+        }
+        for (key, url) in [
+            ("public_http_url", &self.public_http_url),
+            ("public_https_url", &self.public_https_url),
+        ] {
+            if let Some(u) = url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    bail!(
+                        "configuration error: {key} must start with http:// or https://, got {u:?}"
+                    );
+                }
+            }
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            bail!("configuration error: tls.cert_file and tls.key_file go together");
+        }
+        Ok(())
+    }
+
+    /// Public base URL of the HTTP listener (no trailing slash).
+    pub fn http_base(&self, bound: Option<SocketAddr>) -> String {
+        self.public_http_url
+            .clone()
+            .unwrap_or_else(|| base_url("http", bound.unwrap_or(self.http_listen)))
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// Public base URL of the HTTPS listener (no trailing slash).
+    pub fn https_base(&self, bound: Option<SocketAddr>) -> String {
+        self.public_https_url
+            .clone()
+            .unwrap_or_else(|| base_url("https", bound.unwrap_or(self.https_listen)))
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
+
+fn one_line(e: &figment::Error) -> String {
+    e.to_string().replace('\n', " ")
+}

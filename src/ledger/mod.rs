@@ -1,0 +1,522 @@
+//! The certificate ledger: every certificate custos issued, its status, and
+//! the indexes that status readers and device events need, in RocksDB.
+//!
+//! Column families:
+//! - `certs`: serial → [`CertRecord`] (JSON); `cert_der`: serial → DER.
+//! - `by_device`: `DEVICE-ID \0 serial` → (); `by_account`: `account \0 serial` → ().
+//! - `by_expiry`: `notAfter (u64 BE) ‖ serial` → ().
+//! - `revoked_by_shard`: `shard (u32 BE) ‖ serial` → [`Revocation`]: what a CRL shard lists.
+//! - `revocations`: `seq (u64 BE)` → [`RevocationEvent`]: the log OCSP and CRL builders follow.
+//! - `meta`: schema version, counters, CRL numbers.
+//!
+//! Every write is one `WriteBatch` synced to the WAL before the call returns,
+//! so an acknowledged issuance or revocation survives `kill -9`. Request paths
+//! only do point reads and prefix scans; nothing here scans the whole ledger
+//! except [`Ledger::list`], which pages. This module knows nothing of HTTP,
+//! certificates' contents or policy.
+
+mod record;
+
+pub use record::{
+    normalize_device_id, CertRecord, CertStatus, DeviceIds, Revocation, RevocationEvent,
+};
+
+use crate::revocation::Reason;
+use crate::serial::Serial;
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions, DB,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+const CF_CERTS: &str = "certs";
+const CF_CERT_DER: &str = "cert_der";
+const CF_BY_DEVICE: &str = "by_device";
+const CF_BY_ACCOUNT: &str = "by_account";
+const CF_BY_EXPIRY: &str = "by_expiry";
+const CF_REVOKED_BY_SHARD: &str = "revoked_by_shard";
+const CF_REVOCATIONS: &str = "revocations";
+const CF_META: &str = "meta";
+const ALL_CFS: [&str; 8] = [
+    CF_CERTS,
+    CF_CERT_DER,
+    CF_BY_DEVICE,
+    CF_BY_ACCOUNT,
+    CF_BY_EXPIRY,
+    CF_REVOKED_BY_SHARD,
+    CF_REVOCATIONS,
+    CF_META,
+];
+
+const META_SCHEMA: &[u8] = b"schema_version";
+const META_NEXT_SEQ: &[u8] = b"next_revocation_seq";
+const META_CERT_COUNT: &[u8] = b"certificate_count";
+const SCHEMA_VERSION: u64 = 1;
+
+/// Ledger failures, split by whose problem they are.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    /// Another process has the ledger open (a running `custos serve`).
+    #[error("{0}: the ledger is in use by another custos process")]
+    Locked(PathBuf),
+    /// No certificate with this serial.
+    #[error("no certificate with serial {0}")]
+    NotFound(Serial),
+    /// The serial is already taken (caller should pick another).
+    #[error("serial {0} is already in the ledger")]
+    DuplicateSerial(Serial),
+    /// Stored data that does not parse: the ledger is damaged.
+    #[error("ledger data is corrupt: {0}")]
+    Corrupt(String),
+    /// RocksDB reported an error.
+    #[error("ledger storage error: {0}")]
+    Storage(#[from] rocksdb::Error),
+}
+
+/// What a revocation call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokeChange {
+    /// The certificate was good and is now revoked.
+    Revoked,
+    /// It was revoked for another reason and is now keyCompromise.
+    ReasonUpgraded,
+    /// It was already revoked; nothing changed.
+    Unchanged,
+}
+
+/// Result of [`Ledger::revoke`].
+#[derive(Clone, Debug)]
+pub struct RevokeOutcome {
+    /// The record after the call.
+    pub record: CertRecord,
+    /// What changed.
+    pub change: RevokeChange,
+}
+
+/// The ledger handle; cheap to share behind an `Arc`.
+pub struct Ledger {
+    db: DB,
+    path: PathBuf,
+    /// Serialises writers that read-modify-write (serial uniqueness, the
+    /// revocation sequence, the certificate count). Readers never take it.
+    /// A std mutex: it is never held across an await.
+    write_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Ledger({})", self.path.display())
+    }
+}
+
+fn sync_opts() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.set_sync(true);
+    w
+}
+
+fn index_key(prefix: &str, serial: &Serial) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 1 + serial.as_bytes().len());
+    k.extend_from_slice(prefix.as_bytes());
+    k.push(0);
+    k.extend_from_slice(serial.as_bytes());
+    k
+}
+
+fn expiry_key(not_after: u64, serial: &Serial) -> Vec<u8> {
+    let mut k = not_after.to_be_bytes().to_vec();
+    k.extend_from_slice(serial.as_bytes());
+    k
+}
+
+fn shard_key(shard: u32, serial: &Serial) -> Vec<u8> {
+    let mut k = shard.to_be_bytes().to_vec();
+    k.extend_from_slice(serial.as_bytes());
+    k
+}
+
+fn u64_value(v: Option<impl AsRef<[u8]>>) -> Result<u64, LedgerError> {
+    match v {
+        None => Ok(0),
+        Some(b) => {
+            let arr: [u8; 8] = b
+                .as_ref()
+                .try_into()
+                .map_err(|_| LedgerError::Corrupt("counter is not 8 bytes".into()))?;
+            Ok(u64::from_be_bytes(arr))
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, LedgerError> {
+    serde_json::from_slice(bytes).map_err(|e| LedgerError::Corrupt(format!("{what}: {e}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Our record types contain only strings, numbers and enums: serialising
+    // them to JSON cannot fail.
+    serde_json::to_vec(value).expect("ledger records serialise")
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger at `path`.
+    pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(2);
+        opts.set_keep_log_file_num(4);
+        let mut point = Options::default();
+        let mut table = BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        point.set_block_based_table_factory(&table);
+        let cfs = ALL_CFS.iter().map(|name| {
+            let cf_opts = if *name == CF_CERTS || *name == CF_CERT_DER {
+                point.clone()
+            } else {
+                Options::default()
+            };
+            ColumnFamilyDescriptor::new(*name, cf_opts)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
+            let text = e.to_string();
+            if text.contains("lock") || text.contains("LOCK") {
+                LedgerError::Locked(path.to_path_buf())
+            } else {
+                LedgerError::Storage(e)
+            }
+        })?;
+        let ledger = Ledger {
+            db,
+            path: path.to_path_buf(),
+            write_lock: Mutex::new(()),
+        };
+        ledger.check_schema()?;
+        Ok(ledger)
+    }
+
+    fn check_schema(&self) -> Result<(), LedgerError> {
+        let meta = self.cf(CF_META);
+        match self.db.get_cf(meta, META_SCHEMA)? {
+            None => {
+                self.db.put_cf_opt(
+                    meta,
+                    META_SCHEMA,
+                    SCHEMA_VERSION.to_be_bytes(),
+                    &sync_opts(),
+                )?;
+                Ok(())
+            }
+            Some(v) if u64_value(Some(&v))? == SCHEMA_VERSION => Ok(()),
+            Some(v) => Err(LedgerError::Corrupt(format!(
+                "schema version {} is not supported by this custos (expects {SCHEMA_VERSION})",
+                u64_value(Some(&v))?
+            ))),
+        }
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        // Every CF in ALL_CFS is opened in `open`.
+        self.db.cf_handle(name).expect("column family opened")
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write_lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the ledger lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether a serial is taken.
+    pub fn contains(&self, serial: &Serial) -> Result<bool, LedgerError> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_CERTS), serial.as_bytes())?
+            .is_some())
+    }
+
+    /// Records a newly issued certificate. Fails if the serial exists.
+    pub fn insert(&self, record: &CertRecord, der: &[u8]) -> Result<(), LedgerError> {
+        let _guard = self.lock();
+        let serial = &record.serial;
+        if self.contains(serial)? {
+            return Err(LedgerError::DuplicateSerial(serial.clone()));
+        }
+        let count = u64_value(self.db.get_cf(self.cf(CF_META), META_CERT_COUNT)?)?;
+        let mut batch = WriteBatch::default();
+        self.put_record(&mut batch, record, der);
+        batch.put_cf(self.cf(CF_META), META_CERT_COUNT, (count + 1).to_be_bytes());
+        self.db.write_opt(batch, &sync_opts())?;
+        Ok(())
+    }
+
+    /// Records many certificates in one synced batch (bulk import). Fails,
+    /// writing nothing, if any serial is already taken or repeated.
+    pub fn insert_batch(&self, items: &[(CertRecord, Vec<u8>)]) -> Result<(), LedgerError> {
+        let _guard = self.lock();
+        let mut seen = std::collections::HashSet::new();
+        for (record, _) in items {
+            if !seen.insert(&record.serial) || self.contains(&record.serial)? {
+                return Err(LedgerError::DuplicateSerial(record.serial.clone()));
+            }
+        }
+        let count = u64_value(self.db.get_cf(self.cf(CF_META), META_CERT_COUNT)?)?;
+        let mut batch = WriteBatch::default();
+        for (record, der) in items {
+            self.put_record(&mut batch, record, der);
+        }
+        batch.put_cf(
+            self.cf(CF_META),
+            META_CERT_COUNT,
+            (count + items.len() as u64).to_be_bytes(),
+        );
+        self.db.write_opt(batch, &sync_opts())?;
+        Ok(())
+    }
+
+    fn put_record(&self, batch: &mut WriteBatch, record: &CertRecord, der: &[u8]) {
+        let serial = &record.serial;
+        batch.put_cf(self.cf(CF_CERTS), serial.as_bytes(), encode(record));
+        batch.put_cf(self.cf(CF_CERT_DER), serial.as_bytes(), der);
+        for id in record.device.index_keys() {
+            batch.put_cf(self.cf(CF_BY_DEVICE), index_key(&id, serial), b"");
+        }
+        if let Some(account) = &record.acme_account {
+            batch.put_cf(self.cf(CF_BY_ACCOUNT), index_key(account, serial), b"");
+        }
+        batch.put_cf(
+            self.cf(CF_BY_EXPIRY),
+            expiry_key(record.not_after, serial),
+            b"",
+        );
+        if let Some(rev) = &record.revocation {
+            batch.put_cf(
+                self.cf(CF_REVOKED_BY_SHARD),
+                shard_key(record.crl_shard, serial),
+                encode(rev),
+            );
+        }
+    }
+
+    /// The record for a serial.
+    pub fn get(&self, serial: &Serial) -> Result<Option<CertRecord>, LedgerError> {
+        match self
+            .db
+            .get_pinned_cf(self.cf(CF_CERTS), serial.as_bytes())?
+        {
+            None => Ok(None),
+            Some(bytes) => decode(&bytes, "certificate record").map(Some),
+        }
+    }
+
+    /// The DER certificate for a serial.
+    pub fn get_der(&self, serial: &Serial) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_CERT_DER), serial.as_bytes())?
+            .map(|b| b.to_vec()))
+    }
+
+    /// Number of certificates ever recorded.
+    pub fn count(&self) -> Result<u64, LedgerError> {
+        u64_value(self.db.get_cf(self.cf(CF_META), META_CERT_COUNT)?)
+    }
+
+    /// Sequence number the next revocation event will get (= events so far).
+    pub fn next_revocation_seq(&self) -> Result<u64, LedgerError> {
+        u64_value(self.db.get_cf(self.cf(CF_META), META_NEXT_SEQ)?)
+    }
+
+    fn prefix_serials(&self, cf: &str, prefix: &str) -> Result<Vec<Serial>, LedgerError> {
+        let mut start = prefix.as_bytes().to_vec();
+        start.push(0);
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::From(&start, Direction::Forward))
+        {
+            let (key, _) = item?;
+            let Some(rest) = key.strip_prefix(start.as_slice()) else {
+                break;
+            };
+            out.push(
+                Serial::from_bytes(rest)
+                    .map_err(|e| LedgerError::Corrupt(format!("index key: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Serials of every certificate linked to a device identifier (serial
+    /// number, UDID or permanent identifier; case-insensitive).
+    pub fn serials_by_device(&self, device_id: &str) -> Result<Vec<Serial>, LedgerError> {
+        self.prefix_serials(CF_BY_DEVICE, &normalize_device_id(device_id))
+    }
+
+    /// Serials of every certificate ordered by an ACME account.
+    pub fn serials_by_account(&self, account: &str) -> Result<Vec<Serial>, LedgerError> {
+        self.prefix_serials(CF_BY_ACCOUNT, account)
+    }
+
+    /// Serials whose notAfter lies in `[from, to)`, in expiry order.
+    pub fn serials_expiring(&self, from: u64, to: u64) -> Result<Vec<(u64, Serial)>, LedgerError> {
+        let mut out = Vec::new();
+        let start = from.to_be_bytes();
+        for item in self.db.iterator_cf(
+            self.cf(CF_BY_EXPIRY),
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
+            let (key, _) = item?;
+            if key.len() < 9 {
+                return Err(LedgerError::Corrupt("expiry index key too short".into()));
+            }
+            let (time, serial) = key.split_at(8);
+            let time = u64_value(Some(time))?;
+            if time >= to {
+                break;
+            }
+            out.push((
+                time,
+                Serial::from_bytes(serial).map_err(|e| LedgerError::Corrupt(e.to_string()))?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` records in serial order, starting after `after`.
+    pub fn list(
+        &self,
+        after: Option<&Serial>,
+        limit: usize,
+    ) -> Result<Vec<CertRecord>, LedgerError> {
+        let mode = match after {
+            Some(s) => IteratorMode::From(s.as_bytes(), Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_CERTS), mode) {
+            let (key, value) = item?;
+            if after.is_some_and(|s| s.as_bytes() == &*key) {
+                continue;
+            }
+            if out.len() >= limit {
+                break;
+            }
+            out.push(decode(&value, "certificate record")?);
+        }
+        Ok(out)
+    }
+
+    /// Revokes a certificate: one synced batch updating the record, the CRL
+    /// shard index and the event log. Idempotent: a second call keeps the
+    /// first time and reason, except that keyCompromise replaces any other
+    /// reason (RFC 5280 §5.3.1, CA/B Baseline Requirements).
+    pub fn revoke(
+        &self,
+        serial: &Serial,
+        reason: Reason,
+        time: u64,
+    ) -> Result<RevokeOutcome, LedgerError> {
+        let _guard = self.lock();
+        let mut record = self
+            .get(serial)?
+            .ok_or_else(|| LedgerError::NotFound(serial.clone()))?;
+        let seq = self.next_revocation_seq()?;
+        let (revocation, change) = match record.revocation {
+            None => (Revocation { time, reason, seq }, RevokeChange::Revoked),
+            Some(prev)
+                if reason == Reason::KeyCompromise && prev.reason != Reason::KeyCompromise =>
+            {
+                (
+                    Revocation {
+                        time: prev.time,
+                        reason,
+                        seq,
+                    },
+                    RevokeChange::ReasonUpgraded,
+                )
+            }
+            Some(_) => {
+                return Ok(RevokeOutcome {
+                    record,
+                    change: RevokeChange::Unchanged,
+                })
+            }
+        };
+        record.revocation = Some(revocation);
+        let event = RevocationEvent {
+            seq,
+            serial: serial.clone(),
+            crl_shard: record.crl_shard,
+            revocation,
+        };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_CERTS), serial.as_bytes(), encode(&record));
+        batch.put_cf(
+            self.cf(CF_REVOKED_BY_SHARD),
+            shard_key(record.crl_shard, serial),
+            encode(&revocation),
+        );
+        batch.put_cf(self.cf(CF_REVOCATIONS), seq.to_be_bytes(), encode(&event));
+        batch.put_cf(self.cf(CF_META), META_NEXT_SEQ, (seq + 1).to_be_bytes());
+        self.db.write_opt(batch, &sync_opts())?;
+        Ok(RevokeOutcome { record, change })
+    }
+
+    /// Revocation events with `seq >= from`, at most `limit` of them.
+    pub fn revocations_since(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RevocationEvent>, LedgerError> {
+        let start = from.to_be_bytes();
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(CF_REVOCATIONS),
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, value) = item?;
+            out.push(decode(&value, "revocation event")?);
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` for each revoked certificate in a CRL shard, in serial
+    /// order, streaming from the index (memory does not grow with the shard).
+    pub fn for_each_revoked_in_shard(
+        &self,
+        shard: u32,
+        mut f: impl FnMut(Serial, Revocation) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let prefix = shard.to_be_bytes();
+        for item in self.db.iterator_cf(
+            self.cf(CF_REVOKED_BY_SHARD),
+            IteratorMode::From(&prefix, Direction::Forward),
+        ) {
+            let (key, value) = item?;
+            let Some(serial) = key.strip_prefix(&prefix[..]) else {
+                break;
+            };
+            let serial =
+                Serial::from_bytes(serial).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+            f(serial, decode(&value, "revocation")?)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes memtables and the WAL to disk (used at shutdown).
+    pub fn flush(&self) -> Result<(), LedgerError> {
+        self.db.flush_wal(true)?;
+        for name in ALL_CFS {
+            self.db.flush_cf(self.cf(name))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,33 @@
+//! custos: a device certificate authority that issues over ACME, remembers
+//! every certificate in a RocksDB ledger, serves status over OCSP and CRL, and
+//! revokes on MDM events.
+//!
+//! Module map (domain and wiring; protocols live in the `custos-*` crates):
+//! - [`serial`], [`revocation`]: newtypes for serial numbers and CRL reasons.
+//! - [`ca`]: the CA's keys and certificates; signs what it is told to.
+//! - [`csr`]: PKCS#10 parsing and self-signature verification.
+//! - [`profile`]: certificate templates.
+//! - [`issuance`]: the one issuance function (CSR + profile + identity → certificate in the ledger).
+//! - [`ledger`]: RocksDB storage of certificates, indexes and the revocation log.
+//! - [`ra`]: administrative operations shared by the admin API and the CLI.
+//! - [`config`]: `custos.toml` + `CUSTOS_*` + flags → typed config.
+//! - [`app`]: builds the shared handles; [`server`]: the listeners.
+//! - [`instance`]: how a running server is found; [`admin_client`]: the CLI's client for it.
+//! - [`cli`]: the `custos` command line; [`metrics`], [`files`]: support.
+
+pub mod admin_client;
+pub mod app;
+pub mod ca;
+pub mod cli;
+pub mod config;
+pub mod csr;
+pub mod files;
+pub mod instance;
+pub mod issuance;
+pub mod ledger;
+pub mod metrics;
+pub mod profile;
+pub mod ra;
+pub mod revocation;
+pub mod serial;
+pub mod server;

@@ -1,0 +1,268 @@
+//! The registration authority: the operations administrators (admin API and
+//! the offline CLI) perform on the CA and ledger, in one place so both paths
+//! behave identically.
+//!
+//! It decides nothing about HTTP. Later, protocol front ends (ACME, webhooks)
+//! call the same functions; OCSP and CRL refreshes hang off revocations here.
+
+use crate::csr::verify_csr;
+use crate::issuance::{Identity, IssueError, Issued, Issuer};
+use crate::ledger::{CertRecord, CertStatus, LedgerError, RevokeChange, RevokeOutcome};
+use crate::metrics::Metrics;
+use crate::profile::Profiles;
+use crate::revocation::Reason;
+use crate::serial::Serial;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Administrative operations.
+#[derive(Clone, Debug)]
+pub struct Authority {
+    issuer: Issuer,
+    profiles: Profiles,
+    metrics: Metrics,
+}
+
+/// A certificate as the admin API and CLI show it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CertView {
+    /// Uppercase hex serial.
+    pub serial: String,
+    /// Subject DN.
+    pub subject: String,
+    /// good | revoked | expired.
+    pub status: String,
+    /// RFC 3339.
+    pub not_before: String,
+    /// RFC 3339.
+    pub not_after: String,
+    /// RFC 3339.
+    pub issued_at: String,
+    /// Profile name.
+    pub profile: String,
+    /// CRL shard.
+    pub crl_shard: u32,
+    /// SAN DNS names.
+    pub dns_names: Vec<String>,
+    /// SAN IP addresses.
+    pub ip_addresses: Vec<String>,
+    /// Device identifiers.
+    pub device: crate::ledger::DeviceIds,
+    /// ACME account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme_account: Option<String>,
+    /// Revocation time (RFC 3339), if revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// Revocation reason, if revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_reason: Option<String>,
+    /// PEM certificate (show and issue only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_pem: Option<String>,
+}
+
+/// RFC 3339 text for Unix seconds.
+pub fn rfc3339(secs: u64) -> String {
+    OffsetDateTime::from_unix_timestamp(secs as i64)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
+}
+
+impl CertView {
+    /// The view of a record at `now`, with the PEM when given.
+    pub fn new(record: &CertRecord, now: u64, der: Option<&[u8]>) -> CertView {
+        CertView {
+            serial: record.serial.to_hex(),
+            subject: record.subject.clone(),
+            status: match record.status(now) {
+                CertStatus::Good => "good",
+                CertStatus::Revoked => "revoked",
+                CertStatus::Expired => "expired",
+            }
+            .into(),
+            not_before: rfc3339(record.not_before),
+            not_after: rfc3339(record.not_after),
+            issued_at: rfc3339(record.issued_at),
+            profile: record.profile.clone(),
+            crl_shard: record.crl_shard,
+            dns_names: record.dns_names.clone(),
+            ip_addresses: record.ip_addresses.clone(),
+            device: record.device.clone(),
+            acme_account: record.acme_account.clone(),
+            revoked_at: record.revocation.map(|r| rfc3339(r.time)),
+            revocation_reason: record.revocation.map(|r| r.reason.name().to_string()),
+            certificate_pem: der.map(crate::ca::to_pem),
+        }
+    }
+}
+
+/// One certificate's result in a revocation call.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RevokeResult {
+    /// Serial.
+    pub serial: String,
+    /// revoked | reason_upgraded | unchanged.
+    pub change: String,
+    /// Reason now recorded.
+    pub reason: String,
+    /// Revocation time now recorded (RFC 3339).
+    pub revoked_at: String,
+}
+
+impl RevokeResult {
+    fn from_outcome(o: &RevokeOutcome) -> RevokeResult {
+        let rev = o
+            .record
+            .revocation
+            .expect("a revoke outcome always carries a revocation");
+        RevokeResult {
+            serial: o.record.serial.to_hex(),
+            change: match o.change {
+                RevokeChange::Revoked => "revoked",
+                RevokeChange::ReasonUpgraded => "reason_upgraded",
+                RevokeChange::Unchanged => "unchanged",
+            }
+            .into(),
+            reason: rev.reason.name().into(),
+            revoked_at: rfc3339(rev.time),
+        }
+    }
+}
+
+/// Errors of admin operations.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Issuance failed.
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+    /// Ledger failure or unknown serial.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// Unknown profile.
+    #[error("unknown profile {0:?}")]
+    UnknownProfile(String),
+    /// No certificate is linked to the device.
+    #[error("no certificates are linked to device {0:?}")]
+    UnknownDevice(String),
+}
+
+impl Authority {
+    /// An authority over an issuer.
+    pub fn new(issuer: Issuer, profiles: Profiles, metrics: Metrics) -> Authority {
+        Authority {
+            issuer,
+            profiles,
+            metrics,
+        }
+    }
+
+    /// The issuer.
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    /// The profiles.
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
+    }
+
+    /// Issues for a CSR the administrator vouches for.
+    pub fn issue_csr(
+        &self,
+        csr: &[u8],
+        profile: Option<&str>,
+        now: u64,
+    ) -> Result<Issued, AdminError> {
+        let profile = self
+            .profiles
+            .get(profile)
+            .ok_or_else(|| AdminError::UnknownProfile(profile.unwrap_or_default().to_string()))?;
+        let csr = verify_csr(csr).map_err(IssueError::from)?;
+        let identity = Identity::vouched_from_csr(&csr)?;
+        let issued = self.issuer.issue(&csr, profile, &identity, now)?;
+        self.metrics.issued.inc();
+        tracing::info!(serial = %issued.record.serial, profile = %profile.name, subject = %issued.record.subject, "certificate issued");
+        Ok(issued)
+    }
+
+    /// Revokes one certificate.
+    pub fn revoke_serial(
+        &self,
+        serial: &Serial,
+        reason: Reason,
+        now: u64,
+    ) -> Result<RevokeResult, AdminError> {
+        let outcome = self.issuer.ledger().revoke(serial, reason, now)?;
+        self.after_revoke(&outcome);
+        Ok(RevokeResult::from_outcome(&outcome))
+    }
+
+    /// Revokes every unexpired certificate linked to a device identifier.
+    pub fn revoke_device(
+        &self,
+        device: &str,
+        reason: Reason,
+        now: u64,
+    ) -> Result<Vec<RevokeResult>, AdminError> {
+        let ledger = self.issuer.ledger();
+        let serials = ledger.serials_by_device(device)?;
+        if serials.is_empty() {
+            return Err(AdminError::UnknownDevice(device.to_string()));
+        }
+        let mut results = Vec::new();
+        for serial in serials {
+            let Some(record) = ledger.get(&serial)? else {
+                continue;
+            };
+            if record.status(now) == CertStatus::Expired {
+                continue;
+            }
+            let outcome = ledger.revoke(&serial, reason, now)?;
+            self.after_revoke(&outcome);
+            results.push(RevokeResult::from_outcome(&outcome));
+        }
+        Ok(results)
+    }
+
+    fn after_revoke(&self, outcome: &RevokeOutcome) {
+        if outcome.change != RevokeChange::Unchanged {
+            let rev = outcome.record.revocation.expect("revoked record");
+            self.metrics
+                .revoked
+                .with_label_values(&[rev.reason.name()])
+                .inc();
+            tracing::info!(serial = %outcome.record.serial, reason = %rev.reason, change = ?outcome.change, "certificate revoked");
+        }
+    }
+
+    /// One certificate with its PEM.
+    pub fn show(&self, serial: &Serial, now: u64) -> Result<CertView, AdminError> {
+        let ledger = self.issuer.ledger();
+        let record = ledger
+            .get(serial)?
+            .ok_or_else(|| LedgerError::NotFound(serial.clone()))?;
+        let der = ledger.get_der(serial)?;
+        Ok(CertView::new(&record, now, der.as_deref()))
+    }
+
+    /// A page of certificates.
+    pub fn list(
+        &self,
+        after: Option<&Serial>,
+        limit: usize,
+        now: u64,
+    ) -> Result<Vec<CertView>, AdminError> {
+        Ok(self
+            .issuer
+            .ledger()
+            .list(after, limit)?
+            .iter()
+            .map(|r| CertView::new(r, now, None))
+            .collect())
+    }
+}

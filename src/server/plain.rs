@@ -1,0 +1,79 @@
+//! Routes of the plain-HTTP listener: health, metrics and the CA's
+//! certificates (the AIA caIssuers URL points here). OCSP and CRL routes join
+//! this router in their own modules.
+
+use super::observe::{track, Observe};
+use crate::app::App;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::sync::Arc;
+
+/// The plain-HTTP router.
+pub fn router(app: Arc<App>) -> Router {
+    let observe = Observe {
+        listener: "http",
+        metrics: app.metrics.clone(),
+    };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/ca/{file}", get(ca_file))
+        .layer(axum::middleware::from_fn_with_state(observe, track))
+        .with_state(app)
+}
+
+/// Liveness: answers once the ledger is readable.
+pub async fn healthz(State(app): State<Arc<App>>) -> Response {
+    match app.ledger.count() {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: ledger unreadable");
+            (StatusCode::SERVICE_UNAVAILABLE, "ledger unavailable\n").into_response()
+        }
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    if let Ok(n) = app.ledger.count() {
+        app.metrics.ledger_certificates.set(n as i64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn ca_file(State(app): State<Arc<App>>, Path(file): Path<String>) -> Response {
+    const DER: &str = "application/pkix-cert";
+    const PEM: &str = "application/x-pem-file";
+    let issuer_file = format!("{}.crt", app.ca.issuer_id());
+    let (ctype, body): (&str, Vec<u8>) = if file == issuer_file {
+        (DER, app.ca.issuer_der().to_vec())
+    } else if file == "root.crt" {
+        (DER, app.ca.root_der().to_vec())
+    } else if file == "root.pem" {
+        (PEM, crate::ca::to_pem(app.ca.root_der()).into_bytes())
+    } else if file == "chain.pem" {
+        match app.ca.chain_pem() {
+            Ok(p) => (PEM, p.into_bytes()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read chain");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+        }
+    } else {
+        return (StatusCode::NOT_FOUND, "no such CA file\n").into_response();
+    };
+    (
+        [
+            (header::CONTENT_TYPE, ctype),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
