@@ -6,15 +6,16 @@
 
 use crate::ca::{Ca, CaUrls, InitOptions};
 use crate::config::Config;
+use crate::config::OcspSignWith;
 use crate::instance::{ledger_dir, AdminToken};
 use crate::issuance::Issuer;
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{Ledger, LedgerError, LedgerOptions};
 use crate::metrics::Metrics;
 use crate::profile::Profiles;
 use crate::ra::Authority;
+use crate::responder::{Responder, ResponderSettings};
 use anyhow::{anyhow, Context};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 /// Everything a front end needs.
@@ -32,14 +33,38 @@ pub struct App {
     pub metrics: Metrics,
     /// Admin API token.
     pub admin_token: AdminToken,
+    /// The OCSP responder.
+    pub responder: Arc<Responder>,
+}
+
+/// Ledger options from the configuration.
+pub fn ledger_options(config: &Config) -> LedgerOptions {
+    LedgerOptions {
+        ocsp_cache_bytes: config.ocsp.cache_mb.max(1) << 20,
+    }
+}
+
+/// Responder settings from the configuration.
+pub fn responder_settings(config: &Config) -> ResponderSettings {
+    let o = &config.ocsp;
+    ResponderSettings {
+        validity_secs: u64::from(o.response_validity_hours) * 3600,
+        refresh_fraction: o.refresh_fraction,
+        backdate_secs: o.backdate_secs,
+        fresh_signing: o.fresh_signing,
+        max_concurrent_signing: o.max_concurrent_signing,
+        max_nonce_len: o.max_nonce_len,
+        sign_with_issuer: o.sign_with == OcspSignWith::Issuer,
+    }
 }
 
 /// Opens the ledger of a data dir, with a message that says what to do when
 /// a server holds it.
-pub fn open_ledger(data_dir: &Path) -> anyhow::Result<Ledger> {
+pub fn open_ledger(config: &Config) -> anyhow::Result<Ledger> {
+    let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("{}: cannot create data dir", data_dir.display()))?;
-    Ledger::open(&ledger_dir(data_dir)).map_err(|e| match e {
+    Ledger::open_with(&ledger_dir(data_dir), &ledger_options(config)).map_err(|e| match e {
         LedgerError::Locked(p) => anyhow!(
             "{}: another custos process (a running `custos serve`?) holds this data dir",
             p.display()
@@ -81,7 +106,13 @@ impl App {
         let profiles =
             Profiles::from_config(&config).map_err(|e| anyhow!("configuration error: {e}"))?;
         let issuer = Issuer::new(ca.clone(), ledger.clone(), config.crl.shards);
-        let authority = Authority::new(issuer, profiles, metrics.clone());
+        let responder = Arc::new(Responder::new(
+            ledger.clone(),
+            ca.clone(),
+            responder_settings(&config),
+            metrics.registry(),
+        )?);
+        let authority = Authority::new(issuer, profiles, metrics.clone(), responder.clone());
         Ok(App {
             config: Arc::new(config),
             ca,
@@ -89,6 +120,7 @@ impl App {
             authority,
             metrics,
             admin_token,
+            responder,
         })
     }
 }

@@ -244,7 +244,7 @@ fn print_ca(ca: &Ca, data_dir: &Path) {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
-    let ledger = open_ledger(&data_dir).map_err(|e| match ServerInfo::read(&data_dir) {
+    let ledger = open_ledger(&config).map_err(|e| match ServerInfo::read(&data_dir) {
         Ok(info) => anyhow!(
             "custos is already serving this data dir (pid {}, {}): {e}",
             info.pid,
@@ -345,7 +345,10 @@ fn target(config: Config) -> anyhow::Result<Target> {
             data_dir.display()
         );
     }
-    match crate::ledger::Ledger::open(&crate::instance::ledger_dir(&data_dir)) {
+    match crate::ledger::Ledger::open_with(
+        &crate::instance::ledger_dir(&data_dir),
+        &crate::app::ledger_options(&config),
+    ) {
         Ok(ledger) => Ok(Target::Direct(Box::new(App::build(
             config, ledger, None, false,
         )?))),

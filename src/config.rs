@@ -44,6 +44,16 @@ impl Default for LogConfig {
     }
 }
 
+/// Who signs OCSP responses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OcspSignWith {
+    /// The delegated responder certificate (included in responses).
+    Responder,
+    /// The issuing CA's key directly.
+    Issuer,
+}
+
 /// `[ocsp]`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -52,6 +62,26 @@ pub struct OcspConfig {
     pub signer_validity_days: u32,
     /// Renew the responder certificate when fewer days than this are left.
     pub signer_renew_before_days: u32,
+    /// thisUpdate to nextUpdate of every response, in hours.
+    pub response_validity_hours: u32,
+    /// Fraction of the validity after which a precomputed response is re-signed.
+    pub refresh_fraction: f64,
+    /// How far thisUpdate is set in the past, for relying parties' clock skew.
+    pub backdate_secs: u64,
+    /// Cron expression (with seconds) of the refresh job.
+    pub refresh_schedule: String,
+    /// Answer requests that carry a nonce with a freshly signed response echoing it.
+    pub fresh_signing: bool,
+    /// Fresh signatures under way at once; past this, `tryLater`.
+    pub max_concurrent_signing: usize,
+    /// Longest nonce accepted, in bytes (RFC 8954: 32; RFC 9654 allows 128).
+    pub max_nonce_len: usize,
+    /// `responder` (delegated certificate) or `issuer` (the issuing CA's key).
+    pub sign_with: OcspSignWith,
+    /// Cap on the HTTP `max-age` of precomputed answers, in seconds.
+    pub max_age_secs: u64,
+    /// Memory for precomputed responses (RocksDB block cache), in MiB.
+    pub cache_mb: usize,
 }
 
 impl Default for OcspConfig {
@@ -59,6 +89,16 @@ impl Default for OcspConfig {
         OcspConfig {
             signer_validity_days: 14,
             signer_renew_before_days: 5,
+            response_validity_hours: 24,
+            refresh_fraction: 0.5,
+            backdate_secs: 300,
+            refresh_schedule: "0 * * * * *".into(),
+            fresh_signing: true,
+            max_concurrent_signing: 256,
+            max_nonce_len: 32,
+            sign_with: OcspSignWith::Responder,
+            max_age_secs: 60,
+            cache_mb: 64,
         }
     }
 }
@@ -245,6 +285,22 @@ impl Config {
         }
         if self.crl.shards == 0 || self.crl.shards > 4096 {
             bail!("configuration error: crl.shards must be between 1 and 4096");
+        }
+        let o = &self.ocsp;
+        if o.response_validity_hours == 0 || o.response_validity_hours > 24 * 7 {
+            bail!("configuration error: ocsp.response_validity_hours must be between 1 and 168");
+        }
+        if !(0.1..=0.9).contains(&o.refresh_fraction) {
+            bail!("configuration error: ocsp.refresh_fraction must be between 0.1 and 0.9");
+        }
+        if o.max_nonce_len < 1 || o.max_nonce_len > 128 {
+            bail!("configuration error: ocsp.max_nonce_len must be between 1 and 128");
+        }
+        if o.max_concurrent_signing == 0 {
+            bail!("configuration error: ocsp.max_concurrent_signing must be at least 1");
+        }
+        if o.backdate_secs >= u64::from(o.response_validity_hours) * 3600 {
+            bail!("configuration error: ocsp.backdate_secs must be shorter than the response validity");
         }
         if self.ocsp.signer_renew_before_days >= self.ocsp.signer_validity_days {
             bail!("configuration error: ocsp.signer_renew_before_days must be less than ocsp.signer_validity_days");

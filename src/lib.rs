@@ -10,6 +10,7 @@
 //! - [`issuance`]: the one issuance function (CSR + profile + identity → certificate in the ledger).
 //! - [`ledger`]: RocksDB storage of certificates, indexes and the revocation log.
 //! - [`ra`]: administrative operations shared by the admin API and the CLI.
+//! - [`responder`]: OCSP status decisions and precomputed responses.
 //! - [`config`]: `custos.toml` + `CUSTOS_*` + flags → typed config.
 //! - [`app`]: builds the shared handles; [`server`]: the listeners.
 //! - [`instance`]: how a running server is found; [`admin_client`]: the CLI's client for it.
@@ -28,6 +29,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod profile;
 pub mod ra;
+pub mod responder;
 pub mod revocation;
 pub mod serial;
 pub mod server;

@@ -10,9 +10,11 @@ use crate::issuance::{Identity, IssueError, Issued, Issuer};
 use crate::ledger::{CertRecord, CertStatus, LedgerError, RevokeChange, RevokeOutcome};
 use crate::metrics::Metrics;
 use crate::profile::Profiles;
+use crate::responder::Responder;
 use crate::revocation::Reason;
 use crate::serial::Serial;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// Administrative operations.
@@ -21,6 +23,7 @@ pub struct Authority {
     issuer: Issuer,
     profiles: Profiles,
     metrics: Metrics,
+    responder: Arc<Responder>,
 }
 
 /// A certificate as the admin API and CLI show it.
@@ -153,12 +156,36 @@ pub enum AdminError {
 
 impl Authority {
     /// An authority over an issuer.
-    pub fn new(issuer: Issuer, profiles: Profiles, metrics: Metrics) -> Authority {
+    pub fn new(
+        issuer: Issuer,
+        profiles: Profiles,
+        metrics: Metrics,
+        responder: Arc<Responder>,
+    ) -> Authority {
         Authority {
             issuer,
             profiles,
             metrics,
+            responder,
         }
+    }
+
+    fn revoke_one(
+        &self,
+        serial: &Serial,
+        reason: Reason,
+        now: u64,
+    ) -> Result<RevokeOutcome, LedgerError> {
+        // The OCSP responses are re-signed inside the revocation's synced
+        // batch: once this returns, every OCSP answer says revoked.
+        self.issuer
+            .ledger()
+            .revoke_with(serial, reason, now, |record| {
+                self.responder
+                    .precompute(record, now)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            })
     }
 
     /// The issuer.
@@ -186,6 +213,10 @@ impl Authority {
         let identity = Identity::vouched_from_csr(&csr)?;
         let issued = self.issuer.issue(&csr, profile, &identity, now)?;
         self.metrics.issued.inc();
+        if let Err(e) = self.responder.on_issued(&issued.record, now) {
+            // Not fatal: the responder signs on demand when nothing is stored.
+            tracing::warn!(serial = %issued.record.serial, error = %e, "could not precompute OCSP responses");
+        }
         tracing::info!(serial = %issued.record.serial, profile = %profile.name, subject = %issued.record.subject, "certificate issued");
         Ok(issued)
     }
@@ -197,7 +228,7 @@ impl Authority {
         reason: Reason,
         now: u64,
     ) -> Result<RevokeResult, AdminError> {
-        let outcome = self.issuer.ledger().revoke(serial, reason, now)?;
+        let outcome = self.revoke_one(serial, reason, now)?;
         self.after_revoke(&outcome);
         Ok(RevokeResult::from_outcome(&outcome))
     }
@@ -222,7 +253,7 @@ impl Authority {
             if record.status(now) == CertStatus::Expired {
                 continue;
             }
-            let outcome = ledger.revoke(&serial, reason, now)?;
+            let outcome = self.revoke_one(&serial, reason, now)?;
             self.after_revoke(&outcome);
             results.push(RevokeResult::from_outcome(&outcome));
         }

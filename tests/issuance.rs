@@ -24,8 +24,9 @@ fn config(data_dir: &Path) -> Config {
 }
 
 fn app(data_dir: &Path) -> App {
-    let ledger = open_ledger(data_dir).unwrap();
-    App::build(config(data_dir), ledger, None, true).unwrap()
+    let config = config(data_dir);
+    let ledger = open_ledger(&config).unwrap();
+    App::build(config, ledger, None, true).unwrap()
 }
 
 fn write(dir: &Path, name: &str, contents: &[u8]) -> String {

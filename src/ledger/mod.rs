@@ -8,6 +8,8 @@
 //! - `revoked_by_shard`: `shard (u32 BE) ‖ serial` → [`Revocation`]: what a CRL shard lists.
 //! - `revocations`: `seq (u64 BE)` → [`RevocationEvent`]: the log OCSP and CRL builders follow.
 //! - `meta`: schema version, counters, CRL numbers.
+//! - `ocsp`: `tag ‖ serial` → [`Precomputed`] header + signed OCSP response;
+//!   `ocsp_due`: `refresh-at (u64 BE) ‖ serial` → () — what the refresher walks.
 //!
 //! Every write is one `WriteBatch` synced to the WAL before the call returns,
 //! so an acknowledged issuance or revocation survives `kill -9`. Request paths
@@ -38,7 +40,9 @@ const CF_BY_EXPIRY: &str = "by_expiry";
 const CF_REVOKED_BY_SHARD: &str = "revoked_by_shard";
 const CF_REVOCATIONS: &str = "revocations";
 const CF_META: &str = "meta";
-const ALL_CFS: [&str; 8] = [
+const CF_OCSP: &str = "ocsp";
+const CF_OCSP_DUE: &str = "ocsp_due";
+const ALL_CFS: [&str; 10] = [
     CF_CERTS,
     CF_CERT_DER,
     CF_BY_DEVICE,
@@ -47,6 +51,8 @@ const ALL_CFS: [&str; 8] = [
     CF_REVOKED_BY_SHARD,
     CF_REVOCATIONS,
     CF_META,
+    CF_OCSP,
+    CF_OCSP_DUE,
 ];
 
 const META_SCHEMA: &[u8] = b"schema_version";
@@ -70,6 +76,9 @@ pub enum LedgerError {
     /// Stored data that does not parse: the ledger is damaged.
     #[error("ledger data is corrupt: {0}")]
     Corrupt(String),
+    /// Making the status responses for a change failed; nothing was written.
+    #[error("status responses could not be made: {0}")]
+    Status(String),
     /// RocksDB reported an error.
     #[error("ledger storage error: {0}")]
     Storage(#[from] rocksdb::Error),
@@ -93,6 +102,104 @@ pub struct RevokeOutcome {
     pub record: CertRecord,
     /// What changed.
     pub change: RevokeChange,
+}
+
+/// Tuning for [`Ledger::open_with`].
+#[derive(Clone, Debug)]
+pub struct LedgerOptions {
+    /// Bytes of RocksDB block cache for precomputed OCSP responses: the
+    /// bound on the memory they take, whatever the ledger's size.
+    pub ocsp_cache_bytes: usize,
+}
+
+impl Default for LedgerOptions {
+    fn default() -> Self {
+        LedgerOptions {
+            ocsp_cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A set of precomputed status responses for one certificate (one per
+/// CertID hash algorithm), all made at the same time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrecomputedSet {
+    /// thisUpdate (Unix seconds).
+    pub this_update: u64,
+    /// nextUpdate (Unix seconds).
+    pub next_update: u64,
+    /// When the refresher should re-make them (Unix seconds).
+    pub refresh_at: u64,
+    /// Status they state: 0 good, 1 revoked, 2 unknown.
+    pub status: u8,
+    /// `(algorithm tag, signed response DER)`.
+    pub responses: Vec<(u8, Vec<u8>)>,
+}
+
+/// One stored precomputed response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Precomputed {
+    /// thisUpdate (Unix seconds).
+    pub this_update: u64,
+    /// nextUpdate (Unix seconds).
+    pub next_update: u64,
+    /// When it is due for refresh.
+    pub refresh_at: u64,
+    /// Strong validator for HTTP caching (first 8 bytes of SHA-256 of `der`).
+    pub etag: [u8; 8],
+    /// Status it states: 0 good, 1 revoked, 2 unknown.
+    pub status: u8,
+    /// The DER OCSPResponse.
+    pub der: Vec<u8>,
+}
+
+const PRECOMPUTED_HEADER: usize = 33;
+
+impl Precomputed {
+    fn encode(set: &PrecomputedSet, der: &[u8]) -> Vec<u8> {
+        let (this_update, next_update, refresh_at) =
+            (set.this_update, set.next_update, set.refresh_at);
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(der);
+        let mut v = Vec::with_capacity(PRECOMPUTED_HEADER + der.len());
+        v.extend_from_slice(&this_update.to_be_bytes());
+        v.extend_from_slice(&next_update.to_be_bytes());
+        v.extend_from_slice(&refresh_at.to_be_bytes());
+        v.extend_from_slice(&hash[..8]);
+        v.push(set.status);
+        v.extend_from_slice(der);
+        v
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Precomputed, LedgerError> {
+        if bytes.len() < PRECOMPUTED_HEADER {
+            return Err(LedgerError::Corrupt(
+                "precomputed response too short".into(),
+            ));
+        }
+        let word = |i: usize| u64::from_be_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        Ok(Precomputed {
+            this_update: word(0),
+            next_update: word(8),
+            refresh_at: word(16),
+            etag: bytes[24..32].try_into().expect("8 bytes"),
+            status: bytes[32],
+            der: bytes[PRECOMPUTED_HEADER..].to_vec(),
+        })
+    }
+}
+
+fn ocsp_key(tag: u8, serial: &Serial) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + serial.as_bytes().len());
+    k.push(tag);
+    k.extend_from_slice(serial.as_bytes());
+    k
+}
+
+fn due_key(at: u64, serial: &Serial) -> Vec<u8> {
+    let mut k = at.to_be_bytes().to_vec();
+    k.extend_from_slice(serial.as_bytes());
+    k
 }
 
 /// The ledger handle; cheap to share behind an `Arc`.
@@ -161,8 +268,13 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 }
 
 impl Ledger {
-    /// Opens (or creates) the ledger at `path`.
+    /// Opens (or creates) the ledger at `path` with default options.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        Self::open_with(path, &LedgerOptions::default())
+    }
+
+    /// Opens (or creates) the ledger at `path`.
+    pub fn open_with(path: &Path, options: &LedgerOptions) -> Result<Ledger, LedgerError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -172,11 +284,16 @@ impl Ledger {
         let mut table = BlockBasedOptions::default();
         table.set_bloom_filter(10.0, false);
         point.set_block_based_table_factory(&table);
+        let mut ocsp = Options::default();
+        let mut ocsp_table = BlockBasedOptions::default();
+        ocsp_table.set_bloom_filter(10.0, false);
+        ocsp_table.set_block_cache(&rocksdb::Cache::new_lru_cache(options.ocsp_cache_bytes));
+        ocsp.set_block_based_table_factory(&ocsp_table);
         let cfs = ALL_CFS.iter().map(|name| {
-            let cf_opts = if *name == CF_CERTS || *name == CF_CERT_DER {
-                point.clone()
-            } else {
-                Options::default()
+            let cf_opts = match *name {
+                CF_CERTS | CF_CERT_DER => point.clone(),
+                CF_OCSP => ocsp.clone(),
+                _ => Options::default(),
             };
             ColumnFamilyDescriptor::new(*name, cf_opts)
         });
@@ -421,6 +538,19 @@ impl Ledger {
         reason: Reason,
         time: u64,
     ) -> Result<RevokeOutcome, LedgerError> {
+        self.revoke_with(serial, reason, time, |_| Ok(None))
+    }
+
+    /// Like [`Ledger::revoke`], and `status` makes the precomputed responses
+    /// for the revoked record, written in the same synced batch: no reader
+    /// can see the revocation without them, or them without it.
+    pub fn revoke_with(
+        &self,
+        serial: &Serial,
+        reason: Reason,
+        time: u64,
+        status: impl FnOnce(&CertRecord) -> Result<Option<PrecomputedSet>, String>,
+    ) -> Result<RevokeOutcome, LedgerError> {
         let _guard = self.lock();
         let mut record = self
             .get(serial)?
@@ -463,6 +593,10 @@ impl Ledger {
         );
         batch.put_cf(self.cf(CF_REVOCATIONS), seq.to_be_bytes(), encode(&event));
         batch.put_cf(self.cf(CF_META), META_NEXT_SEQ, (seq + 1).to_be_bytes());
+        let set = status(&record).map_err(LedgerError::Status)?;
+        if let Some(set) = set {
+            self.put_precomputed(&mut batch, serial, &set)?;
+        }
         self.db.write_opt(batch, &sync_opts())?;
         Ok(RevokeOutcome { record, change })
     }
@@ -509,6 +643,116 @@ impl Ledger {
             f(serial, decode(&value, "revocation")?)?;
         }
         Ok(())
+    }
+
+    fn put_precomputed(
+        &self,
+        batch: &mut WriteBatch,
+        serial: &Serial,
+        set: &PrecomputedSet,
+    ) -> Result<(), LedgerError> {
+        let mut old_due = Vec::new();
+        for (tag, _) in &set.responses {
+            if let Some(old) = self.get_precomputed(*tag, serial)? {
+                old_due.push(old.refresh_at);
+            }
+        }
+        for at in old_due {
+            batch.delete_cf(self.cf(CF_OCSP_DUE), due_key(at, serial));
+        }
+        for (tag, der) in &set.responses {
+            batch.put_cf(
+                self.cf(CF_OCSP),
+                ocsp_key(*tag, serial),
+                Precomputed::encode(set, der),
+            );
+        }
+        batch.put_cf(self.cf(CF_OCSP_DUE), due_key(set.refresh_at, serial), b"");
+        Ok(())
+    }
+
+    /// Stores precomputed responses for a certificate, replacing older ones.
+    /// Not synced: they can always be re-made from the record (revocations
+    /// use [`Ledger::revoke_with`], which is).
+    pub fn store_precomputed(
+        &self,
+        serial: &Serial,
+        set: &PrecomputedSet,
+    ) -> Result<(), LedgerError> {
+        let mut batch = WriteBatch::default();
+        self.put_precomputed(&mut batch, serial, set)?;
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// A precomputed response by algorithm tag and serial: the OCSP hot path.
+    pub fn get_precomputed(
+        &self,
+        tag: u8,
+        serial: &Serial,
+    ) -> Result<Option<Precomputed>, LedgerError> {
+        match self
+            .db
+            .get_pinned_cf(self.cf(CF_OCSP), ocsp_key(tag, serial))?
+        {
+            None => Ok(None),
+            Some(bytes) => Precomputed::decode(&bytes).map(Some),
+        }
+    }
+
+    /// Removes a certificate's precomputed responses.
+    pub fn delete_precomputed(&self, serial: &Serial, tags: &[u8]) -> Result<(), LedgerError> {
+        let mut batch = WriteBatch::default();
+        for tag in tags {
+            if let Some(old) = self.get_precomputed(*tag, serial)? {
+                batch.delete_cf(self.cf(CF_OCSP_DUE), due_key(old.refresh_at, serial));
+            }
+            batch.delete_cf(self.cf(CF_OCSP), ocsp_key(*tag, serial));
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// Serials whose precomputed responses are due for refresh at `now`,
+    /// oldest first, with their due time; at most `limit`.
+    pub fn precomputed_due(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Serial)>, LedgerError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_OCSP_DUE), IteratorMode::Start)
+        {
+            let (key, _) = item?;
+            if key.len() < 9 {
+                return Err(LedgerError::Corrupt("ocsp_due key too short".into()));
+            }
+            let at = u64_value(Some(&key[..8]))?;
+            if at > now || out.len() >= limit {
+                break;
+            }
+            let serial =
+                Serial::from_bytes(&key[8..]).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+            out.push((at, serial));
+        }
+        Ok(out)
+    }
+
+    /// The earliest refresh time among all precomputed responses.
+    pub fn earliest_precomputed_due(&self) -> Result<Option<u64>, LedgerError> {
+        match self
+            .db
+            .iterator_cf(self.cf(CF_OCSP_DUE), IteratorMode::Start)
+            .next()
+        {
+            None => Ok(None),
+            Some(item) => {
+                let (key, _) = item?;
+                Ok(Some(u64_value(Some(&key[..8.min(key.len())]))?))
+            }
+        }
     }
 
     /// Flushes memtables and the WAL to disk (used at shutdown).

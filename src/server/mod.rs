@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod observe;
+pub mod ocsp;
 pub mod plain;
 pub mod tls;
 

@@ -21,6 +21,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/ca/{file}", get(ca_file))
+        .merge(super::ocsp::routes())
         .layer(axum::middleware::from_fn_with_state(observe, track))
         .with_state(app)
 }
