@@ -6,7 +6,9 @@ use crate::ca::CaPaths;
 use crate::files::read_named;
 use crate::instance::{AdminToken, ServerInfo};
 use crate::ra::CertView;
-use crate::server::admin::{IssueBody, ListAnswer, RevokeAnswer, RevokeBody, StatusAnswer};
+use crate::server::admin::{
+    IssueBody, ListAnswer, RefreshAnswer, RevokeAnswer, RevokeBody, StatusAnswer,
+};
 use anyhow::{anyhow, Context};
 use serde::de::DeserializeOwned;
 use std::path::Path;
@@ -115,5 +117,15 @@ impl AdminClient {
     pub async fn status(&self) -> anyhow::Result<StatusAnswer> {
         self.send(self.http.get(format!("{}/admin/status", self.base)))
             .await
+    }
+
+    /// `POST /admin/ocsp/refresh`.
+    pub async fn ocsp_refresh(&self) -> anyhow::Result<RefreshAnswer> {
+        self.send(
+            self.http
+                .post(format!("{}/admin/ocsp/refresh", self.base))
+                .timeout(Duration::from_secs(3600)),
+        )
+        .await
     }
 }

@@ -55,6 +55,28 @@ pub enum Command {
     Revoke(RevokeArgs),
     /// Show the CA, the ledger and whether a server is running.
     Status,
+    /// OCSP responder tools.
+    Ocsp {
+        /// What to do.
+        #[command(subcommand)]
+        command: OcspCommand,
+    },
+}
+
+/// `custos ocsp …`.
+#[derive(Debug, Subcommand)]
+pub enum OcspCommand {
+    /// Re-sign every unexpired certificate's precomputed responses now.
+    Refresh,
+    /// Ask the running responder about a certificate and print its status.
+    Check {
+        /// PEM certificate issued by this CA.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Responder URL (default: the running server's, else public_http_url + /ocsp).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 /// `custos init`.
@@ -177,6 +199,7 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Certs { command } => certs(config, command).await,
         Command::Revoke(args) => revoke(config, args).await,
         Command::Status => status(config).await,
+        Command::Ocsp { command } => ocsp(config, command).await,
     }
 }
 
@@ -281,8 +304,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Arc::new(app);
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    tokio::spawn(renew_ocsp_signer(app.clone(), shutdown.clone()));
+    // Catch up on refreshes missed while the server was down, then schedule.
+    crate::jobs::refresh_ocsp(app.clone()).await;
+    let mut scheduler = crate::jobs::start(app.clone()).await?;
     let result = crate::server::run(app.clone(), http, https, tls, shutdown).await;
+    let _ = scheduler.shutdown().await;
     tracing::info!("shutting down: flushing the ledger");
     let flushed = app.ledger.flush();
     ServerInfo::remove(&data_dir);
@@ -305,30 +331,6 @@ async fn watch_signals(shutdown: CancellationToken) {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
     }
     shutdown.cancel();
-}
-
-async fn renew_ocsp_signer(app: Arc<App>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let a = app.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            a.ca.renew_ocsp_signer_if_due(
-                a.config.ocsp.signer_validity_days,
-                a.config.ocsp.signer_renew_before_days,
-            )
-        })
-        .await;
-        match result {
-            Ok(Ok(true)) => tracing::info!("renewed the OCSP responder certificate"),
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "OCSP responder renewal failed"),
-            Err(e) => tracing::error!(error = %e, "OCSP responder renewal task failed"),
-        }
-    }
 }
 
 /// Where a command's work goes: straight to the ledger, or to the server.
@@ -534,6 +536,76 @@ async fn status(config: Config) -> anyhow::Result<()> {
             println!("issuer id:         {}", s.issuer_id);
             println!("ocsp signer until: {}", s.ocsp_signer_not_after);
             println!("  root SHA-256:      {}", s.root_fingerprint);
+        }
+    }
+    Ok(())
+}
+
+async fn ocsp(config: Config, command: OcspCommand) -> anyhow::Result<()> {
+    match command {
+        OcspCommand::Refresh => match target(config)? {
+            Target::Direct(app) => {
+                let total = app.ledger.count()?;
+                let bar = indicatif::ProgressBar::new(total);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:40} {pos}/{len} certificates ({eta} left)",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                let done = app
+                    .responder
+                    .refresh_all(unix_now(), |n| bar.set_position(n))?;
+                bar.finish_and_clear();
+                println!("re-signed OCSP responses for {done} unexpired certificates");
+            }
+            Target::Remote(client) => {
+                let spinner = indicatif::ProgressBar::new_spinner();
+                spinner.set_message("re-signing on the running server…");
+                spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+                let answer = client.ocsp_refresh().await;
+                spinner.finish_and_clear();
+                println!(
+                    "re-signed OCSP responses for {} unexpired certificates",
+                    answer?.refreshed
+                );
+            }
+        },
+        OcspCommand::Check { cert, url } => {
+            let data_dir = config.data_dir.clone();
+            let url = match url {
+                Some(u) => u,
+                None => match ServerInfo::read(&data_dir) {
+                    Ok(info) => format!("{}/ocsp", info.http_url),
+                    Err(_) => format!("{}/ocsp", config.http_base(None)),
+                },
+            };
+            let pem = read_named(&cert, "certificate")?;
+            let leaf = crate::ca::parse_pem_bundle(&pem)
+                .map_err(|e| anyhow!("{}: {e}", cert.display()))?;
+            let issuer_path = crate::ca::CaPaths::new(&data_dir).issuer_cert();
+            let issuer_pem = read_named(&issuer_path, "issuing CA certificate")?;
+            let issuer = crate::ca::parse_pem_bundle(&issuer_pem)
+                .map_err(|e| anyhow!("{}: {e}", issuer_path.display()))?;
+            let result = crate::ocsp_check::check(&url, &issuer[0], &leaf[0])
+                .await
+                .map_err(|e| anyhow!("{}: {e}", cert.display()))?;
+            match &result.revoked {
+                Some((time, reason)) => println!(
+                    "{}: revoked at {time}{}",
+                    cert.display(),
+                    reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                ),
+                None => println!("{}: {}", cert.display(), result.status),
+            }
+            println!("  this update: {}", result.this_update);
+            if let Some(n) = &result.next_update {
+                println!("  next update: {n}");
+            }
+            println!("  response verified against {}", issuer_path.display());
         }
     }
     Ok(())

@@ -236,3 +236,19 @@ impl VerifiedCsr {
         })
     }
 }
+
+/// Verifies `signature` over `message` with a public key and a signature
+/// algorithm OID, for the key types custos accepts. Used to check OCSP
+/// responses and certificate chains in the CLI.
+pub fn verify_signature(
+    spki: &SubjectPublicKeyInfoOwned,
+    signature_alg: ObjectIdentifier,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), CsrError> {
+    let kind = key_kind(spki)?;
+    let alg = verification_algorithm(signature_alg, kind)?;
+    UnparsedPublicKey::new(alg, spki.subject_public_key.raw_bytes())
+        .verify(message, signature)
+        .map_err(|_| CsrError::BadSignature)
+}

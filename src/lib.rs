@@ -14,6 +14,8 @@
 //! - [`config`]: `custos.toml` + `CUSTOS_*` + flags → typed config.
 //! - [`app`]: builds the shared handles; [`server`]: the listeners.
 //! - [`instance`]: how a running server is found; [`admin_client`]: the CLI's client for it.
+//! - [`ocsp_check`]: the CLI's OCSP client.
+//! - [`jobs`]: scheduled work (OCSP refresh, responder renewal).
 //! - [`cli`]: the `custos` command line; [`metrics`], [`files`]: support.
 
 pub mod admin_client;
@@ -25,8 +27,10 @@ pub mod csr;
 pub mod files;
 pub mod instance;
 pub mod issuance;
+pub mod jobs;
 pub mod ledger;
 pub mod metrics;
+pub mod ocsp_check;
 pub mod profile;
 pub mod ra;
 pub mod responder;

@@ -295,3 +295,54 @@ fn a_second_init_refuses_to_overwrite_the_ca() {
         root
     );
 }
+
+#[test]
+fn precomputed_responses_are_made_at_issuance_and_refreshed_when_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let now = custos::ca::build::unix_now();
+    let issued = app
+        .authority
+        .issue_csr(p256_csr(&["r.example"]).as_bytes(), None, now)
+        .unwrap();
+    let serial = &issued.record.serial;
+    let first = app
+        .ledger
+        .get_precomputed(1, serial)
+        .unwrap()
+        .expect("SHA-1 response stored");
+    assert!(
+        app.ledger.get_precomputed(2, serial).unwrap().is_some(),
+        "SHA-256 response stored"
+    );
+    assert!(first.next_update > now && first.this_update < now);
+    assert!(first.refresh_at > now && first.refresh_at < first.next_update);
+    // Nothing is due yet; at the refresh time it is re-signed.
+    assert_eq!(app.responder.refresh_due(now, 100).unwrap(), 0);
+    let later = first.refresh_at + 1;
+    assert!(app.responder.refresh_due(later, 100).unwrap() >= 1);
+    let second = app.ledger.get_precomputed(1, serial).unwrap().unwrap();
+    assert!(second.this_update > first.this_update);
+    assert!(second.refresh_at > later);
+    assert_ne!(second.etag, first.etag);
+    // Revocation re-signs within the same call.
+    app.authority
+        .revoke_serial(serial, custos::revocation::Reason::KeyCompromise, later)
+        .unwrap();
+    assert_eq!(
+        app.ledger
+            .get_precomputed(1, serial)
+            .unwrap()
+            .unwrap()
+            .status,
+        1
+    );
+    assert_eq!(
+        app.ledger
+            .get_precomputed(2, serial)
+            .unwrap()
+            .unwrap()
+            .status,
+        1
+    );
+}

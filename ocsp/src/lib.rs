@@ -55,3 +55,6 @@ impl OcspError {
         response::error_response(self.response_status())
     }
 }
+
+/// The x509-ocsp types this crate speaks in, re-exported for callers.
+pub use x509_ocsp;

@@ -71,6 +71,13 @@ pub struct ListAnswer {
     pub next: Option<String>,
 }
 
+/// Answer of `POST /admin/ocsp/refresh`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RefreshAnswer {
+    /// Certificates whose responses were re-signed.
+    pub refreshed: u64,
+}
+
 /// Answer of `GET /admin/status`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StatusAnswer {
@@ -142,6 +149,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/certificates/{serial}", get(show))
         .route("/admin/revoke", post(revoke))
         .route("/admin/status", get(status))
+        .route("/admin/ocsp/refresh", post(ocsp_refresh))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_token,
@@ -256,4 +264,14 @@ async fn status(State(app): State<Arc<App>>) -> Result<Json<StatusAnswer>, ApiEr
         root_fingerprint: app.ca.root_fingerprint(),
         ocsp_signer_not_after: crate::ra::rfc3339(app.ca.ocsp_signer().not_after),
     }))
+}
+
+async fn ocsp_refresh(State(app): State<Arc<App>>) -> Result<Json<RefreshAnswer>, ApiError> {
+    let responder = app.responder.clone();
+    let refreshed =
+        tokio::task::spawn_blocking(move || responder.refresh_all(build_unix_now(), |_| {}))
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| ApiError::from(AdminError::from(e)))?;
+    Ok(Json(RefreshAnswer { refreshed }))
 }

@@ -1,0 +1,84 @@
+//! Scheduled background work (tokio-cron-scheduler): re-signing OCSP
+//! responses before they go stale, and renewing the delegated OCSP
+//! responder certificate.
+//!
+//! Jobs only call domain functions, on the blocking pool (RocksDB and
+//! signing are synchronous); a failure is logged and retried at the next
+//! tick. Nothing here decides status.
+
+use crate::app::App;
+use crate::ca::build::unix_now;
+use std::sync::Arc;
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+/// Most OCSP responses re-signed per run of the refresh job; the rest wait
+/// for the next tick (responses are refreshed long before they expire).
+pub const REFRESH_BATCH: usize = 50_000;
+
+/// Re-signs the OCSP responses due now. Returns how many were refreshed.
+pub async fn refresh_ocsp(app: Arc<App>) -> usize {
+    let result =
+        tokio::task::spawn_blocking(move || app.responder.refresh_due(unix_now(), REFRESH_BATCH))
+            .await;
+    match result {
+        Ok(Ok(n)) => {
+            if n > 0 {
+                tracing::info!(refreshed = n, "re-signed precomputed OCSP responses");
+            }
+            n
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "OCSP refresh failed");
+            0
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "OCSP refresh task failed");
+            0
+        }
+    }
+}
+
+async fn renew_ocsp_signer(app: Arc<App>) {
+    let result = tokio::task::spawn_blocking(move || {
+        app.ca.renew_ocsp_signer_if_due(
+            app.config.ocsp.signer_validity_days,
+            app.config.ocsp.signer_renew_before_days,
+        )
+    })
+    .await;
+    match result {
+        Ok(Ok(true)) => tracing::info!("renewed the OCSP responder certificate"),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "OCSP responder renewal failed"),
+        Err(e) => tracing::error!(error = %e, "OCSP responder renewal task failed"),
+    }
+}
+
+/// Starts the scheduler with every job. Shut it down with `shutdown()`.
+pub async fn start(app: Arc<App>) -> anyhow::Result<JobScheduler> {
+    let scheduler = JobScheduler::new().await?;
+    let a = app.clone();
+    let schedule = app.config.ocsp.refresh_schedule.clone();
+    scheduler
+        .add(
+            Job::new_async(schedule.as_str(), move |_, _| {
+                let a = a.clone();
+                Box::pin(async move {
+                    refresh_ocsp(a).await;
+                })
+            })
+            .map_err(|e| {
+                anyhow::anyhow!("configuration error: ocsp.refresh_schedule {schedule:?}: {e}")
+            })?,
+        )
+        .await?;
+    let a = app.clone();
+    scheduler
+        .add(Job::new_async("0 17 * * * *", move |_, _| {
+            let a = a.clone();
+            Box::pin(async move { renew_ocsp_signer(a).await })
+        })?)
+        .await?;
+    scheduler.start().await?;
+    Ok(scheduler)
+}
