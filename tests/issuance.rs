@@ -346,3 +346,18 @@ fn precomputed_responses_are_made_at_issuance_and_refreshed_when_due() {
         1
     );
 }
+
+#[test]
+fn a_lost_ocsp_responder_key_is_replaced_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let urls = CaUrls {
+        http_base: "http://127.0.0.1:8080".into(),
+    };
+    let ca = Ca::init(dir.path(), &InitOptions::default(), urls.clone()).unwrap();
+    let old = ca.ocsp_signer().cert_der.clone();
+    drop(ca);
+    std::fs::remove_file(CaPaths::new(dir.path()).ocsp_key()).unwrap();
+    let ca = Ca::load(dir.path(), urls).unwrap();
+    assert_ne!(ca.ocsp_signer().cert_der, old);
+    assert!(CaPaths::new(dir.path()).ocsp_key().exists());
+}

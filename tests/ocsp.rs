@@ -207,6 +207,9 @@ async fn openssl_sees_good_then_revoked_over_post_and_get() {
     let r = client.get(&get_url).send().await.unwrap();
     assert_ne!(r.headers()["etag"].to_str().unwrap(), etag);
 
+    // A CertID hash we do not serve (SHA-384): unauthorized, never good.
+    let out = fx.ask(&[&leaf_b], &["-sha384", "-no_nonce"]);
+    assert!(out.contains("unauthorized"), "{out}");
     // A serial we never issued, and garbage.
     let out = fx.ask(&[], &["-serial", "0x1234567890", "-no_nonce"]);
     assert!(out.contains("unauthorized"), "{out}");

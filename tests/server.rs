@@ -270,6 +270,15 @@ fn broken_files_give_one_line_errors_naming_the_file() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("custos.toml"), "{}", stderr(&o));
     std::fs::remove_file(&cfg).unwrap();
+    // Environment overrides are checked like the file.
+    let o = std::process::Command::new(common::custos_bin())
+        .args(["--data-dir", data.to_str().unwrap(), "status"])
+        .env("CUSTOS_CRL__SHARDS", "0")
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("crl.shards"), "{}", stderr(&o));
     // Missing config file.
     let o = custos(&data, &["--config", "/nonexistent/custos.toml", "status"]);
     assert!(!o.status.success());

@@ -392,22 +392,17 @@ impl Ca {
                 paths.issuer_cert().display()
             );
         }
-        let ocsp_cert = load_cert(&paths.ocsp_cert(), "OCSP responder certificate")?;
-        let ocsp_key = load_key(&paths.ocsp_key(), "OCSP responder key")?;
-        if !key_matches(&ocsp_cert, &ocsp_key) {
-            bail!(
-                "{}: this key does not match {}",
-                paths.ocsp_key().display(),
-                paths.ocsp_cert().display()
-            );
-        }
-        let (not_before, not_after) = validity_secs(&ocsp_cert);
-        let signer = OcspSigner {
-            cert_der: ocsp_cert.to_der()?,
-            cert: ocsp_cert,
-            key: ocsp_key,
-            not_after,
-            not_before,
+        let signer = match load_ocsp_signer(&paths) {
+            Ok(signer) => signer,
+            Err(e) => {
+                // A crash between writing the responder's key and its
+                // certificate, or a deleted file: the issuing CA can always
+                // make a new responder, so do that rather than refuse to start.
+                tracing::warn!(error = %e, "OCSP responder files unusable; issuing a new responder certificate");
+                let signer = issue_ocsp_signer(&issuer, &issuer_key, KeyAlgorithm::P256, 14)?;
+                write_ocsp_signer(&paths, &signer)?;
+                signer
+            }
         };
         let issuer_id = hex::encode(&issuer_key.key_id()[..8]);
         Ok(Ca {
@@ -578,6 +573,26 @@ pub fn fingerprint(der: &[u8]) -> String {
 /// PEM-encodes one DER certificate.
 pub fn to_pem(der: &[u8]) -> String {
     cert_pem(der).unwrap_or_default()
+}
+
+fn load_ocsp_signer(paths: &CaPaths) -> anyhow::Result<OcspSigner> {
+    let cert = load_cert(&paths.ocsp_cert(), "OCSP responder certificate")?;
+    let key = load_key(&paths.ocsp_key(), "OCSP responder key")?;
+    if !key_matches(&cert, &key) {
+        bail!(
+            "{}: this key does not match {}",
+            paths.ocsp_key().display(),
+            paths.ocsp_cert().display()
+        );
+    }
+    let (not_before, not_after) = validity_secs(&cert);
+    Ok(OcspSigner {
+        cert_der: cert.to_der()?,
+        cert,
+        key,
+        not_after,
+        not_before,
+    })
 }
 
 fn issue_ocsp_signer(
