@@ -19,22 +19,25 @@ pub struct Observe {
 
 /// Axum middleware recording `custos_http_requests_total` and latency.
 pub async fn track(State(obs): State<Observe>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    // MatchedPath is an Arc<str>: cloning it does not copy the string.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let start = Instant::now();
     let response = next.run(req).await;
     let elapsed = start.elapsed().as_secs_f64();
+    let route = route.as_ref().map_or("unmatched", |r| r.as_str());
     obs.metrics
         .requests
-        .with_label_values(&[obs.listener, &route, &method, response.status().as_str()])
+        .with_label_values(&[
+            obs.listener,
+            route,
+            method.as_str(),
+            response.status().as_str(),
+        ])
         .inc();
     obs.metrics
         .latency
-        .with_label_values(&[obs.listener, &route])
+        .with_label_values(&[obs.listener, route])
         .observe(elapsed);
     response
 }
