@@ -10,13 +10,9 @@ use custos::ledger::{CertRecord, DeviceIds, Ledger};
 use custos::responder::{Responder, ResponderSettings};
 use custos::serial::Serial;
 use custos_ocsp::issuer::{HashAlg, IssuerHashes};
-use custos_ocsp::request::ID_PKIX_OCSP_NONCE;
+use custos_ocsp::request::build_request;
 use custos_ocsp::response::cert_id_for;
-use custos_ocsp::x509_ocsp::{OcspRequest, Request, TbsRequest};
-use der::asn1::OctetString;
-use der::Encode;
 use std::sync::Arc;
-use x509_cert::ext::Extension;
 
 fn record(serial: Serial) -> CertRecord {
     CertRecord {
@@ -38,28 +34,8 @@ fn record(serial: Serial) -> CertRecord {
 
 /// A DER OCSP request for `serial` (SHA-1 CertID), with or without a nonce.
 pub fn request(hashes: &IssuerHashes, serial: &Serial, nonce: bool) -> Vec<u8> {
-    let ext = nonce.then(|| {
-        vec![Extension {
-            extn_id: ID_PKIX_OCSP_NONCE,
-            critical: false,
-            extn_value: OctetString::new(OctetString::new([9u8; 16]).unwrap().to_der().unwrap())
-                .unwrap(),
-        }]
-    });
-    OcspRequest {
-        tbs_request: TbsRequest {
-            version: Default::default(),
-            requestor_name: None,
-            request_list: vec![Request {
-                req_cert: cert_id_for(hashes, HashAlg::Sha1, serial.as_bytes()).unwrap(),
-                single_request_extensions: None,
-            }],
-            request_extensions: ext,
-        },
-        optional_signature: None,
-    }
-    .to_der()
-    .unwrap()
+    let cert_id = cert_id_for(hashes, HashAlg::Sha1, serial.as_bytes()).unwrap();
+    build_request(cert_id, nonce.then_some(&[9u8; 16][..])).unwrap()
 }
 
 fn bench(c: &mut Criterion) {

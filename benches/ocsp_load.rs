@@ -19,11 +19,8 @@ use custos::ledger::{CertRecord, DeviceIds};
 use custos::revocation::Reason;
 use custos::serial::Serial;
 use custos_ocsp::issuer::{HashAlg, IssuerHashes};
-use custos_ocsp::request::ID_PKIX_OCSP_NONCE;
+use custos_ocsp::request::build_request;
 use custos_ocsp::response::cert_id_for;
-use custos_ocsp::x509_ocsp::{OcspRequest, Request, TbsRequest};
-use der::asn1::OctetString;
-use der::Encode;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -32,7 +29,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use x509_cert::ext::Extension;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -60,30 +56,13 @@ fn record(serial: Serial) -> CertRecord {
 }
 
 fn ocsp_request(hashes: &IssuerHashes, serial: &Serial, nonce: Option<u64>) -> Vec<u8> {
-    let ext = nonce.map(|n| {
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&n.to_be_bytes());
-        vec![Extension {
-            extn_id: ID_PKIX_OCSP_NONCE,
-            critical: false,
-            extn_value: OctetString::new(OctetString::new(bytes).unwrap().to_der().unwrap())
-                .unwrap(),
-        }]
+    let cert_id = cert_id_for(hashes, HashAlg::Sha1, serial.as_bytes()).unwrap();
+    let bytes = nonce.map(|n| {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&n.to_be_bytes());
+        b
     });
-    OcspRequest {
-        tbs_request: TbsRequest {
-            version: Default::default(),
-            requestor_name: None,
-            request_list: vec![Request {
-                req_cert: cert_id_for(hashes, HashAlg::Sha1, serial.as_bytes()).unwrap(),
-                single_request_extensions: None,
-            }],
-            request_extensions: ext,
-        },
-        optional_signature: None,
-    }
-    .to_der()
-    .unwrap()
+    build_request(cert_id, bytes.as_ref().map(|b| &b[..])).unwrap()
 }
 
 #[derive(Clone)]

@@ -7,13 +7,9 @@
 use crate::csr::verify_signature;
 use anyhow::{anyhow, bail, Context};
 use custos_ocsp::issuer::{HashAlg, IssuerHashes};
-use custos_ocsp::request::ID_PKIX_OCSP_NONCE;
+use custos_ocsp::request::{nonce_extension, ID_PKIX_OCSP_NONCE};
 use custos_ocsp::response::{cert_id_for, ID_PKIX_OCSP_BASIC};
-use custos_ocsp::x509_ocsp::{
-    BasicOcspResponse, CertStatus, OcspRequest, OcspResponse, OcspResponseStatus, Request,
-    TbsRequest,
-};
-use der::asn1::OctetString;
+use custos_ocsp::x509_ocsp::{BasicOcspResponse, CertStatus, OcspResponse, OcspResponseStatus};
 use der::{Decode, Encode};
 use x509_cert::ext::Extension;
 use x509_cert::Certificate;
@@ -32,11 +28,7 @@ pub struct CheckResult {
 }
 
 fn nonce_ext(nonce: &[u8]) -> anyhow::Result<Extension> {
-    Ok(Extension {
-        extn_id: ID_PKIX_OCSP_NONCE,
-        critical: false,
-        extn_value: OctetString::new(OctetString::new(nonce)?.to_der()?)?,
-    })
+    Ok(nonce_extension(nonce)?)
 }
 
 /// Builds the DER request for `cert` (issued by `issuer`) with `nonce`.
@@ -49,19 +41,7 @@ pub fn build_request(
     let serial = cert.tbs_certificate.serial_number.as_bytes();
     let serial = &serial[serial.iter().position(|b| *b != 0).unwrap_or(0)..];
     let cert_id = cert_id_for(&hashes, HashAlg::Sha1, serial).map_err(|e| anyhow!("{e}"))?;
-    let req = OcspRequest {
-        tbs_request: TbsRequest {
-            version: Default::default(),
-            requestor_name: None,
-            request_list: vec![Request {
-                req_cert: cert_id,
-                single_request_extensions: None,
-            }],
-            request_extensions: Some(vec![nonce_ext(nonce)?]),
-        },
-        optional_signature: None,
-    };
-    Ok(req.to_der()?)
+    Ok(custos_ocsp::request::build_request(cert_id, Some(nonce))?)
 }
 
 fn verify_cert_signed_by(cert: &Certificate, issuer: &Certificate) -> anyhow::Result<()> {

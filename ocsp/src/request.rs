@@ -86,6 +86,36 @@ pub fn parse_request(der: &[u8], max_nonce_len: usize) -> Result<ParsedRequest, 
     Ok(ParsedRequest { queries, nonce })
 }
 
+/// The nonce extension as RFC 6960 writes it: an OCTET STRING holding the
+/// DER of an OCTET STRING with the nonce.
+pub fn nonce_extension(nonce: &[u8]) -> Result<Extension, der::Error> {
+    use der::Encode;
+    Ok(Extension {
+        extn_id: ID_PKIX_OCSP_NONCE,
+        critical: false,
+        extn_value: der::asn1::OctetString::new(der::asn1::OctetString::new(nonce)?.to_der()?)?,
+    })
+}
+
+/// A client's DER request for one CertID, with an optional nonce (used by
+/// `custos ocsp check`, the benches and the tests).
+pub fn build_request(cert_id: CertId, nonce: Option<&[u8]>) -> Result<Vec<u8>, der::Error> {
+    use der::Encode;
+    x509_ocsp::OcspRequest {
+        tbs_request: x509_ocsp::TbsRequest {
+            version: Default::default(),
+            requestor_name: None,
+            request_list: vec![x509_ocsp::Request {
+                req_cert: cert_id,
+                single_request_extensions: None,
+            }],
+            request_extensions: nonce.map(nonce_extension).transpose()?.map(|e| vec![e]),
+        },
+        optional_signature: None,
+    }
+    .to_der()
+}
+
 fn strip_zeros(b: &[u8]) -> &[u8] {
     let start = b.iter().position(|x| *x != 0).unwrap_or(b.len());
     &b[start..]
@@ -109,8 +139,8 @@ mod tests {
     use x509_cert::serial_number::SerialNumber;
     use x509_ocsp::{Request, TbsRequest};
 
-    fn request(nonce: Option<&[u8]>, ids: usize) -> Vec<u8> {
-        let cert_id = CertId {
+    fn request_cert_id() -> CertId {
+        CertId {
             hash_algorithm: AlgorithmIdentifierOwned {
                 oid: crate::issuer::ID_SHA1,
                 parameters: None,
@@ -118,7 +148,11 @@ mod tests {
             issuer_name_hash: OctetString::new(vec![1u8; 20]).unwrap(),
             issuer_key_hash: OctetString::new(vec![2u8; 20]).unwrap(),
             serial_number: SerialNumber::new(&[0x01, 0x02]).unwrap(),
-        };
+        }
+    }
+
+    fn request(nonce: Option<&[u8]>, ids: usize) -> Vec<u8> {
+        let cert_id = request_cert_id();
         let req = OcspRequest {
             tbs_request: TbsRequest {
                 version: Default::default(),
@@ -153,6 +187,19 @@ mod tests {
         assert_eq!(parsed.queries[0].alg, Some(HashAlg::Sha1));
         assert!(parsed.nonce.is_some());
         assert!(parse_request(&request(None, 1), 32)
+            .unwrap()
+            .nonce
+            .is_none());
+    }
+
+    #[test]
+    fn built_requests_parse_back() {
+        let cert_id = request_cert_id();
+        let der = build_request(cert_id.clone(), Some(&[5u8; 16])).unwrap();
+        let parsed = parse_request(&der, 32).unwrap();
+        assert_eq!(parsed.queries[0].cert_id, cert_id);
+        assert_eq!(parsed.nonce, Some(nonce_extension(&[5u8; 16]).unwrap()));
+        assert!(parse_request(&build_request(cert_id, None).unwrap(), 32)
             .unwrap()
             .nonce
             .is_none());
