@@ -237,6 +237,22 @@ fn base_url(scheme: &str, addr: SocketAddr) -> String {
     format!("{scheme}://{addr}")
 }
 
+/// Top-level configuration keys that `CUSTOS_<KEY>` (and
+/// `CUSTOS_<SECTION>__<KEY>`) environment variables may set.
+const ENV_KEYS: &[&str] = &[
+    "data_dir",
+    "http_listen",
+    "https_listen",
+    "public_http_url",
+    "public_https_url",
+    "default_profile",
+    "profiles",
+    "log",
+    "ocsp",
+    "crl",
+    "tls",
+];
+
 impl Config {
     /// Loads and checks the configuration. `config_file` is `--config`.
     pub fn load(config_file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
@@ -255,7 +271,17 @@ impl Config {
                 }
             }
         }
-        figment = figment.merge(Env::prefixed("CUSTOS_").ignore(&["config"]).split("__"));
+        // Only variables naming a configuration section or key are read:
+        // other CUSTOS_* variables (CUSTOS_CONFIG, the benches' knobs) are
+        // not configuration and must not be refused as unknown fields.
+        figment = figment.merge(
+            Env::prefixed("CUSTOS_")
+                .filter(|key| {
+                    let top = key.as_str().split("__").next().unwrap_or_default();
+                    ENV_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+                })
+                .split("__"),
+        );
         let mut config: Config = figment
             .extract()
             .map_err(|e| anyhow!("configuration error: {}", one_line(&e)))?;

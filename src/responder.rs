@@ -19,7 +19,6 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use spki::AlgorithmIdentifierOwned;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
-use x509_cert::Certificate;
 
 /// Responder settings, from `[ocsp]`.
 #[derive(Clone, Debug)]
@@ -76,7 +75,7 @@ pub enum AnswerKind {
 #[derive(Clone, Debug)]
 pub struct Answer {
     /// The DER OCSPResponse.
-    pub der: Vec<u8>,
+    pub der: bytes::Bytes,
     /// How.
     pub kind: AnswerKind,
     /// good | revoked | unknown | mixed, for metrics.
@@ -143,7 +142,8 @@ impl OcspMetrics {
 /// Signs with the delegated responder (or the issuing CA).
 struct Signer<'a> {
     key: &'a crate::ca::key::SigningKey,
-    cert: Option<&'a Certificate>,
+    /// Empty, or the delegated responder's certificate.
+    certs: Vec<&'a [u8]>,
 }
 
 impl ResponseSigner for Signer<'_> {
@@ -156,8 +156,8 @@ impl ResponseSigner for Signer<'_> {
     fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, String> {
         self.key.sign(tbs).map_err(|e| e.to_string())
     }
-    fn certs(&self) -> Option<Vec<Certificate>> {
-        self.cert.map(|c| vec![c.clone()])
+    fn certs_der(&self) -> &[&[u8]] {
+        &self.certs
     }
 }
 
@@ -224,13 +224,13 @@ impl Responder {
         if self.settings.sign_with_issuer {
             f(&Signer {
                 key: self.ca.issuer_key(),
-                cert: None,
+                certs: Vec::new(),
             })
         } else {
             let delegated: Arc<OcspSigner> = self.ca.ocsp_signer();
             f(&Signer {
                 key: &delegated.key,
-                cert: Some(&delegated.cert),
+                certs: vec![&delegated.cert_der],
             })
         }
     }
@@ -352,7 +352,7 @@ impl Responder {
         }
         self.metrics.answers.with_label_values(&[label]).inc();
         Answer {
-            der: e.to_der().to_vec(),
+            der: e.to_der().to_vec().into(),
             kind: AnswerKind::Error(label),
             status: label,
         }
@@ -411,13 +411,15 @@ impl Responder {
                         .ledger
                         .get_precomputed(alg.tag(), &serial)
                         .map_err(internal)?;
-                    fresh.unwrap_or(Precomputed {
-                        this_update: set.this_update,
-                        next_update: set.next_update,
-                        refresh_at: set.refresh_at,
-                        etag: [0; 8],
-                        status: set.status,
-                        der,
+                    fresh.unwrap_or_else(|| {
+                        Arc::new(Precomputed {
+                            this_update: set.this_update,
+                            next_update: set.next_update,
+                            refresh_at: set.refresh_at,
+                            etag: [0; 8],
+                            status: set.status,
+                            der: der.into(),
+                        })
                     })
                 }
             };
@@ -429,7 +431,7 @@ impl Responder {
                     next_update: p.next_update,
                     etag: p.etag,
                 },
-                der: p.der,
+                der: p.der.clone(),
                 status,
             });
         }
@@ -475,7 +477,7 @@ impl Responder {
             _ => "mixed",
         };
         Ok(Answer {
-            der,
+            der: der.into(),
             kind: AnswerKind::Fresh,
             status,
         })

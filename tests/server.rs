@@ -279,6 +279,14 @@ fn broken_files_give_one_line_errors_naming_the_file() {
         .unwrap();
     assert!(!o.status.success());
     assert!(stderr(&o).contains("crl.shards"), "{}", stderr(&o));
+    // CUSTOS_* variables that name no configuration key are not configuration.
+    let o = std::process::Command::new(common::custos_bin())
+        .args(["--data-dir", data.to_str().unwrap(), "status"])
+        .env("CUSTOS_LOAD_CERTS", "10")
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
     // Missing config file.
     let o = custos(&data, &["--config", "/nonexistent/custos.toml", "status"]);
     assert!(!o.status.success());

@@ -5,18 +5,17 @@
 
 use crate::issuer::{HashAlg, IssuerHashes};
 use crate::OcspError;
-use der::asn1::{BitString, GeneralizedTime, Null, OctetString};
+use der::asn1::{AnyRef, BitString, GeneralizedTime, Null, OctetString};
 use der::oid::ObjectIdentifier;
-use der::Encode;
+use der::{Decode, Encode};
 use spki::AlgorithmIdentifierOwned;
 use std::time::Duration;
 use x509_cert::ext::pkix::CrlReason;
 use x509_cert::ext::Extension;
 use x509_cert::serial_number::SerialNumber;
-use x509_cert::Certificate;
 use x509_ocsp::{
-    BasicOcspResponse, CertId, CertStatus, OcspGeneralizedTime, OcspResponse, OcspResponseStatus,
-    ResponderId, ResponseBytes, ResponseData, RevokedInfo, SingleResponse,
+    CertId, CertStatus, OcspGeneralizedTime, OcspResponse, OcspResponseStatus, ResponderId,
+    ResponseBytes, ResponseData, RevokedInfo, SingleResponse,
 };
 
 /// id-pkix-ocsp-basic.
@@ -53,6 +52,18 @@ pub struct SingleAnswer {
     pub next_update: u64,
 }
 
+/// BasicOCSPResponse (RFC 6960 §4.2.1) put together from DER already made:
+/// the signed ResponseData and the responder's certificates are copied,
+/// never decoded and re-encoded.
+#[derive(der::Sequence)]
+struct EncodedBasicResponse<'a> {
+    tbs_response_data: AnyRef<'a>,
+    signature_algorithm: AlgorithmIdentifierOwned,
+    signature: BitString,
+    #[asn1(context_specific = "0", optional = "true", tag_mode = "EXPLICIT")]
+    certs: Option<Vec<AnyRef<'a>>>,
+}
+
 /// What signs responses: the delegated responder or the CA.
 pub trait ResponseSigner {
     /// signatureAlgorithm for the BasicOCSPResponse.
@@ -61,8 +72,9 @@ pub trait ResponseSigner {
     fn key_hash(&self) -> [u8; 20];
     /// Signs the DER ResponseData; returns the DER signature value.
     fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, String>;
-    /// Certificates to include (the delegated responder's), if any.
-    fn certs(&self) -> Option<Vec<Certificate>>;
+    /// DER certificates to include (the delegated responder's), if any.
+    /// Passed as DER so that no response re-encodes a certificate.
+    fn certs_der(&self) -> &[&[u8]];
 }
 
 /// The CertID for our issuer and a serial under an algorithm (for
@@ -142,11 +154,17 @@ pub fn build_response(
     };
     let tbs_der = tbs.to_der().map_err(internal)?;
     let signature = signer.sign(&tbs_der).map_err(OcspError::Internal)?;
-    let basic = BasicOcspResponse {
-        tbs_response_data: tbs,
+    let certs = signer
+        .certs_der()
+        .iter()
+        .map(|c| AnyRef::from_der(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(internal)?;
+    let basic = EncodedBasicResponse {
+        tbs_response_data: AnyRef::from_der(&tbs_der).map_err(internal)?,
         signature_algorithm: signer.signature_algorithm(),
         signature: BitString::from_bytes(&signature).map_err(internal)?,
-        certs: signer.certs(),
+        certs: (!certs.is_empty()).then_some(certs),
     };
     let response = OcspResponse {
         response_status: OcspResponseStatus::Successful,

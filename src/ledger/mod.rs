@@ -17,6 +17,7 @@
 //! except [`Ledger::list`], which pages. This module knows nothing of HTTP,
 //! certificates' contents or policy.
 
+mod hot;
 mod record;
 
 pub use record::{
@@ -30,7 +31,7 @@ use rocksdb::{
     WriteOptions, DB,
 };
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 const CF_CERTS: &str = "certs";
 const CF_CERT_DER: &str = "cert_der";
@@ -107,8 +108,9 @@ pub struct RevokeOutcome {
 /// Tuning for [`Ledger::open_with`].
 #[derive(Clone, Debug)]
 pub struct LedgerOptions {
-    /// Bytes of RocksDB block cache for precomputed OCSP responses: the
-    /// bound on the memory they take, whatever the ledger's size.
+    /// Bytes of memory for precomputed OCSP responses, whatever the
+    /// ledger's size: three quarters for the in-memory hot cache, one
+    /// quarter for RocksDB's block cache.
     pub ocsp_cache_bytes: usize,
 }
 
@@ -149,8 +151,8 @@ pub struct Precomputed {
     pub etag: [u8; 8],
     /// Status it states: 0 good, 1 revoked, 2 unknown.
     pub status: u8,
-    /// The DER OCSPResponse.
-    pub der: Vec<u8>,
+    /// The DER OCSPResponse (shared, not copied, when served).
+    pub der: bytes::Bytes,
 }
 
 const PRECOMPUTED_HEADER: usize = 33;
@@ -184,7 +186,7 @@ impl Precomputed {
             refresh_at: word(16),
             etag: bytes[24..32].try_into().expect("8 bytes"),
             status: bytes[32],
-            der: bytes[PRECOMPUTED_HEADER..].to_vec(),
+            der: bytes::Bytes::copy_from_slice(&bytes[PRECOMPUTED_HEADER..]),
         })
     }
 }
@@ -210,6 +212,8 @@ pub struct Ledger {
     /// revocation sequence, the certificate count). Readers never take it.
     /// A std mutex: it is never held across an await.
     write_lock: Mutex<()>,
+    /// Precomputed OCSP responses recently served.
+    hot: hot::HotCache,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -287,7 +291,9 @@ impl Ledger {
         let mut ocsp = Options::default();
         let mut ocsp_table = BlockBasedOptions::default();
         ocsp_table.set_bloom_filter(10.0, false);
-        ocsp_table.set_block_cache(&rocksdb::Cache::new_lru_cache(options.ocsp_cache_bytes));
+        ocsp_table.set_block_cache(&rocksdb::Cache::new_lru_cache(
+            (options.ocsp_cache_bytes / 4).max(1 << 20),
+        ));
         ocsp.set_block_based_table_factory(&ocsp_table);
         let cfs = ALL_CFS.iter().map(|name| {
             let cf_opts = match *name {
@@ -309,6 +315,7 @@ impl Ledger {
             db,
             path: path.to_path_buf(),
             write_lock: Mutex::new(()),
+            hot: hot::HotCache::new(options.ocsp_cache_bytes - options.ocsp_cache_bytes / 4),
         };
         ledger.check_schema()?;
         Ok(ledger)
@@ -594,10 +601,13 @@ impl Ledger {
         batch.put_cf(self.cf(CF_REVOCATIONS), seq.to_be_bytes(), encode(&event));
         batch.put_cf(self.cf(CF_META), META_NEXT_SEQ, (seq + 1).to_be_bytes());
         let set = status(&record).map_err(LedgerError::Status)?;
-        if let Some(set) = set {
-            self.put_precomputed(&mut batch, serial, &set)?;
+        if let Some(set) = &set {
+            self.put_precomputed(&mut batch, serial, set)?;
         }
         self.db.write_opt(batch, &sync_opts())?;
+        if let Some(set) = &set {
+            self.invalidate_hot(serial, set.responses.iter().map(|(t, _)| *t));
+        }
         Ok(RevokeOutcome { record, change })
     }
 
@@ -682,7 +692,18 @@ impl Ledger {
         let mut batch = WriteBatch::default();
         self.put_precomputed(&mut batch, serial, set)?;
         self.db.write(batch)?;
+        self.invalidate_hot(serial, set.responses.iter().map(|(t, _)| *t));
         Ok(())
+    }
+
+    fn invalidate_hot(&self, serial: &Serial, tags: impl Iterator<Item = u8>) {
+        let keys: Vec<Vec<u8>> = tags.map(|t| ocsp_key(t, serial)).collect();
+        self.hot.invalidate(keys.iter().map(|k| &k[..]));
+    }
+
+    /// Bytes of precomputed responses held in memory by the hot cache.
+    pub fn hot_cache_bytes(&self) -> u64 {
+        self.hot.weight()
     }
 
     /// A precomputed response by algorithm tag and serial: the OCSP hot path.
@@ -690,13 +711,19 @@ impl Ledger {
         &self,
         tag: u8,
         serial: &Serial,
-    ) -> Result<Option<Precomputed>, LedgerError> {
-        match self
-            .db
-            .get_pinned_cf(self.cf(CF_OCSP), ocsp_key(tag, serial))?
-        {
+    ) -> Result<Option<Arc<Precomputed>>, LedgerError> {
+        let key = ocsp_key(tag, serial);
+        if let Some(hit) = self.hot.get(&key) {
+            return Ok(Some(hit));
+        }
+        let epoch = self.hot.epoch();
+        match self.db.get_pinned_cf(self.cf(CF_OCSP), &key)? {
             None => Ok(None),
-            Some(bytes) => Precomputed::decode(&bytes).map(Some),
+            Some(bytes) => {
+                let value = Arc::new(Precomputed::decode(&bytes)?);
+                self.hot.fill(key, value.clone(), epoch);
+                Ok(Some(value))
+            }
         }
     }
 
@@ -710,6 +737,7 @@ impl Ledger {
             batch.delete_cf(self.cf(CF_OCSP), ocsp_key(*tag, serial));
         }
         self.db.write(batch)?;
+        self.invalidate_hot(serial, tags.iter().copied());
         Ok(())
     }
 

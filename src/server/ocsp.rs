@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use custos_ocsp::get::decode_get_path;
 use custos_ocsp::RESPONSE_MEDIA_TYPE;
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -52,8 +53,41 @@ fn http_date(secs: u64) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
 }
 
+thread_local! {
+    /// The last `Expires` and `Cache-Control` values made on this thread:
+    /// under load nearly every answer in a second shares them.
+    static LAST_HEADERS: RefCell<Option<(u64, u64, HeaderValue, HeaderValue)>> =
+        const { RefCell::new(None) };
+}
+
+/// `Expires` (now + max-age) and `Cache-Control` for a precomputed answer.
+fn freshness_headers(now: u64, max_age: u64) -> (HeaderValue, HeaderValue) {
+    LAST_HEADERS.with(|cell| {
+        let mut last = cell.borrow_mut();
+        if let Some((n, m, expires, control)) = last.as_ref() {
+            if *n == now && *m == max_age {
+                return (expires.clone(), control.clone());
+            }
+        }
+        let control = HeaderValue::from_str(&format!(
+            "max-age={max_age}, public, no-transform, must-revalidate"
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("max-age=0, no-cache"));
+        let expires = http_date(now + max_age);
+        *last = Some((now, max_age, expires.clone(), control.clone()));
+        (expires, control)
+    })
+}
+
+/// The quoted hex ETag of an 8-byte validator.
+fn etag_value(etag: &[u8; 8]) -> HeaderValue {
+    let mut text = [b'"'; 18];
+    hex::encode_to_slice(etag, &mut text[1..17]).unwrap_or_default();
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
 fn respond(app: &App, answer: Answer, request: &HeaderMap) -> Response {
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderMap::with_capacity(6);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(RESPONSE_MEDIA_TYPE),
@@ -68,21 +102,19 @@ fn respond(app: &App, answer: Answer, request: &HeaderMap) -> Response {
             let max_age = next_update
                 .saturating_sub(now)
                 .min(app.config.ocsp.max_age_secs);
-            let etag = format!("\"{}\"", hex::encode(etag));
-            if let Ok(v) = HeaderValue::from_str(&format!(
-                "max-age={max_age}, public, no-transform, must-revalidate"
-            )) {
-                headers.insert(header::CACHE_CONTROL, v);
-            }
+            let (expires, control) = freshness_headers(now, max_age);
+            let etag = etag_value(&etag);
+            headers.insert(header::CACHE_CONTROL, control);
             headers.insert(header::LAST_MODIFIED, http_date(this_update));
-            headers.insert(header::EXPIRES, http_date(now + max_age));
-            if let Ok(v) = HeaderValue::from_str(&etag) {
-                headers.insert(header::ETAG, v);
-            }
+            headers.insert(header::EXPIRES, expires);
             let matches = request
                 .get(header::IF_NONE_MATCH)
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+                .is_some_and(|v| {
+                    v.split(',')
+                        .any(|t| t.trim().as_bytes() == etag.as_bytes() || t.trim() == "*")
+                });
+            headers.insert(header::ETAG, etag);
             if matches {
                 headers.remove(header::CONTENT_TYPE);
                 return (StatusCode::NOT_MODIFIED, headers).into_response();
