@@ -1,9 +1,35 @@
-//! custos-crl: building and signing X.509 v2 CRLs (RFC 5280 §5) from an
-//! iterator of revoked entries, without storage knowledge.
+//! custos-crl: building and signing X.509 v2 CRLs (RFC 5280 §5) without
+//! storage, clocks or keys.
 //!
-//! Filled by the CRL issue; for now it fixes the media type of published CRLs.
+//! [`CrlBuilder`] takes the CRL's fixed fields ([`CrlParams`]), then the
+//! revoked entries one at a time as the caller streams them from wherever
+//! it keeps them, then a [`CrlSigner`]. Entries are encoded straight into
+//! the buffer that becomes the CRL, so building needs memory in proportion
+//! to the CRL's size and nothing more. Times are Unix seconds passed in.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod builder;
+
+pub use builder::{CrlBuilder, CrlParams, CrlSigner, Entry};
+
 /// Media type of DER CRLs.
 pub const MEDIA_TYPE: &str = "application/pkix-crl";
+
+/// Why a CRL could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CrlError {
+    /// A field could not be encoded (a bug or a value out of range).
+    #[error("cannot encode the CRL: {0}")]
+    Encoding(String),
+    /// The signer refused or failed.
+    #[error("cannot sign the CRL: {0}")]
+    Signing(String),
+}
+
+impl From<der::Error> for CrlError {
+    fn from(e: der::Error) -> Self {
+        CrlError::Encoding(e.to_string())
+    }
+}
