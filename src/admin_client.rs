@@ -7,7 +7,7 @@ use crate::files::read_named;
 use crate::instance::{AdminToken, ServerInfo};
 use crate::ra::CertView;
 use crate::server::admin::{
-    IssueBody, ListAnswer, RefreshAnswer, RevokeAnswer, RevokeBody, StatusAnswer,
+    CrlInfo, IssueBody, ListAnswer, RefreshAnswer, RevokeAnswer, RevokeBody, StatusAnswer,
 };
 use anyhow::{anyhow, Context};
 use serde::de::DeserializeOwned;
@@ -116,6 +116,22 @@ impl AdminClient {
     /// `GET /admin/status`.
     pub async fn status(&self) -> anyhow::Result<StatusAnswer> {
         self.send(self.http.get(format!("{}/admin/status", self.base)))
+            .await
+    }
+
+    /// `POST /admin/crl/generate`.
+    pub async fn crl_generate(&self) -> anyhow::Result<Vec<CrlInfo>> {
+        self.send(
+            self.http
+                .post(format!("{}/admin/crl/generate", self.base))
+                .timeout(Duration::from_secs(3600)),
+        )
+        .await
+    }
+
+    /// `GET /admin/crl`.
+    pub async fn crl_show(&self) -> anyhow::Result<Vec<CrlInfo>> {
+        self.send(self.http.get(format!("{}/admin/crl", self.base)))
             .await
     }
 

@@ -7,6 +7,7 @@
 use crate::ca::{Ca, CaUrls, InitOptions};
 use crate::config::Config;
 use crate::config::OcspSignWith;
+use crate::crl_publisher::{CrlPublisher, CrlSettings};
 use crate::instance::{ledger_dir, AdminToken};
 use crate::issuance::Issuer;
 use crate::ledger::{Ledger, LedgerError, LedgerOptions};
@@ -35,6 +36,8 @@ pub struct App {
     pub admin_token: AdminToken,
     /// The OCSP responder.
     pub responder: Arc<Responder>,
+    /// The CRL publisher.
+    pub crl: Arc<CrlPublisher>,
 }
 
 /// Ledger options from the configuration.
@@ -55,6 +58,19 @@ pub fn responder_settings(config: &Config) -> ResponderSettings {
         max_concurrent_signing: o.max_concurrent_signing,
         max_nonce_len: o.max_nonce_len,
         sign_with_issuer: o.sign_with == OcspSignWith::Issuer,
+    }
+}
+
+/// CRL publisher settings from the configuration.
+pub fn crl_settings(config: &Config) -> CrlSettings {
+    let c = &config.crl;
+    CrlSettings {
+        shards: c.shards,
+        validity_secs: u64::from(c.validity_hours) * 3600,
+        expired_grace_secs: u64::from(c.expired_grace_hours) * 3600,
+        debounce: std::time::Duration::from_millis(c.debounce_ms),
+        publish_dir: c.publish_dir.clone(),
+        refresh_schedule: c.refresh_schedule.clone(),
     }
 }
 
@@ -112,7 +128,19 @@ impl App {
             responder_settings(&config),
             metrics.registry(),
         )?);
-        let authority = Authority::new(issuer, profiles, metrics.clone(), responder.clone());
+        let crl = Arc::new(CrlPublisher::new(
+            ledger.clone(),
+            ca.clone(),
+            crl_settings(&config),
+            metrics.registry(),
+        )?);
+        let authority = Authority::new(
+            issuer,
+            profiles,
+            metrics.clone(),
+            responder.clone(),
+            crl.clone(),
+        );
         Ok(App {
             config: Arc::new(config),
             ca,
@@ -121,6 +149,7 @@ impl App {
             metrics,
             admin_token,
             responder,
+            crl,
         })
     }
 }

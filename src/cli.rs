@@ -13,7 +13,7 @@ use crate::instance::{AdminToken, ServerInfo};
 use crate::ra::CertView;
 use crate::revocation::Reason;
 use crate::serial::Serial;
-use crate::server::admin::RevokeBody;
+use crate::server::admin::{CrlInfo, RevokeBody};
 use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -61,6 +61,21 @@ pub enum Command {
         #[command(subcommand)]
         command: OcspCommand,
     },
+    /// CRL publisher tools.
+    Crl {
+        /// What to do.
+        #[command(subcommand)]
+        command: CrlCommand,
+    },
+}
+
+/// `custos crl …`.
+#[derive(Debug, Subcommand)]
+pub enum CrlCommand {
+    /// Re-sign every shard's CRL now.
+    Generate,
+    /// Print every shard's current CRL: number, dates, entries, size, URL.
+    Show,
 }
 
 /// `custos ocsp …`.
@@ -200,6 +215,7 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Revoke(args) => revoke(config, args).await,
         Command::Status => status(config).await,
         Command::Ocsp { command } => ocsp(config, command).await,
+        Command::Crl { command } => crl(config, command).await,
     }
 }
 
@@ -300,6 +316,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("custos is serving");
     println!("  http  (OCSP, CRL, /metrics):     {}", info.http_url);
     println!("  https (admin API, ACME):         {}", info.https_url);
+    println!(
+        "  CRL ({} shard{}):                 {}",
+        app.crl.shard_count(),
+        if app.crl.shard_count() == 1 { "" } else { "s" },
+        app.ca.crl_url(0)
+    );
     print_ca(&app.ca, &data_dir);
     tracing::info!(http = %http_addr, https = %https_addr, "listening");
 
@@ -308,6 +330,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(watch_signals(shutdown.clone()));
     // Catch up on refreshes missed while the server was down, then schedule.
     crate::jobs::refresh_ocsp(app.clone()).await;
+    let crl = app.crl.clone();
+    tokio::task::spawn_blocking(move || crl.ensure_current(unix_now()))
+        .await?
+        .map_err(|e| anyhow!("cannot publish the CRLs: {e}"))?;
+    tokio::spawn(app.crl.clone().run_triggered(shutdown.clone()));
     let mut scheduler = crate::jobs::start(app.clone()).await?;
     let result = crate::server::run(app.clone(), http, https, tls, shutdown).await;
     let _ = scheduler.shutdown().await;
@@ -539,6 +566,40 @@ async fn status(config: Config) -> anyhow::Result<()> {
             println!("ocsp signer until: {}", s.ocsp_signer_not_after);
             println!("  root SHA-256:      {}", s.root_fingerprint);
         }
+    }
+    Ok(())
+}
+
+fn print_crls(crls: &[CrlInfo]) {
+    println!(
+        "{:<6} {:>8} {:<21} {:<21} {:>8} {:>10}  URL",
+        "SHARD", "NUMBER", "THIS UPDATE", "NEXT UPDATE", "ENTRIES", "BYTES"
+    );
+    for c in crls {
+        println!(
+            "{:<6} {:>8} {:<21} {:<21} {:>8} {:>10}  {}",
+            c.shard, c.number, c.this_update, c.next_update, c.entries, c.bytes, c.url
+        );
+    }
+}
+
+async fn crl(config: Config, command: CrlCommand) -> anyhow::Result<()> {
+    let crls = match (command, target(config)?) {
+        (CrlCommand::Generate, Target::Direct(app)) => {
+            let made = app.crl.generate_all(unix_now())?;
+            made.iter().map(|c| CrlInfo::new(&app, c)).collect()
+        }
+        (CrlCommand::Show, Target::Direct(app)) => (0..app.crl.shard_count())
+            .filter_map(|s| app.crl.current(s))
+            .map(|c| CrlInfo::new(&app, &c))
+            .collect(),
+        (CrlCommand::Generate, Target::Remote(client)) => client.crl_generate().await?,
+        (CrlCommand::Show, Target::Remote(client)) => client.crl_show().await?,
+    };
+    if crls.is_empty() {
+        println!("no CRL published yet: run `custos crl generate` or start `custos serve`");
+    } else {
+        print_crls(&crls);
     }
     Ok(())
 }

@@ -109,11 +109,30 @@ impl Default for OcspConfig {
 pub struct CrlConfig {
     /// Number of CRL shards new certificates are spread over.
     pub shards: u32,
+    /// thisUpdate to nextUpdate of every CRL, in hours.
+    pub validity_hours: u32,
+    /// Cron expression (with seconds) of the job that re-signs every shard.
+    pub refresh_schedule: String,
+    /// Revoked certificates stay listed this many hours past their notAfter.
+    pub expired_grace_hours: u32,
+    /// Revocations arriving within this many milliseconds are published
+    /// in one regeneration of their shard.
+    pub debounce_ms: u64,
+    /// Also write every CRL (`<issuer-id>/<shard>.crl` and `.pem`) here,
+    /// atomically, for a web server or CDN to serve.
+    pub publish_dir: Option<PathBuf>,
 }
 
 impl Default for CrlConfig {
     fn default() -> Self {
-        CrlConfig { shards: 1 }
+        CrlConfig {
+            shards: 1,
+            validity_hours: 24,
+            refresh_schedule: "0 0 * * * *".into(),
+            expired_grace_hours: 24,
+            debounce_ms: 200,
+            publish_dir: None,
+        }
     }
 }
 
@@ -309,9 +328,22 @@ impl Config {
             crate::profile::Profile::from_config(name, p)
                 .map_err(|e| anyhow!("configuration error: [profiles.{name}]: {e}"))?;
         }
-        if self.crl.shards == 0 || self.crl.shards > 4096 {
+        let c = &self.crl;
+        if c.shards == 0 || c.shards > 4096 {
             bail!("configuration error: crl.shards must be between 1 and 4096");
         }
+        if c.validity_hours == 0 || c.validity_hours > 24 * 10 {
+            bail!("configuration error: crl.validity_hours must be between 1 and 240");
+        }
+        if c.debounce_ms > 1000 {
+            bail!("configuration error: crl.debounce_ms must be at most 1000 (revocations are published within a second)");
+        }
+        crate::crl_publisher::parse_schedule(&c.refresh_schedule).map_err(|e| {
+            anyhow!(
+                "configuration error: crl.refresh_schedule {:?}: {e}",
+                c.refresh_schedule
+            )
+        })?;
         let o = &self.ocsp;
         if o.response_validity_hours == 0 || o.response_validity_hours > 24 * 7 {
             bail!("configuration error: ocsp.response_validity_hours must be between 1 and 168");

@@ -1,6 +1,6 @@
 //! Scheduled background work (tokio-cron-scheduler): re-signing OCSP
-//! responses before they go stale, and renewing the delegated OCSP
-//! responder certificate.
+//! responses before they go stale, re-signing every CRL shard well before
+//! its nextUpdate, and renewing the delegated OCSP responder certificate.
 //!
 //! Jobs only call domain functions, on the blocking pool (RocksDB and
 //! signing are synchronous); a failure is logged and retried at the next
@@ -38,6 +38,17 @@ pub async fn refresh_ocsp(app: Arc<App>) -> usize {
     }
 }
 
+/// Re-signs every CRL shard now.
+pub async fn regenerate_crls(app: Arc<App>) {
+    let result = tokio::task::spawn_blocking(move || app.crl.generate_all(unix_now())).await;
+    match result {
+        Ok(Ok(made)) => tracing::info!(shards = made.len(), "re-signed the CRLs"),
+        // generate() has logged and counted the failure.
+        Ok(Err(_)) => {}
+        Err(e) => tracing::error!(error = %e, "CRL regeneration task failed"),
+    }
+}
+
 async fn renew_ocsp_signer(app: Arc<App>) {
     let result = tokio::task::spawn_blocking(move || {
         app.ca.renew_ocsp_signer_if_due(
@@ -69,6 +80,19 @@ pub async fn start(app: Arc<App>) -> anyhow::Result<JobScheduler> {
             })
             .map_err(|e| {
                 anyhow::anyhow!("configuration error: ocsp.refresh_schedule {schedule:?}: {e}")
+            })?,
+        )
+        .await?;
+    let a = app.clone();
+    let schedule = app.config.crl.refresh_schedule.clone();
+    scheduler
+        .add(
+            Job::new_async(schedule.as_str(), move |_, _| {
+                let a = a.clone();
+                Box::pin(async move { regenerate_crls(a).await })
+            })
+            .map_err(|e| {
+                anyhow::anyhow!("configuration error: crl.refresh_schedule {schedule:?}: {e}")
             })?,
         )
         .await?;

@@ -23,6 +23,7 @@ pub mod app;
 pub mod ca;
 pub mod cli;
 pub mod config;
+pub mod crl_publisher;
 pub mod csr;
 pub mod files;
 pub mod instance;

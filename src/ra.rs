@@ -5,6 +5,7 @@
 //! It decides nothing about HTTP. Later, protocol front ends (ACME, webhooks)
 //! call the same functions; OCSP and CRL refreshes hang off revocations here.
 
+use crate::crl_publisher::CrlPublisher;
 use crate::csr::verify_csr;
 use crate::issuance::{Identity, IssueError, Issued, Issuer};
 use crate::ledger::{CertRecord, CertStatus, LedgerError, RevokeChange, RevokeOutcome};
@@ -24,6 +25,7 @@ pub struct Authority {
     profiles: Profiles,
     metrics: Metrics,
     responder: Arc<Responder>,
+    crl: Arc<CrlPublisher>,
 }
 
 /// A certificate as the admin API and CLI show it.
@@ -161,12 +163,14 @@ impl Authority {
         profiles: Profiles,
         metrics: Metrics,
         responder: Arc<Responder>,
+        crl: Arc<CrlPublisher>,
     ) -> Authority {
         Authority {
             issuer,
             profiles,
             metrics,
             responder,
+            crl,
         }
     }
 
@@ -262,6 +266,10 @@ impl Authority {
 
     fn after_revoke(&self, outcome: &RevokeOutcome) {
         if outcome.change != RevokeChange::Unchanged {
+            // The shard's CRL is re-signed within crl.debounce_ms (when a
+            // server runs; the offline CLI's revocations are published at
+            // the server's next start).
+            self.crl.request(outcome.record.crl_shard);
             let rev = outcome.record.revocation.expect("revoked record");
             self.metrics
                 .revoked

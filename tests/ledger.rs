@@ -127,11 +127,15 @@ fn revocation_is_idempotent_and_key_compromise_upgrades() {
     let mut in_shard = Vec::new();
     ledger
         .for_each_revoked_in_shard(2, |s, r| {
-            in_shard.push((s, r.reason));
+            in_shard.push((s.to_vec(), r.revocation.reason, r.not_after));
             Ok(())
         })
         .unwrap();
-    assert_eq!(in_shard, vec![(a.clone(), Reason::KeyCompromise)]);
+    let not_after = ledger.get(&a).unwrap().unwrap().not_after;
+    assert_eq!(
+        in_shard,
+        vec![(a.as_bytes().to_vec(), Reason::KeyCompromise, not_after)]
+    );
     let mut other = 0;
     ledger
         .for_each_revoked_in_shard(1, |_, _| {

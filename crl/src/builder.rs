@@ -10,7 +10,7 @@
 
 use crate::CrlError;
 use der::asn1::{GeneralizedTime, Ia5String, OctetString, UtcTime};
-use der::oid::db::rfc5280::ID_CE_INVALIDITY_DATE;
+use der::oid::db::rfc5280::{ID_CE_INVALIDITY_DATE, ID_CE_ISSUING_DISTRIBUTION_POINT};
 use der::oid::AssociatedOid;
 use der::{Encode, Header, Length, Tag};
 use spki::AlgorithmIdentifierOwned;
@@ -163,7 +163,9 @@ impl CrlBuilder {
                 indirect_crl: false,
                 only_contains_attribute_certs: false,
             };
-            exts.push(extension(IssuingDistributionPoint::OID, true, &idp)?);
+            // Not IssuingDistributionPoint::OID: x509-cert 0.2.5 maps that
+            // type to the wrong OID (subjectInfoAccess).
+            exts.push(extension(ID_CE_ISSUING_DISTRIBUTION_POINT, true, &idp)?);
         }
         let exts_der = exts.to_der()?;
         let mut extensions = header(
@@ -359,8 +361,9 @@ mod tests {
         let exts = crl.tbs_cert_list.crl_extensions.unwrap();
         let idp = exts
             .iter()
-            .find(|e| e.extn_id == IssuingDistributionPoint::OID)
+            .find(|e| e.extn_id == ID_CE_ISSUING_DISTRIBUTION_POINT)
             .unwrap();
+        assert_eq!(idp.extn_id.to_string(), "2.5.29.28");
         assert!(idp.critical);
         let idp = IssuingDistributionPoint::from_der(idp.extn_value.as_bytes()).unwrap();
         assert!(idp.only_contains_user_certs);
@@ -377,7 +380,7 @@ mod tests {
         let exts = crl.tbs_cert_list.crl_extensions.unwrap();
         assert!(exts
             .iter()
-            .all(|e| e.extn_id != IssuingDistributionPoint::OID));
+            .all(|e| e.extn_id != ID_CE_ISSUING_DISTRIBUTION_POINT));
     }
 
     #[test]

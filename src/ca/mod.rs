@@ -438,6 +438,19 @@ impl Ca {
         &self.issuer_der
     }
 
+    /// The issuing CA's key identifier, as leaves and CRLs name it in their
+    /// Authority Key Identifier: the certificate's own SKI when it has one
+    /// (an imported CA may use another method than ours), else ours.
+    pub fn issuer_key_id(&self) -> Vec<u8> {
+        self.issuer
+            .tbs_certificate
+            .get::<x509_cert::ext::pkix::SubjectKeyIdentifier>()
+            .ok()
+            .flatten()
+            .map(|(_, ski)| ski.0.as_bytes().to_vec())
+            .unwrap_or_else(|| self.issuer_key.key_id().to_vec())
+    }
+
     /// The issuing CA's key.
     pub fn issuer_key(&self) -> &SigningKey {
         &self.issuer_key
@@ -512,7 +525,7 @@ impl Ca {
             extensions.push(extension(critical, &SubjectAltName(spec.sans))?);
         }
         extensions.push(subject_key_id(&ski)?);
-        extensions.push(authority_key_id(&self.issuer_key.key_id())?);
+        extensions.push(authority_key_id(&self.issuer_key_id())?);
         extensions.push(authority_info_access(
             &self.ocsp_url(),
             &self.ca_issuers_url(),

@@ -17,9 +17,11 @@
 //! except [`Ledger::list`], which pages. This module knows nothing of HTTP,
 //! certificates' contents or policy.
 
+mod crls;
 mod hot;
 mod record;
 
+pub use crls::{RevokedEntry, StoredCrl};
 pub use record::{
     normalize_device_id, CertRecord, CertStatus, DeviceIds, Revocation, RevocationEvent,
 };
@@ -43,7 +45,8 @@ const CF_REVOCATIONS: &str = "revocations";
 const CF_META: &str = "meta";
 const CF_OCSP: &str = "ocsp";
 const CF_OCSP_DUE: &str = "ocsp_due";
-const ALL_CFS: [&str; 10] = [
+const CF_CRLS: &str = "crls";
+const ALL_CFS: [&str; 11] = [
     CF_CERTS,
     CF_CERT_DER,
     CF_BY_DEVICE,
@@ -54,6 +57,7 @@ const ALL_CFS: [&str; 10] = [
     CF_META,
     CF_OCSP,
     CF_OCSP_DUE,
+    CF_CRLS,
 ];
 
 const META_SCHEMA: &[u8] = b"schema_version";
@@ -421,7 +425,7 @@ impl Ledger {
             batch.put_cf(
                 self.cf(CF_REVOKED_BY_SHARD),
                 shard_key(record.crl_shard, serial),
-                encode(rev),
+                RevokedEntry::encode(record, rev),
             );
         }
     }
@@ -596,7 +600,7 @@ impl Ledger {
         batch.put_cf(
             self.cf(CF_REVOKED_BY_SHARD),
             shard_key(record.crl_shard, serial),
-            encode(&revocation),
+            RevokedEntry::encode(&record, &revocation),
         );
         batch.put_cf(self.cf(CF_REVOCATIONS), seq.to_be_bytes(), encode(&event));
         batch.put_cf(self.cf(CF_META), META_NEXT_SEQ, (seq + 1).to_be_bytes());
@@ -630,29 +634,6 @@ impl Ledger {
             out.push(decode(&value, "revocation event")?);
         }
         Ok(out)
-    }
-
-    /// Calls `f` for each revoked certificate in a CRL shard, in serial
-    /// order, streaming from the index (memory does not grow with the shard).
-    pub fn for_each_revoked_in_shard(
-        &self,
-        shard: u32,
-        mut f: impl FnMut(Serial, Revocation) -> Result<(), LedgerError>,
-    ) -> Result<(), LedgerError> {
-        let prefix = shard.to_be_bytes();
-        for item in self.db.iterator_cf(
-            self.cf(CF_REVOKED_BY_SHARD),
-            IteratorMode::From(&prefix, Direction::Forward),
-        ) {
-            let (key, value) = item?;
-            let Some(serial) = key.strip_prefix(&prefix[..]) else {
-                break;
-            };
-            let serial =
-                Serial::from_bytes(serial).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-            f(serial, decode(&value, "revocation")?)?;
-        }
-        Ok(())
     }
 
     fn put_precomputed(

@@ -78,6 +78,40 @@ pub struct RefreshAnswer {
     pub refreshed: u64,
 }
 
+/// One shard's current CRL, as `GET /admin/crl` and `custos crl show` list it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CrlInfo {
+    /// Shard.
+    pub shard: u32,
+    /// CRL Number.
+    pub number: u64,
+    /// thisUpdate (RFC 3339).
+    pub this_update: String,
+    /// nextUpdate (RFC 3339).
+    pub next_update: String,
+    /// Revoked entries listed.
+    pub entries: u64,
+    /// DER size.
+    pub bytes: u64,
+    /// Where it is served.
+    pub url: String,
+}
+
+impl CrlInfo {
+    /// The listing of a published CRL.
+    pub fn new(app: &App, c: &crate::crl_publisher::PublishedCrl) -> CrlInfo {
+        CrlInfo {
+            shard: c.shard,
+            number: c.number,
+            this_update: crate::ra::rfc3339(c.this_update),
+            next_update: crate::ra::rfc3339(c.next_update),
+            entries: c.entries,
+            bytes: c.der.len() as u64,
+            url: app.ca.crl_url(c.shard),
+        }
+    }
+}
+
 /// Answer of `GET /admin/status`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StatusAnswer {
@@ -150,6 +184,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/revoke", post(revoke))
         .route("/admin/status", get(status))
         .route("/admin/ocsp/refresh", post(ocsp_refresh))
+        .route("/admin/crl", get(crl_show))
+        .route("/admin/crl/generate", post(crl_generate))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_token,
@@ -264,6 +300,24 @@ async fn status(State(app): State<Arc<App>>) -> Result<Json<StatusAnswer>, ApiEr
         root_fingerprint: app.ca.root_fingerprint(),
         ocsp_signer_not_after: crate::ra::rfc3339(app.ca.ocsp_signer().not_after),
     }))
+}
+
+async fn crl_show(State(app): State<Arc<App>>) -> Json<Vec<CrlInfo>> {
+    Json(
+        (0..app.crl.shard_count())
+            .filter_map(|s| app.crl.current(s))
+            .map(|c| CrlInfo::new(&app, &c))
+            .collect(),
+    )
+}
+
+async fn crl_generate(State(app): State<Arc<App>>) -> Result<Json<Vec<CrlInfo>>, ApiError> {
+    let a = app.clone();
+    let made = tokio::task::spawn_blocking(move || a.crl.generate_all(build_unix_now()))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(made.iter().map(|c| CrlInfo::new(&app, c)).collect()))
 }
 
 async fn ocsp_refresh(State(app): State<Arc<App>>) -> Result<Json<RefreshAnswer>, ApiError> {

@@ -9,6 +9,7 @@
 //! accepting stops at once, in-flight requests get a grace period.
 
 pub mod admin;
+pub mod crl;
 pub mod observe;
 pub mod ocsp;
 pub mod plain;

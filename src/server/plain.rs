@@ -22,6 +22,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/ca/{file}", get(ca_file))
         .merge(super::ocsp::routes())
+        .merge(super::crl::routes())
         .layer(axum::middleware::from_fn_with_state(observe, track))
         .with_state(app)
 }

@@ -1,0 +1,96 @@
+//! HTTP front of the CRL publisher: `GET /crl/<issuer-id>/<shard>.crl` (DER,
+//! `application/pkix-crl`) and `.pem`, with `Last-Modified`, `ETag` (304 on
+//! `If-None-Match`), `Expires` and a `Cache-Control` that ends no later than
+//! the next scheduled regeneration or the CRL's nextUpdate.
+//!
+//! It only reads the publisher's current CRLs; it never builds one.
+
+use crate::app::App;
+use crate::ca::build::unix_now;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Routes for the plain-HTTP router.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new().route("/crl/{issuer}/{file}", get(crl_file))
+}
+
+fn http_date(secs: u64) -> String {
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+fn not_found(why: &'static str) -> Response {
+    (StatusCode::NOT_FOUND, why).into_response()
+}
+
+async fn crl_file(
+    State(app): State<Arc<App>>,
+    Path((issuer, file)): Path<(String, String)>,
+    request: HeaderMap,
+) -> Response {
+    if issuer != app.crl.issuer_id() {
+        return not_found("no such CRL issuer\n");
+    }
+    let (shard, pem) = if let Some(s) = file.strip_suffix(".crl") {
+        (s, false)
+    } else if let Some(s) = file.strip_suffix(".pem") {
+        (s, true)
+    } else {
+        return not_found("CRLs are <shard>.crl (DER) or <shard>.pem\n");
+    };
+    // Digits only: no signs, spaces or leading zeros ("01" is not shard 1).
+    let canonical = !shard.is_empty()
+        && shard.bytes().all(|b| b.is_ascii_digit())
+        && (shard == "0" || !shard.starts_with('0'));
+    let Some(crl) = shard
+        .parse::<u32>()
+        .ok()
+        .filter(|_| canonical)
+        .and_then(|s| app.crl.current(s))
+    else {
+        return not_found("no such CRL shard\n");
+    };
+    let now = unix_now();
+    let until = app
+        .crl
+        .next_scheduled(now)
+        .map_or(crl.next_update, |t| t.min(crl.next_update));
+    let max_age = until.saturating_sub(now);
+    let etag = if pem {
+        format!("{}-pem\"", crl.etag.trim_end_matches('"'))
+    } else {
+        crl.etag.clone()
+    };
+    let mut headers = HeaderMap::new();
+    let mut set = |name: header::HeaderName, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    };
+    set(
+        header::CACHE_CONTROL,
+        format!("max-age={max_age}, public, no-transform, must-revalidate"),
+    );
+    set(header::LAST_MODIFIED, http_date(crl.this_update));
+    set(header::EXPIRES, http_date(now + max_age));
+    set(header::ETAG, etag.clone());
+    let matches = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    let (ctype, body) = if pem {
+        ("application/x-pem-file", crl.pem())
+    } else {
+        (custos_crl::MEDIA_TYPE, crl.der.clone())
+    };
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    (StatusCode::OK, headers, body).into_response()
+}
