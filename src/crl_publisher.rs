@@ -350,6 +350,7 @@ impl CrlPublisher {
             next_update: params.next_update,
             entries,
             covers_seq,
+            bytes: der.len() as u64,
             der,
         };
         self.ledger.store_crl(&stored)?;

@@ -82,6 +82,7 @@ fn expired_certificates_leave_after_the_grace_and_shards_never_shrink() {
     assert_eq!(app.crl.shard_count(), 4);
     let stored = app.crl.current(3).unwrap();
     assert_eq!(stored.entries, 2);
+    assert_eq!(listed(&stored.der), 2);
     let again = app.crl.generate(3, now + 1).unwrap();
     assert!(again.number > stored.number);
     assert_eq!(again.entries, 2);
@@ -90,4 +91,35 @@ fn expired_certificates_leave_after_the_grace_and_shards_never_shrink() {
     assert_eq!(app.crl.ensure_current(now + 2).unwrap(), 0);
     // Past half the validity, every shard is re-made.
     assert_eq!(app.crl.ensure_current(now + 13 * 3600).unwrap(), 4);
+}
+
+#[test]
+fn large_crls_are_stored_in_chunks_and_replaced_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(
+        None,
+        &Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    let ledger = open_ledger(&config).unwrap();
+    let crl = |number: u64, len: usize| custos::ledger::StoredCrl {
+        shard: 2,
+        number,
+        this_update: 1,
+        next_update: 2,
+        entries: 0,
+        covers_seq: 0,
+        bytes: len as u64,
+        der: (0..len).map(|i| (i % 251) as u8 ^ number as u8).collect(),
+    };
+    let big = crl(5, (5 << 20) / 2 + 17);
+    ledger.store_crl(&big).unwrap();
+    assert_eq!(ledger.get_crl(2).unwrap().unwrap(), big);
+    let small = crl(6, 1000);
+    ledger.store_crl(&small).unwrap();
+    assert_eq!(ledger.get_crl(2).unwrap().unwrap(), small);
+    assert!(ledger.get_crl(1).unwrap().is_none());
 }

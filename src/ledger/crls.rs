@@ -76,19 +76,34 @@ pub struct StoredCrl {
     /// The ledger's next revocation sequence number when it was built:
     /// every revocation before it is included.
     pub covers_seq: u64,
-    /// The DER CertificateList (stored raw under its own key).
+    /// DER size.
+    pub bytes: u64,
+    /// The DER CertificateList (stored in chunks beside the metadata).
     #[serde(skip)]
     pub der: Vec<u8>,
 }
 
-fn crl_key(shard: u32, part: u8) -> [u8; 5] {
+/// Key of a shard's metadata: `shard ‖ 0`.
+fn meta_key(shard: u32) -> [u8; 5] {
     let mut k = [0u8; 5];
     k[..4].copy_from_slice(&shard.to_be_bytes());
-    k[4] = part;
     k
 }
-const PART_META: u8 = 0;
-const PART_DER: u8 = 1;
+
+/// Key of one chunk of a shard's DER: `shard ‖ 1 ‖ number ‖ chunk`.
+fn chunk_key(shard: u32, number: u64, chunk: u32) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..4].copy_from_slice(&shard.to_be_bytes());
+    k[4] = 1;
+    k[5..13].copy_from_slice(&number.to_be_bytes());
+    k[13..].copy_from_slice(&chunk.to_be_bytes());
+    k
+}
+
+/// The DER is stored in chunks written one batch each, so storing a CRL
+/// never holds a second whole copy of it in a write batch: memory stays
+/// near the CRL's size plus RocksDB's memtable copy.
+const CHUNK: usize = 1 << 20;
 
 impl Ledger {
     /// Calls `f` with the serial bytes and entry of every revoked
@@ -157,11 +172,23 @@ impl Ledger {
     }
 
     /// Stores a shard's current CRL (synced: it is what we serve).
+    ///
+    /// The chunks go under the CRL's own number, and only the final synced
+    /// batch (metadata, and removal of older numbers' chunks) makes them
+    /// current: a crash half-way leaves the previous CRL in place.
     pub fn store_crl(&self, crl: &StoredCrl) -> Result<(), LedgerError> {
-        let mut batch = WriteBatch::default();
         let cf = self.cf(CF_CRLS);
-        batch.put_cf(cf, crl_key(crl.shard, PART_META), super::encode(crl));
-        batch.put_cf(cf, crl_key(crl.shard, PART_DER), &crl.der);
+        for (i, chunk) in crl.der.chunks(CHUNK).enumerate() {
+            self.db
+                .put_cf(cf, chunk_key(crl.shard, crl.number, i as u32), chunk)?;
+        }
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, meta_key(crl.shard), super::encode(crl));
+        batch.delete_range_cf(
+            cf,
+            chunk_key(crl.shard, 0, 0),
+            chunk_key(crl.shard, crl.number, 0),
+        );
         self.db.write_opt(batch, &sync_opts())?;
         Ok(())
     }
@@ -169,14 +196,30 @@ impl Ledger {
     /// A shard's current CRL.
     pub fn get_crl(&self, shard: u32) -> Result<Option<StoredCrl>, LedgerError> {
         let cf = self.cf(CF_CRLS);
-        let Some(meta) = self.db.get_pinned_cf(cf, crl_key(shard, PART_META))? else {
+        let Some(meta) = self.db.get_pinned_cf(cf, meta_key(shard))? else {
             return Ok(None);
         };
         let mut crl: StoredCrl = super::decode(&meta, "stored CRL")?;
-        crl.der = self
+        let mut der = Vec::with_capacity(crl.bytes as usize);
+        let start = chunk_key(shard, crl.number, 0);
+        for item in self
             .db
-            .get_cf(cf, crl_key(shard, PART_DER))?
-            .ok_or_else(|| LedgerError::Corrupt(format!("CRL of shard {shard} has no DER")))?;
+            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (key, value) = item?;
+            if key.len() != start.len() || key[..13] != start[..13] {
+                break;
+            }
+            der.extend_from_slice(&value);
+        }
+        if der.len() as u64 != crl.bytes {
+            return Err(LedgerError::Corrupt(format!(
+                "CRL of shard {shard}: {} of {} bytes stored",
+                der.len(),
+                crl.bytes
+            )));
+        }
+        crl.der = der;
         Ok(Some(crl))
     }
 }
