@@ -100,9 +100,8 @@ fn chunk_key(shard: u32, number: u64, chunk: u32) -> [u8; 17] {
     k
 }
 
-/// The DER is stored in chunks written one batch each, so storing a CRL
-/// never holds a second whole copy of it in a write batch: memory stays
-/// near the CRL's size plus RocksDB's memtable copy.
+/// The DER is stored in chunks of this size (values stay reasonable for
+/// RocksDB's blocks and reads).
 const CHUNK: usize = 1 << 20;
 
 impl Ledger {
@@ -178,10 +177,7 @@ impl Ledger {
     /// current: a crash half-way leaves the previous CRL in place.
     pub fn store_crl(&self, crl: &StoredCrl) -> Result<(), LedgerError> {
         let cf = self.cf(CF_CRLS);
-        for (i, chunk) in crl.der.chunks(CHUNK).enumerate() {
-            self.db
-                .put_cf(cf, chunk_key(crl.shard, crl.number, i as u32), chunk)?;
-        }
+        self.ingest_chunks(crl)?;
         let mut batch = WriteBatch::default();
         batch.put_cf(cf, meta_key(crl.shard), super::encode(crl));
         batch.delete_range_cf(
@@ -191,6 +187,31 @@ impl Ledger {
         );
         self.db.write_opt(batch, &sync_opts())?;
         Ok(())
+    }
+
+    /// Writes the DER's chunks into an SST file beside the database and
+    /// ingests it: the bytes go to disk as they are written and never sit
+    /// in a memtable, so storing a CRL costs no second copy of it in memory.
+    fn ingest_chunks(&self, crl: &StoredCrl) -> Result<(), LedgerError> {
+        let file = self
+            .path
+            .join(format!("crl-ingest-{}-{}.sst", crl.shard, crl.number));
+        let result = (|| {
+            let opts = rocksdb::Options::default();
+            let mut writer = rocksdb::SstFileWriter::create(&opts);
+            writer.open(&file)?;
+            for (i, chunk) in crl.der.chunks(CHUNK).enumerate() {
+                writer.put(chunk_key(crl.shard, crl.number, i as u32), chunk)?;
+            }
+            writer.finish()?;
+            let mut ingest = rocksdb::IngestExternalFileOptions::default();
+            ingest.set_move_files(true);
+            self.db
+                .ingest_external_file_cf_opts(self.cf(CF_CRLS), &ingest, vec![&file])
+        })();
+        // Moved on success; left behind only on failure.
+        let _ = std::fs::remove_file(&file);
+        result.map_err(LedgerError::from)
     }
 
     /// A shard's current CRL.
