@@ -12,7 +12,7 @@ use crate::ca::{Ca, OcspSigner};
 use crate::ledger::{CertRecord, Ledger, LedgerError, Precomputed, PrecomputedSet};
 use crate::serial::Serial;
 use custos_ocsp::issuer::{HashAlg, IssuerHashes};
-use custos_ocsp::request::{parse_request, CertQuery};
+use custos_ocsp::request::{parse_request, parse_simple, CertQuery};
 use custos_ocsp::response::{build_response, cert_id_for, ResponseSigner, SingleAnswer, Status};
 use custos_ocsp::OcspError;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
@@ -85,6 +85,9 @@ pub struct Answer {
 #[derive(Clone)]
 struct OcspMetrics {
     answers: IntCounterVec,
+    /// `answers` for good and revoked, resolved once for the hot path.
+    good: IntCounter,
+    revoked: IntCounter,
     precomputed_hits: IntCounter,
     fresh_signings: IntCounter,
     shed: IntCounter,
@@ -94,12 +97,15 @@ struct OcspMetrics {
 
 impl OcspMetrics {
     fn new(registry: &Registry) -> OcspMetrics {
+        let answers = IntCounterVec::new(
+            Opts::new("custos_ocsp_responses_total", "OCSP answers by status"),
+            &["status"],
+        )
+        .expect("valid metric");
         let m = OcspMetrics {
-            answers: IntCounterVec::new(
-                Opts::new("custos_ocsp_responses_total", "OCSP answers by status"),
-                &["status"],
-            )
-            .expect("valid metric"),
+            good: answers.with_label_values(&["good"]),
+            revoked: answers.with_label_values(&["revoked"]),
+            answers,
             precomputed_hits: IntCounter::new(
                 "custos_ocsp_precomputed_hits_total",
                 "OCSP answers served from precomputed responses",
@@ -218,6 +224,17 @@ impl Responder {
             settings,
             metrics: OcspMetrics::new(registry),
         })
+    }
+
+    /// The responder key's algorithm (for logs and benches).
+    pub fn key_algorithm(&self) -> String {
+        self.with_signer(|s| s.key.algorithm().to_string())
+    }
+
+    /// One bare signature with the responder key: the benches' yardstick
+    /// for the cost of a fresh response.
+    pub fn sign_raw(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        self.with_signer(|s| s.sign(message))
     }
 
     fn with_signer<T>(&self, f: impl FnOnce(&Signer<'_>) -> T) -> T {
@@ -359,81 +376,113 @@ impl Responder {
     }
 
     fn query_serial(&self, q: &CertQuery) -> Option<(HashAlg, Serial)> {
-        let alg = q.alg?;
-        if !self.hashes.matches(alg, q.name_hash(), q.key_hash()) {
+        self.issued_serial(q.alg, q.name_hash(), q.key_hash(), &q.serial)
+    }
+
+    /// The serial asked about, when the CertID names our issuer.
+    fn issued_serial(
+        &self,
+        alg: Option<HashAlg>,
+        name_hash: &[u8],
+        key_hash: &[u8],
+        serial: &[u8],
+    ) -> Option<(HashAlg, Serial)> {
+        let alg = alg?;
+        if !self.hashes.matches(alg, name_hash, key_hash) {
             return None;
         }
-        Serial::from_bytes(&q.serial).ok().map(|s| (alg, s))
+        Serial::from_bytes(serial).ok().map(|s| (alg, s))
     }
 
     /// Answers a DER request at `now`.
     pub fn answer(&self, der: &[u8], now: u64) -> Answer {
         match self.try_answer(der, now) {
             Ok(a) => {
-                self.metrics.answers.with_label_values(&[a.status]).inc();
+                match a.status {
+                    "good" => self.metrics.good.inc(),
+                    "revoked" => self.metrics.revoked.inc(),
+                    other => self.metrics.answers.with_label_values(&[other]).inc(),
+                }
                 a
             }
             Err(e) => self.error_answer(e),
         }
     }
 
+    /// The precomputed answer for one of our serials (made now if missing
+    /// or stale).
+    fn precomputed_answer(
+        &self,
+        (alg, serial): (HashAlg, Serial),
+        now: u64,
+    ) -> Result<Answer, OcspError> {
+        let internal = |e: LedgerError| OcspError::Internal(e.to_string());
+        let stored = self
+            .ledger
+            .get_precomputed(alg.tag(), &serial)
+            .map_err(internal)?;
+        let p = match stored {
+            Some(p) if p.next_update > now => p,
+            _ => {
+                // Never precomputed, or stale: make it now from the record.
+                let rec = self
+                    .ledger
+                    .get(&serial)
+                    .map_err(internal)?
+                    .ok_or(OcspError::Unauthorized)?;
+                let set = self.precompute(&rec, now)?;
+                self.ledger
+                    .store_precomputed(&serial, &set)
+                    .map_err(internal)?;
+                let der = set
+                    .responses
+                    .iter()
+                    .find(|(t, _)| *t == alg.tag())
+                    .map(|(_, d)| d.clone())
+                    .ok_or_else(|| OcspError::Internal("algorithm missing".into()))?;
+                let fresh = self
+                    .ledger
+                    .get_precomputed(alg.tag(), &serial)
+                    .map_err(internal)?;
+                fresh.unwrap_or_else(|| {
+                    Arc::new(Precomputed {
+                        this_update: set.this_update,
+                        next_update: set.next_update,
+                        refresh_at: set.refresh_at,
+                        etag: [0; 8],
+                        status: set.status,
+                        der: der.into(),
+                    })
+                })
+            }
+        };
+        self.metrics.precomputed_hits.inc();
+        let status = status_label(p.status);
+        Ok(Answer {
+            kind: AnswerKind::Precomputed {
+                this_update: p.this_update,
+                next_update: p.next_update,
+                etag: p.etag,
+            },
+            der: p.der.clone(),
+            status,
+        })
+    }
+
     fn try_answer(&self, der: &[u8], now: u64) -> Result<Answer, OcspError> {
+        if let Some(q) = parse_simple(der) {
+            let serial = self
+                .issued_serial(q.alg, q.name_hash, q.key_hash, q.serial)
+                .ok_or(OcspError::Unauthorized)?;
+            return self.precomputed_answer(serial, now);
+        }
         let req = parse_request(der, self.settings.max_nonce_len)?;
         let internal = |e: LedgerError| OcspError::Internal(e.to_string());
         if req.queries.len() == 1 && (req.nonce.is_none() || !self.settings.fresh_signing) {
-            let (alg, serial) = self
+            let serial = self
                 .query_serial(&req.queries[0])
                 .ok_or(OcspError::Unauthorized)?;
-            let stored = self
-                .ledger
-                .get_precomputed(alg.tag(), &serial)
-                .map_err(internal)?;
-            let p = match stored {
-                Some(p) if p.next_update > now => p,
-                _ => {
-                    // Never precomputed, or stale: make it now from the record.
-                    let rec = self
-                        .ledger
-                        .get(&serial)
-                        .map_err(internal)?
-                        .ok_or(OcspError::Unauthorized)?;
-                    let set = self.precompute(&rec, now)?;
-                    self.ledger
-                        .store_precomputed(&serial, &set)
-                        .map_err(internal)?;
-                    let der = set
-                        .responses
-                        .iter()
-                        .find(|(t, _)| *t == alg.tag())
-                        .map(|(_, d)| d.clone())
-                        .ok_or_else(|| OcspError::Internal("algorithm missing".into()))?;
-                    let fresh = self
-                        .ledger
-                        .get_precomputed(alg.tag(), &serial)
-                        .map_err(internal)?;
-                    fresh.unwrap_or_else(|| {
-                        Arc::new(Precomputed {
-                            this_update: set.this_update,
-                            next_update: set.next_update,
-                            refresh_at: set.refresh_at,
-                            etag: [0; 8],
-                            status: set.status,
-                            der: der.into(),
-                        })
-                    })
-                }
-            };
-            self.metrics.precomputed_hits.inc();
-            let status = status_label(p.status);
-            return Ok(Answer {
-                kind: AnswerKind::Precomputed {
-                    this_update: p.this_update,
-                    next_update: p.next_update,
-                    etag: p.etag,
-                },
-                der: p.der.clone(),
-                status,
-            });
+            return self.precomputed_answer(serial, now);
         }
 
         // Fresh signing: a nonce to echo, or several certificates.

@@ -116,6 +116,52 @@ pub fn build_request(cert_id: CertId, nonce: Option<&[u8]>) -> Result<Vec<u8>, d
     .to_der()
 }
 
+/// The common request, borrowed: one CertID, no nonce, no extensions, no
+/// requestor name, no signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimpleQuery<'a> {
+    /// The CertID's hash algorithm, when we support it.
+    pub alg: Option<HashAlg>,
+    /// Issuer name hash.
+    pub name_hash: &'a [u8],
+    /// Issuer key hash.
+    pub key_hash: &'a [u8],
+    /// The serial's magnitude bytes (no leading zeros).
+    pub serial: &'a [u8],
+}
+
+/// Reads the common request shape without allocating. `None` for anything
+/// else (several CertIDs, a nonce or other extension, a signature, bad DER):
+/// the caller then uses [`parse_request`], which decides and explains.
+pub fn parse_simple(der: &[u8]) -> Option<SimpleQuery<'_>> {
+    use der::asn1::{IntRef, OctetStringRef};
+    use der::Reader;
+    let mut reader = der::SliceReader::new(der).ok()?;
+    let query = reader
+        .sequence(|ocsp_request| {
+            ocsp_request.sequence(|tbs_request| {
+                tbs_request.sequence(|request_list| {
+                    request_list.sequence(|request| {
+                        request.sequence(|cert_id| {
+                            let alg = spki::AlgorithmIdentifierRef::decode(cert_id)?;
+                            let name_hash = OctetStringRef::decode(cert_id)?;
+                            let key_hash = OctetStringRef::decode(cert_id)?;
+                            let serial = IntRef::decode(cert_id)?;
+                            Ok(SimpleQuery {
+                                alg: HashAlg::from_oid(&alg.oid),
+                                name_hash: name_hash.as_bytes(),
+                                key_hash: key_hash.as_bytes(),
+                                serial: strip_zeros(serial.as_bytes()),
+                            })
+                        })
+                    })
+                })
+            })
+        })
+        .ok()?;
+    reader.finish(query).ok()
+}
+
 fn strip_zeros(b: &[u8]) -> &[u8] {
     let start = b.iter().position(|x| *x != 0).unwrap_or(b.len());
     &b[start..]
@@ -190,6 +236,24 @@ mod tests {
             .unwrap()
             .nonce
             .is_none());
+    }
+
+    #[test]
+    fn simple_requests_are_read_without_the_full_parser() {
+        let simple = request(None, 1);
+        let q = parse_simple(&simple).unwrap();
+        let full = parse_request(&simple, 32).unwrap();
+        assert_eq!(q.serial, &full.queries[0].serial[..]);
+        assert_eq!(q.alg, full.queries[0].alg);
+        assert_eq!(q.name_hash, full.queries[0].name_hash());
+        assert_eq!(q.key_hash, full.queries[0].key_hash());
+        // Anything else is left to the full parser.
+        assert!(parse_simple(&request(Some(&[7u8; 16]), 1)).is_none());
+        assert!(parse_simple(&request(None, 2)).is_none());
+        assert!(parse_simple(&simple[..simple.len() - 1]).is_none());
+        let mut trailing = simple.clone();
+        trailing.push(0);
+        assert!(parse_simple(&trailing).is_none());
     }
 
     #[test]

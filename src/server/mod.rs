@@ -16,11 +16,14 @@ pub mod plain;
 pub mod tls;
 
 use crate::app::App;
-use axum::Router;
+use axum::response::Response;
+use hyper::body::Incoming;
+use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -40,12 +43,12 @@ pub async fn run(
     tls: TlsAcceptor,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let plain_router = plain::router(app.clone());
-    let https_router = admin::router(app.clone());
-    let a = tokio::spawn(accept_loop(http, plain_router, None, shutdown.clone()));
+    let plain_service = plain::service(app.clone());
+    let https_service = TowerToHyperService::new(admin::router(app.clone()));
+    let a = tokio::spawn(accept_loop(http, plain_service, None, shutdown.clone()));
     let b = tokio::spawn(accept_loop(
         https,
-        https_router,
+        https_service,
         Some(tls),
         shutdown.clone(),
     ));
@@ -55,12 +58,25 @@ pub async fn run(
     Ok(())
 }
 
-async fn accept_loop(
+/// Runs the plain-HTTP listener alone (benches and embedders) until
+/// `shutdown` is cancelled.
+pub async fn run_plain(app: Arc<App>, http: TcpListener, shutdown: CancellationToken) {
+    accept_loop(http, plain::service(app), None, shutdown).await;
+}
+
+async fn accept_loop<S>(
     listener: TcpListener,
-    router: Router,
+    service: S,
     tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
-) {
+) where
+    S: hyper::service::Service<Request<Incoming>, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
@@ -77,14 +93,13 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let service = service.clone();
         let watcher = graceful.watcher();
         let builder = builder.clone();
         match tls.clone() {
             None => {
                 tokio::spawn(async move {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }

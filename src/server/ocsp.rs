@@ -4,6 +4,10 @@
 //!
 //! The GET request is read from the raw request path so that no router
 //! decoding, `+`→space conversion or `//` collapsing can alter it.
+//!
+//! [`PlainService`] answers OCSP straight on hyper, ahead of the axum router
+//! (which serves everything else on the plain listener): the hot path pays
+//! for no routing, no middleware and no metric label lookups.
 
 use crate::app::App;
 use crate::ca::build::unix_now;
@@ -16,9 +20,17 @@ use axum::routing::{get, post};
 use axum::Router;
 use custos_ocsp::get::decode_get_path;
 use custos_ocsp::RESPONSE_MEDIA_TYPE;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::Method;
+use prometheus::{Histogram, IntCounter};
 use std::cell::RefCell;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+use tower::ServiceExt;
 
 /// Largest POST body accepted (a request for 64 certificates with a nonce
 /// is well under this).
@@ -34,17 +46,126 @@ pub fn routes() -> Router<Arc<App>> {
 }
 
 async fn post_request(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    let answer = app.responder.answer(&body, unix_now());
-    respond(&app, answer, &headers)
+    post_answer(&app, &headers, &body)
 }
 
 async fn get_request(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
+    get_answer(&app, &uri, &headers)
+}
+
+fn post_answer(app: &App, headers: &HeaderMap, body: &[u8]) -> Response {
+    let answer = app.responder.answer(body, unix_now());
+    respond(app, answer, headers)
+}
+
+fn get_answer(app: &App, uri: &Uri, headers: &HeaderMap) -> Response {
     let encoded = uri.path().strip_prefix("/ocsp/").unwrap_or_default();
     let answer = match decode_get_path(encoded) {
         Ok(der) => app.responder.answer(&der, unix_now()),
         Err(e) => app.responder.error_answer(e),
     };
-    respond(&app, answer, &headers)
+    respond(app, answer, headers)
+}
+
+/// Metric handles of the hot path, resolved once (label lookups hash and
+/// lock on every call).
+struct HotMetrics {
+    get_ok: IntCounter,
+    get_not_modified: IntCounter,
+    post_ok: IntCounter,
+    get_latency: Histogram,
+    post_latency: Histogram,
+}
+
+const GET_ROUTE: &str = "/ocsp/{*request}";
+const POST_ROUTE: &str = "/ocsp";
+
+/// The plain listener's hyper service: OCSP on the hot path, the rest
+/// through `router` (health, metrics, CA files, CRLs, and OCSP requests the
+/// hot path does not take, such as other methods).
+#[derive(Clone)]
+pub struct PlainService {
+    inner: Arc<PlainInner>,
+}
+
+struct PlainInner {
+    app: Arc<App>,
+    router: Router,
+    hot: HotMetrics,
+}
+
+impl PlainService {
+    /// Wraps the plain router.
+    pub fn new(app: Arc<App>, router: Router) -> PlainService {
+        let m = &app.metrics;
+        let count = |route: &str, method: &str, status: &str| {
+            m.requests
+                .with_label_values(&["http", route, method, status])
+        };
+        let hot = HotMetrics {
+            get_ok: count(GET_ROUTE, "GET", "200"),
+            get_not_modified: count(GET_ROUTE, "GET", "304"),
+            post_ok: count(POST_ROUTE, "POST", "200"),
+            get_latency: m.latency.with_label_values(&["http", GET_ROUTE]),
+            post_latency: m.latency.with_label_values(&["http", POST_ROUTE]),
+        };
+        PlainService {
+            inner: Arc::new(PlainInner { app, router, hot }),
+        }
+    }
+}
+
+type BoxedResponse = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl hyper::service::Service<hyper::Request<Incoming>> for PlainService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxedResponse;
+
+    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let start = Instant::now();
+            let is_get = req.method() == Method::GET && req.uri().path().starts_with("/ocsp/");
+            let is_post = req.method() == Method::POST && req.uri().path() == POST_ROUTE;
+            if !is_get && !is_post {
+                return inner
+                    .router
+                    .clone()
+                    .oneshot(req.map(axum::body::Body::new))
+                    .await;
+            }
+            let app = inner.app.clone();
+            let hot = &inner.hot;
+            let (response, route, method, latency) = if is_get {
+                let response = get_answer(&app, req.uri(), req.headers());
+                (response, GET_ROUTE, "GET", &hot.get_latency)
+            } else {
+                let (parts, body) = req.into_parts();
+                let response = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+                    Ok(body) => post_answer(&app, &parts.headers, &body.to_bytes()),
+                    Err(_) => (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "OCSP request body over 16 KiB or unreadable\n",
+                    )
+                        .into_response(),
+                };
+                (response, POST_ROUTE, "POST", &hot.post_latency)
+            };
+            match (method, response.status()) {
+                ("GET", StatusCode::OK) => hot.get_ok.inc(),
+                ("GET", StatusCode::NOT_MODIFIED) => hot.get_not_modified.inc(),
+                ("POST", StatusCode::OK) => hot.post_ok.inc(),
+                (_, status) => app
+                    .metrics
+                    .requests
+                    .with_label_values(&["http", route, method, status.as_str()])
+                    .inc(),
+            }
+            latency.observe(start.elapsed().as_secs_f64());
+            Ok(response)
+        })
+    }
 }
 
 fn http_date(secs: u64) -> HeaderValue {

@@ -11,6 +11,11 @@ use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
 
+/// The plain listener's service: the OCSP hot path in front of [`router`].
+pub fn service(app: Arc<App>) -> super::ocsp::PlainService {
+    super::ocsp::PlainService::new(app.clone(), router(app))
+}
+
 /// The plain-HTTP router.
 pub fn router(app: Arc<App>) -> Router {
     let observe = Observe {
