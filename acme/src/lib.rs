@@ -1,12 +1,18 @@
 //! custos-acme: the ACME protocol (RFC 8555) without I/O.
 //!
-//! This crate will hold JWS verification, nonces, the account/order/
-//! authorization state machines and problem documents. It asks the domain for
-//! storage, validation and issuance through small traits and never touches
-//! sockets, files, clocks or RocksDB itself. It is filled by the ACME issue;
-//! for now it only fixes the problem-type namespace every answer uses.
+//! - [`problem`]: problem documents with the RFC's error types.
+//! - [`jws`]: flattened JWS parsing, JWK keys and thumbprints, signature
+//!   and external-account-binding MAC checks.
+//! - [`nonce`]: single-use anti-replay nonces.
+//!
+//! The resources and state machines join these as the ACME issue proceeds.
+//! The crate asks the domain for storage, validation and issuance through
+//! small traits and never touches sockets, files, clocks or RocksDB.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-/// The URN prefix of ACME problem types (RFC 8555 §6.7).
-pub const PROBLEM_NS: &str = "urn:ietf:params:acme:error:";
+pub mod jws;
+pub mod nonce;
+pub mod problem;
+
+pub use problem::{Problem, ProblemType, PROBLEM_NS};
