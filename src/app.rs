@@ -38,6 +38,8 @@ pub struct App {
     pub responder: Arc<Responder>,
     /// The CRL publisher.
     pub crl: Arc<CrlPublisher>,
+    /// The ACME server.
+    pub acme: Arc<crate::acme_store::Acme>,
 }
 
 /// Ledger options from the configuration.
@@ -141,7 +143,9 @@ impl App {
             responder.clone(),
             crl.clone(),
         );
+        let acme = Arc::new(crate::acme_store::acme_server(&config, ledger.clone()));
         Ok(App {
+            acme,
             config: Arc::new(config),
             ca,
             ledger,

@@ -136,6 +136,20 @@ impl Default for CrlConfig {
     }
 }
 
+/// `[acme]`: the embedded ACME server under `/acme/` on the HTTPS listener.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcmeConfig {
+    /// Directory `meta.termsOfService` URL; when set, new accounts must agree.
+    pub terms_of_service: Option<String>,
+    /// Directory `meta.website`.
+    pub website: Option<String>,
+    /// Directory `meta.caaIdentities`.
+    pub caa_identities: Vec<String>,
+    /// Refuse new accounts without an external account binding.
+    pub external_account_required: bool,
+}
+
 /// `[tls]`: the HTTPS listener's own certificate.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -217,6 +231,8 @@ pub struct Config {
     pub ocsp: OcspConfig,
     /// CRL publishing.
     pub crl: CrlConfig,
+    /// ACME server.
+    pub acme: AcmeConfig,
     /// HTTPS listener certificate.
     pub tls: TlsConfig,
 }
@@ -236,6 +252,7 @@ impl Default for Config {
             log: LogConfig::default(),
             ocsp: OcspConfig::default(),
             crl: CrlConfig::default(),
+            acme: AcmeConfig::default(),
             tls: TlsConfig::default(),
         }
     }
@@ -269,6 +286,7 @@ const ENV_KEYS: &[&str] = &[
     "log",
     "ocsp",
     "crl",
+    "acme",
     "tls",
 ];
 

@@ -18,6 +18,7 @@
 //! - [`jobs`]: scheduled work (OCSP refresh, responder renewal).
 //! - [`cli`]: the `custos` command line; [`metrics`], [`files`]: support.
 
+pub mod acme_store;
 pub mod admin_client;
 pub mod app;
 pub mod ca;

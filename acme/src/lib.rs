@@ -4,6 +4,9 @@
 //! - [`jws`]: flattened JWS parsing, JWK keys and thumbprints, signature
 //!   and external-account-binding MAC checks.
 //! - [`nonce`]: single-use anti-replay nonces.
+//! - [`account`]: accounts and their payloads.
+//! - [`server`]: the request pipeline (checks every POST, then the
+//!   resource), over a [`server::Store`].
 //!
 //! The resources and state machines join these as the ACME issue proceeds.
 //! The crate asks the domain for storage, validation and issuance through
@@ -11,8 +14,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod account;
 pub mod jws;
 pub mod nonce;
 pub mod problem;
+pub mod server;
 
 pub use problem::{Problem, ProblemType, PROBLEM_NS};

@@ -17,6 +17,7 @@
 //! except [`Ledger::list`], which pages. This module knows nothing of HTTP,
 //! certificates' contents or policy.
 
+mod acme;
 mod crls;
 mod hot;
 mod record;
@@ -46,7 +47,8 @@ const CF_META: &str = "meta";
 const CF_OCSP: &str = "ocsp";
 const CF_OCSP_DUE: &str = "ocsp_due";
 const CF_CRLS: &str = "crls";
-const ALL_CFS: [&str; 11] = [
+const CF_ACME: &str = "acme";
+const ALL_CFS: [&str; 12] = [
     CF_CERTS,
     CF_CERT_DER,
     CF_BY_DEVICE,
@@ -58,6 +60,7 @@ const ALL_CFS: [&str; 11] = [
     CF_OCSP,
     CF_OCSP_DUE,
     CF_CRLS,
+    CF_ACME,
 ];
 
 const META_SCHEMA: &[u8] = b"schema_version";

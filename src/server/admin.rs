@@ -193,6 +193,7 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY));
     Router::new()
         .merge(admin)
+        .merge(super::acme::routes())
         .route("/healthz", get(super::plain::healthz))
         .layer(axum::middleware::from_fn_with_state(observe, track))
         .with_state(app)

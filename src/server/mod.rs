@@ -8,6 +8,7 @@
 //! Shutdown is a [`CancellationToken`] passed in, so tests can stop a server:
 //! accepting stops at once, in-flight requests get a grace period.
 
+pub mod acme;
 pub mod admin;
 pub mod crl;
 pub mod observe;
