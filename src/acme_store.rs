@@ -1,9 +1,11 @@
-//! The ACME engine's [`Store`] over the ledger, and the engine's settings
-//! from the configuration. Translation only: no protocol rules here.
+//! The ACME engine's [`Store`] over the ledger, and the engine built from
+//! the configuration. Translation only: no protocol rules here.
 
+use crate::acme_domain::AcmeDomain;
 use crate::config::Config;
 use crate::ledger::{Ledger, LedgerError};
 use custos_acme::account::AccountRecord;
+use custos_acme::order::{AuthzRecord, OrderRecord};
 use custos_acme::server::{AcmeServer, Settings, Store, StoreError};
 use std::sync::Arc;
 
@@ -28,17 +30,38 @@ impl Store for LedgerStore {
     fn update_account(&self, account: &AccountRecord) -> Result<(), StoreError> {
         self.0.update_acme_account(account).map_err(store_err)
     }
+    fn create_order(&self, order: &OrderRecord, authzs: &[AuthzRecord]) -> Result<(), StoreError> {
+        self.0.create_acme_order(order, authzs).map_err(store_err)
+    }
+    fn order(&self, id: &str) -> Result<Option<OrderRecord>, StoreError> {
+        self.0.acme_order(id).map_err(store_err)
+    }
+    fn update_order(&self, order: &OrderRecord) -> Result<(), StoreError> {
+        self.0.update_acme_order(order).map_err(store_err)
+    }
+    fn authz(&self, id: &str) -> Result<Option<AuthzRecord>, StoreError> {
+        self.0.acme_authz(id).map_err(store_err)
+    }
+    fn update_authz(&self, authz: &AuthzRecord) -> Result<(), StoreError> {
+        self.0.update_acme_authz(authz).map_err(store_err)
+    }
+    fn orders_of_account(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
+        self.0.acme_orders_of_account(account_id).map_err(store_err)
+    }
 }
 
 /// The ACME engine of this process.
-pub type Acme = AcmeServer<LedgerStore>;
+pub type Acme = AcmeServer<LedgerStore, AcmeDomain>;
 
 /// Builds the engine from `[acme]`.
-pub fn acme_server(config: &Config, ledger: Arc<Ledger>) -> Acme {
+pub fn acme_server(config: &Config, ledger: Arc<Ledger>, domain: AcmeDomain) -> Acme {
     let a = &config.acme;
     AcmeServer::new(
         LedgerStore(ledger),
+        domain,
         Settings {
+            order_lifetime_secs: u64::from(a.order_lifetime_days) * 86_400,
+            authz_lifetime_secs: u64::from(a.authz_lifetime_days) * 86_400,
             terms_of_service: a.terms_of_service.clone(),
             website: a.website.clone(),
             caa_identities: a.caa_identities.clone(),

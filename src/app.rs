@@ -40,7 +40,16 @@ pub struct App {
     pub crl: Arc<CrlPublisher>,
     /// The ACME server.
     pub acme: Arc<crate::acme_store::Acme>,
+    /// ACME validation jobs, taken by the validator when serving starts.
+    pub acme_jobs: AcmeJobs,
 }
+
+/// The queue of ACME validation jobs (taken once, by the validator).
+pub type AcmeJobs = Arc<
+    std::sync::Mutex<
+        Option<tokio::sync::mpsc::UnboundedReceiver<custos_acme::order::ValidationJob>>,
+    >,
+>;
 
 /// Ledger options from the configuration.
 pub fn ledger_options(config: &Config) -> LedgerOptions {
@@ -143,9 +152,22 @@ impl App {
             responder.clone(),
             crl.clone(),
         );
-        let acme = Arc::new(crate::acme_store::acme_server(&config, ledger.clone()));
+        let (jobs, job_queue) = tokio::sync::mpsc::unbounded_channel();
+        let domain = crate::acme_domain::AcmeDomain::new(
+            authority.clone(),
+            ca.clone(),
+            ledger.clone(),
+            &config.acme,
+            jobs,
+        );
+        let acme = Arc::new(crate::acme_store::acme_server(
+            &config,
+            ledger.clone(),
+            domain,
+        ));
         Ok(App {
             acme,
+            acme_jobs: Arc::new(std::sync::Mutex::new(Some(job_queue))),
             config: Arc::new(config),
             ca,
             ledger,

@@ -335,6 +335,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await?
         .map_err(|e| anyhow!("cannot publish the CRLs: {e}"))?;
     tokio::spawn(app.crl.clone().run_triggered(shutdown.clone()));
+    crate::acme_validation::spawn(app.clone(), shutdown.clone());
     let mut scheduler = crate::jobs::start(app.clone()).await?;
     let result = crate::server::run(app.clone(), http, https, tls, shutdown).await;
     let _ = scheduler.shutdown().await;

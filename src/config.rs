@@ -137,9 +137,24 @@ impl Default for CrlConfig {
 }
 
 /// `[acme]`: the embedded ACME server under `/acme/` on the HTTPS listener.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AcmeConfig {
+    /// DNS names certificates may name: a suffix `example.org` allows the
+    /// name itself and every name under it. Nothing else is allowed.
+    pub allowed_dns_suffixes: Vec<String>,
+    /// IP ranges (CIDR) certificates may name.
+    pub allowed_ip_ranges: Vec<String>,
+    /// Port http-01 validation connects to.
+    pub http01_port: u16,
+    /// Seconds one http-01 attempt may take.
+    pub validation_timeout_secs: u64,
+    /// Attempts per validation before it fails.
+    pub validation_attempts: u32,
+    /// Days an order stays open.
+    pub order_lifetime_days: u32,
+    /// Days an authorization stays usable.
+    pub authz_lifetime_days: u32,
     /// Directory `meta.termsOfService` URL; when set, new accounts must agree.
     pub terms_of_service: Option<String>,
     /// Directory `meta.website`.
@@ -148,6 +163,24 @@ pub struct AcmeConfig {
     pub caa_identities: Vec<String>,
     /// Refuse new accounts without an external account binding.
     pub external_account_required: bool,
+}
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        AcmeConfig {
+            allowed_dns_suffixes: Vec::new(),
+            allowed_ip_ranges: Vec::new(),
+            http01_port: 80,
+            validation_timeout_secs: 10,
+            validation_attempts: 3,
+            order_lifetime_days: 7,
+            authz_lifetime_days: 7,
+            terms_of_service: None,
+            website: None,
+            caa_identities: Vec::new(),
+            external_account_required: false,
+        }
+    }
 }
 
 /// `[tls]`: the HTTPS listener's own certificate.
@@ -345,6 +378,23 @@ impl Config {
         for (name, p) in &self.profiles {
             crate::profile::Profile::from_config(name, p)
                 .map_err(|e| anyhow!("configuration error: [profiles.{name}]: {e}"))?;
+        }
+        let a = &self.acme;
+        for range in &a.allowed_ip_ranges {
+            range.parse::<ipnet::IpNet>().map_err(|_| {
+                anyhow!(
+                    "configuration error: acme.allowed_ip_ranges: {range:?} is not a CIDR range"
+                )
+            })?;
+        }
+        if a.validation_attempts == 0 || a.validation_attempts > 10 {
+            bail!("configuration error: acme.validation_attempts must be between 1 and 10");
+        }
+        if a.validation_timeout_secs == 0 || a.validation_timeout_secs > 120 {
+            bail!("configuration error: acme.validation_timeout_secs must be between 1 and 120");
+        }
+        if a.order_lifetime_days == 0 || a.authz_lifetime_days == 0 {
+            bail!("configuration error: acme.order_lifetime_days and acme.authz_lifetime_days must be at least 1");
         }
         let c = &self.crl;
         if c.shards == 0 || c.shards > 4096 {

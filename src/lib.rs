@@ -18,7 +18,9 @@
 //! - [`jobs`]: scheduled work (OCSP refresh, responder renewal).
 //! - [`cli`]: the `custos` command line; [`metrics`], [`files`]: support.
 
+pub mod acme_domain;
 pub mod acme_store;
+pub mod acme_validation;
 pub mod admin_client;
 pub mod app;
 pub mod ca;

@@ -215,7 +215,19 @@ impl Authority {
             .ok_or_else(|| AdminError::UnknownProfile(profile.unwrap_or_default().to_string()))?;
         let csr = verify_csr(csr).map_err(IssueError::from)?;
         let identity = Identity::vouched_from_csr(&csr)?;
-        let issued = self.issuer.issue(&csr, profile, &identity, now)?;
+        self.issue_verified(&csr, profile, &identity, now)
+    }
+
+    /// Issues for a verified CSR to an identity the caller has proven (ACME
+    /// authorizations), with the profile's template.
+    pub fn issue_verified(
+        &self,
+        csr: &crate::csr::VerifiedCsr,
+        profile: &crate::profile::Profile,
+        identity: &Identity,
+        now: u64,
+    ) -> Result<Issued, AdminError> {
+        let issued = self.issuer.issue(csr, profile, identity, now)?;
         self.metrics.issued.inc();
         if let Err(e) = self.responder.on_issued(&issued.record, now) {
             // Not fatal: the responder signs on demand when nothing is stored.

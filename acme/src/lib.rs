@@ -5,6 +5,7 @@
 //!   and external-account-binding MAC checks.
 //! - [`nonce`]: single-use anti-replay nonces.
 //! - [`account`]: accounts and their payloads.
+//! - [`order`]: orders, authorizations and challenges, and their states.
 //! - [`server`]: the request pipeline (checks every POST, then the
 //!   resource), over a [`server::Store`].
 //!
@@ -17,6 +18,8 @@
 pub mod account;
 pub mod jws;
 pub mod nonce;
+pub mod order;
+mod orders;
 pub mod problem;
 pub mod server;
 

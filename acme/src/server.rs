@@ -10,8 +10,10 @@
 use crate::account::{check_contacts, AccountRecord, AccountStatus, AccountUpdate, NewAccount};
 use crate::jws::{b64u, Jwk, Jws, Signer};
 use crate::nonce::NonceStore;
+use crate::order::{AuthzRecord, Identifier, OrderRecord, ValidationJob};
 use crate::problem::{Problem, ProblemType};
 use serde_json::Value;
+use std::sync::{Mutex, MutexGuard};
 
 /// The media type of ACME POST bodies.
 pub const JOSE_MEDIA_TYPE: &str = "application/jose+json";
@@ -43,11 +45,61 @@ pub trait Store: Send + Sync {
     fn create_account(&self, account: &AccountRecord) -> Result<bool, StoreError>;
     /// Replaces an account.
     fn update_account(&self, account: &AccountRecord) -> Result<(), StoreError>;
+    /// Stores a new order with its new authorizations, in one write.
+    fn create_order(&self, order: &OrderRecord, authzs: &[AuthzRecord]) -> Result<(), StoreError>;
+    /// The order with this id.
+    fn order(&self, id: &str) -> Result<Option<OrderRecord>, StoreError>;
+    /// Replaces an order.
+    fn update_order(&self, order: &OrderRecord) -> Result<(), StoreError>;
+    /// The authorization with this id.
+    fn authz(&self, id: &str) -> Result<Option<AuthzRecord>, StoreError>;
+    /// Replaces an authorization.
+    fn update_authz(&self, authz: &AuthzRecord) -> Result<(), StoreError>;
+    /// Ids of an account's orders, oldest first.
+    fn orders_of_account(&self, account_id: &str) -> Result<Vec<String>, StoreError>;
+}
+
+/// A certificate as the ACME server hands it out.
+#[derive(Clone, Debug)]
+pub struct IssuedCertificate {
+    /// The account that ordered it, if it came through ACME.
+    pub account_id: Option<String>,
+    /// The PEM chain (leaf first).
+    pub chain_pem: String,
+}
+
+/// What the protocol needs from the CA around it: identifier policy,
+/// validation, issuance.
+pub trait Domain: Send + Sync {
+    /// Whether certificates may name `id` (`rejectedIdentifier` or
+    /// `unsupportedIdentifier` otherwise).
+    fn check_identifier(&self, id: &Identifier) -> Result<(), Problem>;
+    /// The challenge types offered for `id`.
+    fn challenge_types(&self, id: &Identifier) -> Vec<&'static str>;
+    /// Whether `profile` names a profile we issue (`None`: the default).
+    fn check_profile(&self, profile: Option<&str>) -> Result<(), Problem>;
+    /// Starts validating, off the request path; the result comes back
+    /// through [`AcmeServer::finish_validation`].
+    fn validate(&self, job: ValidationJob);
+    /// Issues for a ready order from a DER CSR; returns the serial (hex).
+    /// Refusals are problems (`badCSR`, `badPublicKey`, ...) and issue nothing.
+    fn issue(
+        &self,
+        order: &OrderRecord,
+        account: &AccountRecord,
+        csr_der: &[u8],
+    ) -> Result<String, Problem>;
+    /// The certificate with this serial (hex).
+    fn certificate(&self, serial: &str) -> Result<Option<IssuedCertificate>, Problem>;
 }
 
 /// Directory `meta` and policy.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Settings {
+    /// Seconds an order stays open.
+    pub order_lifetime_secs: u64,
+    /// Seconds an authorization stays usable.
+    pub authz_lifetime_secs: u64,
     /// `meta.termsOfService`.
     pub terms_of_service: Option<String>,
     /// `meta.website`.
@@ -56,6 +108,19 @@ pub struct Settings {
     pub caa_identities: Vec<String>,
     /// `meta.externalAccountRequired`.
     pub external_account_required: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            order_lifetime_secs: 7 * 86_400,
+            authz_lifetime_secs: 7 * 86_400,
+            terms_of_service: None,
+            website: None,
+            caa_identities: Vec::new(),
+            external_account_required: false,
+        }
+    }
 }
 
 /// One HTTP request, as far as ACME cares.
@@ -99,7 +164,7 @@ pub struct Response {
 }
 
 impl Response {
-    fn json(status: u16, v: &Value) -> Response {
+    pub(crate) fn json(status: u16, v: &Value) -> Response {
         Response {
             status,
             content_type: "application/json",
@@ -112,7 +177,7 @@ impl Response {
         }
     }
 
-    fn empty(status: u16) -> Response {
+    pub(crate) fn empty(status: u16) -> Response {
         Response {
             content_type: "",
             body: Vec::new(),
@@ -128,14 +193,19 @@ impl Response {
         }
     }
 
-    fn with_location(mut self, url: String) -> Response {
+    pub(crate) fn with_location(mut self, url: String) -> Response {
         self.location = Some(url);
+        self
+    }
+
+    pub(crate) fn with_link(mut self, url: &str, rel: &str) -> Response {
+        self.links.push(format!("<{url}>;rel=\"{rel}\""));
         self
     }
 }
 
 /// Whose key signed a request that passed the checks.
-enum Verified {
+pub(crate) enum Verified {
     /// A key given in full.
     Key(Jwk),
     /// A valid account.
@@ -143,35 +213,75 @@ enum Verified {
 }
 
 /// URLs of the resources, from the request's base.
-struct Urls<'a> {
-    base: &'a str,
+pub(crate) struct Urls<'a> {
+    pub(crate) base: &'a str,
 }
 
 impl Urls<'_> {
-    fn of(&self, resource: &str) -> String {
+    pub(crate) fn of(&self, resource: &str) -> String {
         format!("{}{PREFIX}/{resource}", self.base)
     }
-    fn account(&self, id: &str) -> String {
+    pub(crate) fn account(&self, id: &str) -> String {
         self.of(&format!("acct/{id}"))
+    }
+    pub(crate) fn order(&self, id: &str) -> String {
+        self.of(&format!("order/{id}"))
+    }
+    pub(crate) fn authz(&self, id: &str) -> String {
+        self.of(&format!("authz/{id}"))
+    }
+    pub(crate) fn challenge(&self, authz: &str, id: &str) -> String {
+        self.of(&format!("chall/{authz}/{id}"))
+    }
+    pub(crate) fn certificate(&self, serial: &str) -> String {
+        self.of(&format!("cert/{serial}"))
     }
 }
 
+/// Read-modify-write of one order or authorization happens under its
+/// stripe of these locks.
+const LOCK_STRIPES: usize = 64;
+
 /// The ACME protocol engine.
-#[derive(Debug)]
-pub struct AcmeServer<S> {
-    store: S,
+pub struct AcmeServer<S, D> {
+    pub(crate) store: S,
+    pub(crate) domain: D,
     nonces: NonceStore,
-    settings: Settings,
+    pub(crate) settings: Settings,
+    locks: Vec<Mutex<()>>,
 }
 
-impl<S: Store> AcmeServer<S> {
-    /// An engine over `store`.
-    pub fn new(store: S, settings: Settings) -> AcmeServer<S> {
+impl<S, D> std::fmt::Debug for AcmeServer<S, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AcmeServer({:?})", self.settings)
+    }
+}
+
+impl<S: Store, D: Domain> AcmeServer<S, D> {
+    /// An engine over `store` and `domain`.
+    pub fn new(store: S, domain: D, settings: Settings) -> AcmeServer<S, D> {
         AcmeServer {
             store,
+            domain,
             nonces: NonceStore::new(100_000),
             settings,
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         }
+    }
+
+    /// The lock stripe of a record id.
+    pub(crate) fn lock(&self, id: &str) -> MutexGuard<'_, ()> {
+        let h = id
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        self.locks[h % LOCK_STRIPES]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The domain.
+    pub fn domain(&self) -> &D {
+        &self.domain
     }
 
     /// The store.
@@ -214,16 +324,46 @@ impl<S: Store> AcmeServer<S> {
                 self.new_account(req, urls, &jws, key)
             }
             ("POST", r) if r.starts_with("acct/") => {
-                let (jws, signer) = self.verify_post(req, urls, KeyRule::Kid)?;
-                let Verified::Account(account) = signer else {
-                    return Err(Problem::malformed("account requests are signed with kid"));
+                let (jws, account) = self.verify_account_post(req, urls)?;
+                let rest = &r["acct/".len()..];
+                let (id, orders) = match rest.strip_suffix("/orders") {
+                    Some(id) => (id, true),
+                    None => (rest, false),
                 };
-                if account.id != r["acct/".len()..] {
+                if account.id != id {
                     return Err(Problem::unauthorized(
                         "the signing account is not the account addressed",
                     ));
                 }
+                if orders {
+                    return self.orders_list(urls, &account);
+                }
                 self.account_request(urls, &jws, account)
+            }
+            ("POST", "new-order") => {
+                let (jws, account) = self.verify_account_post(req, urls)?;
+                self.new_order(req, urls, &jws, &account)
+            }
+            ("POST", r) if r.starts_with("order/") => {
+                let (jws, account) = self.verify_account_post(req, urls)?;
+                let rest = &r["order/".len()..];
+                match rest.strip_suffix("/finalize") {
+                    Some(id) => self.finalize(req, urls, &jws, &account, id),
+                    None => self.order_request(req, urls, &jws, &account, rest),
+                }
+            }
+            ("POST", r) if r.starts_with("authz/") => {
+                let (jws, account) = self.verify_account_post(req, urls)?;
+                self.authz_request(req, urls, &jws, &account, &r["authz/".len()..])
+            }
+            ("POST", r) if r.starts_with("chall/") => {
+                let (jws, account) = self.verify_account_post(req, urls)?;
+                let (authz, chall) = r["chall/".len()..].split_once('/').ok_or_else(not_found)?;
+                self.challenge_request(req, urls, &jws, &account, authz, chall)
+            }
+            ("POST", r) if r.starts_with("cert/") => {
+                let (jws, account) = self.verify_account_post(req, urls)?;
+                self.certificate_request(&jws, &account, &r["cert/".len()..])
             }
             ("POST", _) | ("GET", _) | ("HEAD", _) => Err(not_found()),
             (m, _) => {
@@ -335,6 +475,18 @@ impl<S: Store> AcmeServer<S> {
         Ok((jws, verified))
     }
 
+    /// A POST signed by an existing, valid account (`kid`).
+    fn verify_account_post(
+        &self,
+        req: &Request<'_>,
+        urls: &Urls<'_>,
+    ) -> Result<(Jws, AccountRecord), Problem> {
+        match self.verify_post(req, urls, KeyRule::Kid)? {
+            (jws, Verified::Account(account)) => Ok((jws, account)),
+            (_, Verified::Key(_)) => Err(Problem::malformed("this resource needs kid")),
+        }
+    }
+
     fn new_account(
         &self,
         req: &Request<'_>,
@@ -431,7 +583,7 @@ fn status_name(s: AccountStatus) -> &'static str {
     }
 }
 
-fn not_found() -> Problem {
+pub(crate) fn not_found() -> Problem {
     Problem::malformed("no such ACME resource").with_status(404)
 }
 

@@ -3,11 +3,13 @@
 //! family, every write synced.
 //!
 //! Keys: `acct/<id>` → account JSON; `key/<thumbprint>` → account id, which
-//! keeps one account per key.
+//! keeps one account per key; `order/<id>`, `authz/<id>` → JSON;
+//! `acctorder/<account>/<created, 16 hex>/<order>` → empty (the orders list).
 
 use super::{sync_opts, Ledger, LedgerError, CF_ACME};
 use custos_acme::account::AccountRecord;
-use rocksdb::WriteBatch;
+use custos_acme::order::{AuthzRecord, OrderRecord};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 fn account_key(id: &str) -> Vec<u8> {
     [b"acct/".as_slice(), id.as_bytes()].concat()
@@ -67,5 +69,104 @@ impl Ledger {
         );
         self.db.write_opt(batch, &sync_opts())?;
         Ok(())
+    }
+}
+
+fn order_key(id: &str) -> Vec<u8> {
+    format!("order/{id}").into_bytes()
+}
+
+fn authz_key(id: &str) -> Vec<u8> {
+    format!("authz/{id}").into_bytes()
+}
+
+fn account_orders_prefix(account: &str) -> String {
+    format!("acctorder/{account}/")
+}
+
+impl Ledger {
+    fn acme_get<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        what: &str,
+    ) -> Result<Option<T>, LedgerError> {
+        match self.db.get_pinned_cf(self.cf(CF_ACME), key)? {
+            Some(v) => Ok(Some(super::decode(&v, what)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn acme_put<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), LedgerError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_ACME), key, super::encode(value));
+        self.db.write_opt(batch, &sync_opts())?;
+        Ok(())
+    }
+
+    /// Stores a new order, its authorizations and its place in the
+    /// account's list, in one synced write.
+    pub fn create_acme_order(
+        &self,
+        order: &OrderRecord,
+        authzs: &[AuthzRecord],
+    ) -> Result<(), LedgerError> {
+        let cf = self.cf(CF_ACME);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, order_key(&order.id), super::encode(order));
+        for a in authzs {
+            batch.put_cf(cf, authz_key(&a.id), super::encode(a));
+        }
+        batch.put_cf(
+            cf,
+            format!(
+                "{}{:016x}/{}",
+                account_orders_prefix(&order.account_id),
+                order.created_at,
+                order.id
+            ),
+            b"",
+        );
+        self.db.write_opt(batch, &sync_opts())?;
+        Ok(())
+    }
+
+    /// The ACME order with this id.
+    pub fn acme_order(&self, id: &str) -> Result<Option<OrderRecord>, LedgerError> {
+        self.acme_get(&order_key(id), "ACME order")
+    }
+
+    /// Replaces an ACME order.
+    pub fn update_acme_order(&self, order: &OrderRecord) -> Result<(), LedgerError> {
+        self.acme_put(&order_key(&order.id), order)
+    }
+
+    /// The ACME authorization with this id.
+    pub fn acme_authz(&self, id: &str) -> Result<Option<AuthzRecord>, LedgerError> {
+        self.acme_get(&authz_key(id), "ACME authorization")
+    }
+
+    /// Replaces an ACME authorization.
+    pub fn update_acme_authz(&self, authz: &AuthzRecord) -> Result<(), LedgerError> {
+        self.acme_put(&authz_key(&authz.id), authz)
+    }
+
+    /// Ids of an account's orders, oldest first (at most 1000, newest kept).
+    pub fn acme_orders_of_account(&self, account: &str) -> Result<Vec<String>, LedgerError> {
+        let prefix = account_orders_prefix(account);
+        let mut ids = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(CF_ACME),
+            IteratorMode::From(prefix.as_bytes(), Direction::Forward),
+        ) {
+            let (key, _) = item?;
+            let Some(rest) = key.strip_prefix(prefix.as_bytes()) else {
+                break;
+            };
+            if let Some((_, id)) = String::from_utf8_lossy(rest).split_once('/') {
+                ids.push(id.to_string());
+            }
+        }
+        let skip = ids.len().saturating_sub(1000);
+        Ok(ids.split_off(skip))
     }
 }

@@ -1,0 +1,318 @@
+//! What the ACME engine asks of the CA ([`Domain`]): which identifiers may
+//! be certified (`acme.allowed_dns_suffixes`, `acme.allowed_ip_ranges`),
+//! which challenges are offered, and issuance from a finalized order's CSR,
+//! which must name exactly the order's identifiers and not use the account
+//! key. Validation jobs are queued here and run by `crate::acme_validation`.
+//!
+//! No protocol rules (those are `custos-acme`'s) and no HTTP.
+
+use crate::ca::Ca;
+use crate::csr::{verify_csr, CsrError, VerifiedCsr};
+use crate::issuance::{Identity, IssueError};
+use crate::ledger::Ledger;
+use crate::ra::{AdminError, Authority};
+use crate::serial::Serial;
+use custos_acme::account::AccountRecord;
+use custos_acme::jws::Jwk;
+use custos_acme::order::{Identifier, OrderRecord, ValidationJob};
+use custos_acme::problem::{Problem, ProblemType};
+use custos_acme::server::{Domain, IssuedCertificate};
+use der::asn1::UintRef;
+use der::Encode;
+use ipnet::IpNet;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
+
+const COMMON_NAME: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_unwrap("2.5.4.3");
+
+/// The CA as the ACME engine sees it.
+#[derive(Debug)]
+pub struct AcmeDomain {
+    authority: Authority,
+    ca: Arc<Ca>,
+    ledger: Arc<Ledger>,
+    dns_suffixes: Vec<String>,
+    ip_ranges: Vec<IpNet>,
+    jobs: UnboundedSender<ValidationJob>,
+}
+
+impl AcmeDomain {
+    /// A domain with the configured identifier policy; validation jobs go
+    /// to `jobs`.
+    pub fn new(
+        authority: Authority,
+        ca: Arc<Ca>,
+        ledger: Arc<Ledger>,
+        config: &crate::config::AcmeConfig,
+        jobs: UnboundedSender<ValidationJob>,
+    ) -> AcmeDomain {
+        AcmeDomain {
+            authority,
+            ca,
+            ledger,
+            dns_suffixes: config
+                .allowed_dns_suffixes
+                .iter()
+                .map(|s| s.trim_matches('.').to_ascii_lowercase())
+                .collect(),
+            ip_ranges: config
+                .allowed_ip_ranges
+                .iter()
+                .filter_map(|r| r.parse().ok())
+                .collect(),
+            jobs,
+        }
+    }
+}
+
+fn rejected(detail: impl Into<String>) -> Problem {
+    Problem::new(ProblemType::RejectedIdentifier, detail)
+}
+
+fn bad_csr(detail: impl Into<String>) -> Problem {
+    Problem::new(ProblemType::BadCsr, detail)
+}
+
+/// A DNS name in preferred name syntax (RFC 1035 §2.3.1, digits allowed first).
+fn is_hostname(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').count() >= 2
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+/// The identifiers a CSR names: SAN dNSNames and iPAddresses, and the
+/// subject's CN when present.
+fn csr_identifiers(csr: &VerifiedCsr, identity: &Identity) -> BTreeSet<(String, String)> {
+    let mut ids: BTreeSet<(String, String)> = identity
+        .dns_names
+        .iter()
+        .map(|n| {
+            (
+                "dns".to_string(),
+                n.trim_end_matches('.').to_ascii_lowercase(),
+            )
+        })
+        .chain(
+            identity
+                .ip_addresses
+                .iter()
+                .map(|ip| ("ip".to_string(), ip.to_string())),
+        )
+        .collect();
+    for rdn in csr.subject.0.iter() {
+        for atv in rdn.0.iter() {
+            if atv.oid != COMMON_NAME {
+                continue;
+            }
+            let text = der::asn1::Utf8StringRef::try_from(&atv.value)
+                .map(|s| s.to_string())
+                .or_else(|_| {
+                    der::asn1::PrintableStringRef::try_from(&atv.value).map(|s| s.to_string())
+                });
+            if let Ok(cn) = text {
+                match cn.parse::<IpAddr>() {
+                    Ok(ip) => ids.insert(("ip".into(), ip.to_string())),
+                    Err(_) => {
+                        ids.insert(("dns".into(), cn.trim_end_matches('.').to_ascii_lowercase()))
+                    }
+                };
+            }
+        }
+    }
+    ids
+}
+
+/// True when the CSR certifies the account's own key.
+fn is_account_key(csr: &VerifiedCsr, account: &AccountRecord) -> bool {
+    let Ok(jwk) = Jwk::from_json(&account.jwk) else {
+        return false;
+    };
+    let csr_key = csr.spki.subject_public_key.raw_bytes();
+    match &jwk {
+        Jwk::Rsa { n, e } => {
+            #[derive(der::Sequence)]
+            struct RsaPublicKey<'a> {
+                n: UintRef<'a>,
+                e: UintRef<'a>,
+            }
+            let (Ok(n), Ok(e)) = (UintRef::new(n), UintRef::new(e)) else {
+                return false;
+            };
+            RsaPublicKey { n, e }
+                .to_der()
+                .is_ok_and(|der| der == csr_key)
+        }
+        other => other.public_key_bits().is_some_and(|bits| bits == csr_key),
+    }
+}
+
+fn issue_problem(e: AdminError) -> Problem {
+    match e {
+        AdminError::Issue(IssueError::Csr(CsrError::UnsupportedKey(k))) => Problem::new(
+            ProblemType::BadPublicKey,
+            format!("CSR key {k} is not accepted (EC P-256/P-384, RSA >= 2048, Ed25519)"),
+        ),
+        AdminError::Issue(IssueError::Csr(e)) => bad_csr(e.to_string()),
+        AdminError::Issue(IssueError::Refused(r)) => bad_csr(r),
+        AdminError::UnknownProfile(p) => Problem::malformed(format!("unknown profile {p:?}")),
+        other => {
+            tracing::error!(error = %other, "ACME issuance failed");
+            Problem::internal("issuance failed on the server; try again later")
+        }
+    }
+}
+
+impl Domain for AcmeDomain {
+    fn check_identifier(&self, id: &Identifier) -> Result<(), Problem> {
+        match id.kind.as_str() {
+            "dns" => {
+                let name = &id.value;
+                if name.starts_with("*.") {
+                    return Err(rejected("wildcard names are not issued"));
+                }
+                if !is_hostname(name) {
+                    return Err(Problem::malformed(format!("{name:?} is not a DNS name")));
+                }
+                let allowed = self
+                    .dns_suffixes
+                    .iter()
+                    .any(|s| name == s || name.ends_with(&format!(".{s}")));
+                if allowed {
+                    Ok(())
+                } else {
+                    Err(rejected(
+                        "not under a DNS suffix this CA issues for (acme.allowed_dns_suffixes)",
+                    ))
+                }
+            }
+            "ip" => {
+                let ip: IpAddr = id.value.parse().map_err(|_| {
+                    Problem::malformed(format!("{:?} is not an IP address", id.value))
+                })?;
+                if self.ip_ranges.iter().any(|r| r.contains(&ip)) {
+                    Ok(())
+                } else {
+                    Err(rejected(
+                        "not in an IP range this CA issues for (acme.allowed_ip_ranges)",
+                    ))
+                }
+            }
+            other => Err(Problem::new(
+                ProblemType::UnsupportedIdentifier,
+                format!("identifier type {other:?} is not supported"),
+            )),
+        }
+    }
+
+    fn challenge_types(&self, _id: &Identifier) -> Vec<&'static str> {
+        vec!["http-01"]
+    }
+
+    fn check_profile(&self, profile: Option<&str>) -> Result<(), Problem> {
+        match self.authority.profiles().get(profile) {
+            Some(_) => Ok(()),
+            None => Err(Problem::malformed(format!(
+                "unknown profile {:?}; offered: {}",
+                profile.unwrap_or_default(),
+                self.authority
+                    .profiles()
+                    .names()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    fn validate(&self, job: ValidationJob) {
+        if self.jobs.send(job).is_err() {
+            tracing::error!("ACME validation queue is closed");
+        }
+    }
+
+    fn issue(
+        &self,
+        order: &OrderRecord,
+        account: &AccountRecord,
+        csr_der: &[u8],
+    ) -> Result<String, Problem> {
+        let csr = verify_csr(csr_der).map_err(|e| issue_problem(AdminError::Issue(e.into())))?;
+        let vouched = Identity::vouched_from_csr(&csr).map_err(|e| bad_csr(e.to_string()))?;
+        if !vouched.emails.is_empty() || !vouched.uris.is_empty() {
+            return Err(bad_csr(
+                "CSR asks for e-mail or URI names, which ACME orders cannot authorize",
+            ));
+        }
+        let wanted: BTreeSet<(String, String)> = order
+            .identifiers
+            .iter()
+            .map(|i| (i.kind.clone(), i.value.clone()))
+            .collect();
+        let named = csr_identifiers(&csr, &vouched);
+        if named != wanted {
+            let show = |s: &BTreeSet<(String, String)>| {
+                s.iter()
+                    .map(|(_, v)| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(bad_csr(format!(
+                "CSR names [{}] but the order is for [{}]",
+                show(&named),
+                show(&wanted)
+            )));
+        }
+        if is_account_key(&csr, account) {
+            return Err(bad_csr(
+                "CSR key is the ACME account key; use a separate key",
+            ));
+        }
+        let profile = self
+            .authority
+            .profiles()
+            .get(order.profile.as_deref())
+            .ok_or_else(|| Problem::malformed("the order's profile no longer exists"))?;
+        let identity = Identity {
+            dns_names: vouched
+                .dns_names
+                .iter()
+                .map(|n| n.to_ascii_lowercase())
+                .collect(),
+            ip_addresses: vouched.ip_addresses.clone(),
+            acme_account: Some(account.id.clone()),
+            ..Identity::default()
+        };
+        let issued = self
+            .authority
+            .issue_verified(&csr, profile, &identity, crate::ca::build::unix_now())
+            .map_err(issue_problem)?;
+        Ok(issued.record.serial.to_hex())
+    }
+
+    fn certificate(&self, serial: &str) -> Result<Option<IssuedCertificate>, Problem> {
+        let Ok(serial) = serial.parse::<Serial>() else {
+            return Ok(None);
+        };
+        let internal = |e: crate::ledger::LedgerError| Problem::internal(e.to_string());
+        let Some(record) = self.ledger.get(&serial).map_err(internal)? else {
+            return Ok(None);
+        };
+        let Some(der) = self.ledger.get_der(&serial).map_err(internal)? else {
+            return Ok(None);
+        };
+        let chain_pem = crate::ca::to_pem(&der) + &crate::ca::to_pem(self.ca.issuer_der());
+        Ok(Some(IssuedCertificate {
+            account_id: record.acme_account,
+            chain_pem,
+        }))
+    }
+}

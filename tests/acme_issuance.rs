@@ -1,0 +1,203 @@
+//! ACME issuance end to end with a real client crate (instant-acme) over
+//! HTTPS: account, order for an IP identifier, http-01 answered by a small
+//! HTTP server in the test, finalize with an rcgen CSR, certificate chain
+//! download checked by `openssl verify` and `openssl ocsp`; then the
+//! refusals: names outside policy, a CSR that does not match, the account
+//! key in the CSR, finalize before the order is ready, a wrong http-01
+//! answer.
+
+mod common;
+
+use common::{openssl, Server};
+use instant_acme::{
+    Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
+    RetryPolicy,
+};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type Tokens = Arc<Mutex<HashMap<String, String>>>;
+
+/// Serves `/.well-known/acme-challenge/<token>` from `tokens`.
+async fn challenge_server(listener: tokio::net::TcpListener, tokens: Tokens) {
+    use axum::extract::{Path, State};
+    use axum::http::StatusCode;
+    let app = axum::Router::new()
+        .route(
+            "/.well-known/acme-challenge/{token}",
+            axum::routing::get(
+                |State(t): State<Tokens>, Path(token): Path<String>| async move {
+                    match t.lock().unwrap().get(&token) {
+                        Some(v) => (StatusCode::OK, v.clone()),
+                        None => (StatusCode::NOT_FOUND, String::new()),
+                    }
+                },
+            ),
+        )
+        .with_state(tokens);
+    axum::serve(listener, app).await.unwrap();
+}
+
+fn csr_der(names: &[&str], key: &rcgen::KeyPair) -> Vec<u8> {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.serialize_request(key).unwrap().der().to_vec()
+}
+
+fn retry() -> RetryPolicy {
+    RetryPolicy::new()
+        .initial_delay(Duration::from_millis(100))
+        .timeout(Duration::from_secs(20))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instant_acme_gets_a_certificate_through_http01_and_refusals_change_nothing() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tokens: Tokens = Arc::default();
+    tokio::spawn(challenge_server(listener, tokens.clone()));
+    std::fs::write(
+        dir.path().join("custos.toml"),
+        format!(
+            "[acme]\nallowed_ip_ranges = [\"127.0.0.0/8\"]\nallowed_dns_suffixes = [\"corp.example\"]\nhttp01_port = {port}\nvalidation_attempts = 1\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&data, &[]);
+    let root = data.join("ca/root.pem");
+    let (account, _) = Account::builder_with_root(&root)
+        .unwrap()
+        .create(
+            &NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            format!("{}/acme/directory", server.https_url),
+            None,
+        )
+        .await
+        .unwrap();
+
+    // A name outside policy: rejectedIdentifier, with the identifier named.
+    let outside = [Identifier::Dns("www.elsewhere.example".into())];
+    let Err(err) = account.new_order(&NewOrder::new(&outside)).await else {
+        panic!("an order outside policy was accepted");
+    };
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("rejectedIdentifier") && text.contains("www.elsewhere.example"),
+        "{text}"
+    );
+
+    // The happy path.
+    let ip: IpAddr = "127.0.0.1".parse().unwrap();
+    let ids = [Identifier::Ip(ip)];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    assert_eq!(order.state().status, OrderStatus::Pending);
+
+    // Finalize before the authorizations are valid: orderNotReady.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let err = order
+        .finalize_csr(&csr_der(&["127.0.0.1"], &key))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("orderNotReady"), "{err:?}");
+
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz.unwrap();
+        assert_eq!(authz.status, AuthorizationStatus::Pending);
+        let mut challenge = authz
+            .challenge(ChallengeType::Http01)
+            .expect("http-01 offered");
+        tokens.lock().unwrap().insert(
+            challenge.token.clone(),
+            challenge.key_authorization().as_str().to_string(),
+        );
+        challenge.set_ready().await.unwrap();
+    }
+    assert_eq!(
+        order.poll_ready(&retry()).await.unwrap(),
+        OrderStatus::Ready
+    );
+
+    // A CSR naming something else: badCSR, and the order stays ready.
+    let err = order
+        .finalize_csr(&csr_der(&["127.0.0.2"], &key))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("badCSR"), "{err:?}");
+    assert_eq!(order.refresh().await.unwrap().status, OrderStatus::Ready);
+
+    order
+        .finalize_csr(&csr_der(&["127.0.0.1"], &key))
+        .await
+        .unwrap();
+    let chain = order.poll_certificate(&retry()).await.unwrap();
+    assert_eq!(
+        chain.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "leaf and issuer"
+    );
+    let leaf = dir.path().join("leaf.pem");
+    std::fs::write(&leaf, &chain).unwrap();
+    let out = openssl(&[
+        "verify",
+        "-CAfile",
+        root.to_str().unwrap(),
+        "-untrusted",
+        leaf.to_str().unwrap(),
+        leaf.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(
+        &openssl(&["x509", "-in", leaf.to_str().unwrap(), "-noout", "-text"]).stdout,
+    )
+    .to_string();
+    assert!(text.contains("IP Address:127.0.0.1"), "{text}");
+    let ocsp = openssl(&[
+        "ocsp",
+        "-issuer",
+        data.join("ca/intermediate.pem").to_str().unwrap(),
+        "-cert",
+        leaf.to_str().unwrap(),
+        "-url",
+        &format!("{}/ocsp", server.http_url),
+        "-CAfile",
+        root.to_str().unwrap(),
+    ]);
+    let said =
+        String::from_utf8_lossy(&ocsp.stdout).to_string() + &String::from_utf8_lossy(&ocsp.stderr);
+    assert!(
+        said.contains(": good") && said.contains("Response verify OK"),
+        "{said}"
+    );
+
+    // A wrong http-01 answer: the challenge and authorization go invalid,
+    // with the problem on the challenge.
+    let mut bad = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    {
+        let mut authorizations = bad.authorizations();
+        let mut authz = authorizations.next().await.unwrap().unwrap();
+        let mut challenge = authz.challenge(ChallengeType::Http01).unwrap();
+        tokens
+            .lock()
+            .unwrap()
+            .insert(challenge.token.clone(), "not the key authorization".into());
+        challenge.set_ready().await.unwrap();
+    }
+    let status = bad.poll_ready(&retry()).await.unwrap();
+    assert_eq!(status, OrderStatus::Invalid);
+}
