@@ -16,9 +16,7 @@ use custos_acme::account::AccountRecord;
 use custos_acme::jws::Jwk;
 use custos_acme::order::{Identifier, OrderRecord, ValidationJob};
 use custos_acme::problem::{Problem, ProblemType};
-use custos_acme::server::{Domain, IssuedCertificate};
-use der::asn1::UintRef;
-use der::Encode;
+use custos_acme::server::{CertificateFacts, Domain, IssuedCertificate};
 use ipnet::IpNet;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -134,26 +132,8 @@ fn csr_identifiers(csr: &VerifiedCsr, identity: &Identity) -> BTreeSet<(String, 
 
 /// True when the CSR certifies the account's own key.
 fn is_account_key(csr: &VerifiedCsr, account: &AccountRecord) -> bool {
-    let Ok(jwk) = Jwk::from_json(&account.jwk) else {
-        return false;
-    };
-    let csr_key = csr.spki.subject_public_key.raw_bytes();
-    match &jwk {
-        Jwk::Rsa { n, e } => {
-            #[derive(der::Sequence)]
-            struct RsaPublicKey<'a> {
-                n: UintRef<'a>,
-                e: UintRef<'a>,
-            }
-            let (Ok(n), Ok(e)) = (UintRef::new(n), UintRef::new(e)) else {
-                return false;
-            };
-            RsaPublicKey { n, e }
-                .to_der()
-                .is_ok_and(|der| der == csr_key)
-        }
-        other => other.public_key_bits().is_some_and(|bits| bits == csr_key),
-    }
+    Jwk::from_json(&account.jwk)
+        .is_ok_and(|jwk| jwk.matches_public_key(csr.spki.subject_public_key.raw_bytes()))
 }
 
 fn issue_problem(e: AdminError) -> Problem {
@@ -314,5 +294,61 @@ impl Domain for AcmeDomain {
             account_id: record.acme_account,
             chain_pem,
         }))
+    }
+
+    fn certificate_facts(&self, der: &[u8]) -> Result<Option<CertificateFacts>, Problem> {
+        use der::Decode;
+        let cert = x509_cert::Certificate::from_der(der)
+            .map_err(|e| Problem::malformed(format!("certificate is not DER X.509: {e}")))?;
+        let Ok(serial) = Serial::from_bytes(cert.tbs_certificate.serial_number.as_bytes()) else {
+            return Ok(None);
+        };
+        let internal = |e: crate::ledger::LedgerError| Problem::internal(e.to_string());
+        let Some(record) = self.ledger.get(&serial).map_err(internal)? else {
+            return Ok(None);
+        };
+        // Only the exact certificate we issued counts, not a look-alike.
+        if self.ledger.get_der(&serial).map_err(internal)?.as_deref() != Some(der) {
+            return Ok(None);
+        }
+        let identifiers = record
+            .dns_names
+            .iter()
+            .map(|n| Identifier {
+                kind: "dns".into(),
+                value: n.to_ascii_lowercase(),
+            })
+            .chain(record.ip_addresses.iter().map(|ip| Identifier {
+                kind: "ip".into(),
+                value: ip.clone(),
+            }))
+            .collect();
+        Ok(Some(CertificateFacts {
+            serial: serial.to_hex(),
+            account_id: record.acme_account.clone(),
+            identifiers,
+            public_key: cert
+                .tbs_certificate
+                .subject_public_key_info
+                .subject_public_key
+                .raw_bytes()
+                .to_vec(),
+            revoked: record.revocation.is_some(),
+        }))
+    }
+
+    fn revoke(&self, serial: &str, reason: u8) -> Result<(), Problem> {
+        let serial: Serial = serial
+            .parse()
+            .map_err(|_| Problem::internal("stored serial does not parse"))?;
+        let reason = crate::revocation::Reason::from_code(reason)
+            .map_err(|e| Problem::new(ProblemType::BadRevocationReason, e.to_string()))?;
+        self.authority
+            .revoke_serial(&serial, reason, crate::ca::build::unix_now())
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::error!(error = %e, "ACME revocation failed");
+                Problem::internal("revocation failed on the server; try again")
+            })
     }
 }

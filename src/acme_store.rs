@@ -48,6 +48,16 @@ impl Store for LedgerStore {
     fn orders_of_account(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
         self.0.acme_orders_of_account(account_id).map_err(store_err)
     }
+    fn change_account_key(
+        &self,
+        account: &AccountRecord,
+        new_jwk: serde_json::Value,
+        new_thumbprint: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.0
+            .change_acme_account_key(account, new_jwk, new_thumbprint)
+            .map_err(store_err)
+    }
 }
 
 /// The ACME engine of this process.

@@ -11,7 +11,7 @@ mod common;
 use common::{openssl, Server};
 use instant_acme::{
     Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
-    RetryPolicy,
+    RetryPolicy, RevocationReason, RevocationRequest,
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -48,6 +48,19 @@ fn csr_der(names: &[&str], key: &rcgen::KeyPair) -> Vec<u8> {
     params.serialize_request(key).unwrap().der().to_vec()
 }
 
+fn pem_to_der(pem: &str) -> rustls::pki_types::CertificateDer<'static> {
+    use base64::Engine;
+    let body: String = pem
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+        .into()
+}
+
 fn retry() -> RetryPolicy {
     RetryPolicy::new()
         .initial_delay(Duration::from_millis(100))
@@ -72,7 +85,7 @@ async fn instant_acme_gets_a_certificate_through_http01_and_refusals_change_noth
     .unwrap();
     let server = Server::start(&data, &[]);
     let root = data.join("ca/root.pem");
-    let (account, _) = Account::builder_with_root(&root)
+    let (mut account, _) = Account::builder_with_root(&root)
         .unwrap()
         .create(
             &NewAccount {
@@ -184,6 +197,68 @@ async fn instant_acme_gets_a_certificate_through_http01_and_refusals_change_noth
         said.contains(": good") && said.contains("Response verify OK"),
         "{said}"
     );
+
+    // Key rollover, then revocation by the (same) account under its new
+    // key: the real `openssl ocsp` client then says revoked.
+    let _credentials = account.update_key().await.expect("key change");
+    let leaf_der = pem_to_der(&chain);
+    let request = |reason| RevocationRequest {
+        certificate: &leaf_der,
+        reason: Some(reason),
+    };
+    let err = account
+        .revoke(&request(RevocationReason::CaCompromise))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:?}").contains("badRevocationReason"),
+        "{err:?}"
+    );
+    account
+        .revoke(&request(RevocationReason::KeyCompromise))
+        .await
+        .expect("revoked");
+    let err = account
+        .revoke(&request(RevocationReason::KeyCompromise))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("alreadyRevoked"), "{err:?}");
+    let ocsp = openssl(&[
+        "ocsp",
+        "-issuer",
+        data.join("ca/intermediate.pem").to_str().unwrap(),
+        "-cert",
+        leaf.to_str().unwrap(),
+        "-url",
+        &format!("{}/ocsp", server.http_url),
+        "-CAfile",
+        root.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&ocsp.stdout).to_string();
+    assert!(
+        said.contains(": revoked") && said.contains("keyCompromise"),
+        "{said}"
+    );
+
+    // Another account may not revoke it.
+    let (stranger, _) = Account::builder_with_root(&root)
+        .unwrap()
+        .create(
+            &NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            format!("{}/acme/directory", server.https_url),
+            None,
+        )
+        .await
+        .unwrap();
+    let err = stranger
+        .revoke(&request(RevocationReason::Superseded))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("unauthorized"), "{err:?}");
 
     // A wrong http-01 answer: the challenge and authorization go invalid,
     // with the problem on the challenge.

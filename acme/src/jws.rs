@@ -205,6 +205,31 @@ impl Jwk {
         }
     }
 
+    /// True when `subject_public_key` (the content of a certificate's or
+    /// CSR's subjectPublicKey BIT STRING) is this key.
+    pub fn matches_public_key(&self, subject_public_key: &[u8]) -> bool {
+        match self {
+            Jwk::Rsa { n, e } => {
+                use der::asn1::UintRef;
+                use der::Encode;
+                #[derive(der::Sequence)]
+                struct RsaPublicKey<'a> {
+                    n: UintRef<'a>,
+                    e: UintRef<'a>,
+                }
+                let (Ok(n), Ok(e)) = (UintRef::new(n), UintRef::new(e)) else {
+                    return false;
+                };
+                RsaPublicKey { n, e }
+                    .to_der()
+                    .is_ok_and(|der| der == subject_public_key)
+            }
+            other => other
+                .public_key_bits()
+                .is_some_and(|bits| bits == subject_public_key),
+        }
+    }
+
     /// Verifies `sig` over `input` under `alg`, which must be this key's.
     pub fn verify(&self, alg: &str, input: &[u8], sig: &[u8]) -> Result<(), Problem> {
         if alg != self.algorithm() {

@@ -21,6 +21,7 @@ pub mod nonce;
 pub mod order;
 mod orders;
 pub mod problem;
+mod revoke;
 pub mod server;
 
 pub use problem::{Problem, ProblemType, PROBLEM_NS};

@@ -57,6 +57,29 @@ pub trait Store: Send + Sync {
     fn update_authz(&self, authz: &AuthzRecord) -> Result<(), StoreError>;
     /// Ids of an account's orders, oldest first.
     fn orders_of_account(&self, account_id: &str) -> Result<Vec<String>, StoreError>;
+    /// Moves an account to a new key; `Ok(Some(id))` names the account that
+    /// already has that key (nothing changed then).
+    fn change_account_key(
+        &self,
+        account: &AccountRecord,
+        new_jwk: Value,
+        new_thumbprint: &str,
+    ) -> Result<Option<String>, StoreError>;
+}
+
+/// What revocation needs to know about a certificate.
+#[derive(Clone, Debug)]
+pub struct CertificateFacts {
+    /// Serial (hex).
+    pub serial: String,
+    /// The ACME account that ordered it, if any.
+    pub account_id: Option<String>,
+    /// Its identifiers (SAN dNSNames and iPAddresses).
+    pub identifiers: Vec<Identifier>,
+    /// The content of its subjectPublicKey BIT STRING.
+    pub public_key: Vec<u8>,
+    /// Already revoked.
+    pub revoked: bool,
 }
 
 /// A certificate as the ACME server hands it out.
@@ -91,6 +114,10 @@ pub trait Domain: Send + Sync {
     ) -> Result<String, Problem>;
     /// The certificate with this serial (hex).
     fn certificate(&self, serial: &str) -> Result<Option<IssuedCertificate>, Problem>;
+    /// Facts about a certificate given as DER, if this CA issued it.
+    fn certificate_facts(&self, der: &[u8]) -> Result<Option<CertificateFacts>, Problem>;
+    /// Revokes a certificate (RFC 5280 reason code); durable when it returns.
+    fn revoke(&self, serial: &str, reason: u8) -> Result<(), Problem>;
 }
 
 /// Directory `meta` and policy.
@@ -185,7 +212,7 @@ impl Response {
         }
     }
 
-    fn problem(p: &Problem) -> Response {
+    pub(crate) fn problem(p: &Problem) -> Response {
         Response {
             content_type: crate::problem::PROBLEM_MEDIA_TYPE,
             body: p.to_json().into_bytes(),
@@ -361,6 +388,14 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
                 let (authz, chall) = r["chall/".len()..].split_once('/').ok_or_else(not_found)?;
                 self.challenge_request(req, urls, &jws, &account, authz, chall)
             }
+            ("POST", "revoke-cert") => {
+                let (jws, signer) = self.verify_post(req, urls, KeyRule::Either)?;
+                self.revoke_cert(req, &jws, signer)
+            }
+            ("POST", "key-change") => {
+                let (jws, account) = self.verify_account_post(req, urls)?;
+                self.key_change(req, urls, &jws, account)
+            }
             ("POST", r) if r.starts_with("cert/") => {
                 let (jws, account) = self.verify_account_post(req, urls)?;
                 self.certificate_request(&jws, &account, &r["cert/".len()..])
@@ -403,7 +438,7 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
 
     /// RFC 8555 §6.2–6.5 checks, in the order that keeps state unchanged on
     /// failure: form, url, nonce (used up), signer, signature.
-    fn verify_post(
+    pub(crate) fn verify_post(
         &self,
         req: &Request<'_>,
         urls: &Urls<'_>,
@@ -568,10 +603,9 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
 }
 
 #[derive(Clone, Copy)]
-enum KeyRule {
+pub(crate) enum KeyRule {
     Jwk,
     Kid,
-    #[allow(dead_code)]
     Either,
 }
 

@@ -58,6 +58,31 @@ impl Ledger {
         Ok(true)
     }
 
+    /// Moves an account to a new key in one synced write; `Some(id)` names
+    /// the account that already has the new key (nothing changed then).
+    pub fn change_acme_account_key(
+        &self,
+        account: &AccountRecord,
+        new_jwk: serde_json::Value,
+        new_thumbprint: &str,
+    ) -> Result<Option<String>, LedgerError> {
+        let _guard = self.lock();
+        let cf = self.cf(CF_ACME);
+        let new_key = thumbprint_key(new_thumbprint);
+        if let Some(owner) = self.db.get_pinned_cf(cf, &new_key)? {
+            return Ok(Some(String::from_utf8_lossy(&owner).into_owned()));
+        }
+        let mut updated = account.clone();
+        updated.jwk = new_jwk;
+        updated.thumbprint = new_thumbprint.to_string();
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(cf, thumbprint_key(&account.thumbprint));
+        batch.put_cf(cf, new_key, account.id.as_bytes());
+        batch.put_cf(cf, account_key(&account.id), super::encode(&updated));
+        self.db.write_opt(batch, &sync_opts())?;
+        Ok(None)
+    }
+
     /// Replaces an account record (same key).
     pub fn update_acme_account(&self, account: &AccountRecord) -> Result<(), LedgerError> {
         let _guard = self.lock();
