@@ -34,6 +34,7 @@ pub struct AcmeDomain {
     dns_suffixes: Vec<String>,
     ip_ranges: Vec<IpNet>,
     jobs: UnboundedSender<ValidationJob>,
+    eab: crate::eab::EabSecret,
 }
 
 impl AcmeDomain {
@@ -45,6 +46,7 @@ impl AcmeDomain {
         ledger: Arc<Ledger>,
         config: &crate::config::AcmeConfig,
         jobs: UnboundedSender<ValidationJob>,
+        eab: crate::eab::EabSecret,
     ) -> AcmeDomain {
         AcmeDomain {
             authority,
@@ -61,6 +63,7 @@ impl AcmeDomain {
                 .filter_map(|r| r.parse().ok())
                 .collect(),
             jobs,
+            eab,
         }
     }
 }
@@ -350,5 +353,11 @@ impl Domain for AcmeDomain {
                 tracing::error!(error = %e, "ACME revocation failed");
                 Problem::internal("revocation failed on the server; try again")
             })
+    }
+
+    fn eab_mac_key(&self, kid: &str) -> Result<Option<Vec<u8>>, Problem> {
+        crate::eab::usable_key(&self.ledger, &self.eab, kid)
+            .map(|k| k.map(|k| k.to_vec()))
+            .map_err(|e| Problem::internal(e.to_string()))
     }
 }

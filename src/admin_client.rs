@@ -129,6 +129,16 @@ impl AdminClient {
         .await
     }
 
+    /// `POST /admin/eab`.
+    pub async fn eab_create(&self, name: &str) -> anyhow::Result<crate::eab::EabKey> {
+        self.send(
+            self.http
+                .post(format!("{}/admin/eab", self.base))
+                .json(&serde_json::json!({ "name": name })),
+        )
+        .await
+    }
+
     /// `GET /admin/crl`.
     pub async fn crl_show(&self) -> anyhow::Result<Vec<CrlInfo>> {
         self.send(self.http.get(format!("{}/admin/crl", self.base)))

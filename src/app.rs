@@ -159,6 +159,7 @@ impl App {
             ledger.clone(),
             &config.acme,
             jobs,
+            crate::eab::EabSecret::ensure(&data_dir)?,
         );
         let acme = Arc::new(crate::acme_store::acme_server(
             &config,

@@ -67,6 +67,25 @@ pub enum Command {
         #[command(subcommand)]
         command: CrlCommand,
     },
+    /// ACME external account binding keys.
+    Eab {
+        /// What to do.
+        #[command(subcommand)]
+        command: EabCommand,
+    },
+}
+
+/// `custos eab …`.
+#[derive(Debug, Subcommand)]
+pub enum EabCommand {
+    /// Make a single-use key id and HS256 MAC key for one ACME account
+    /// (give them to the client: certbot --eab-kid/--eab-hmac-key,
+    /// acme.sh --eab-kid/--eab-hmac-key, lego --eab --kid/--hmac).
+    Create {
+        /// Who the key is for (kept with the key, shown in logs).
+        #[arg(long)]
+        name: String,
+    },
 }
 
 /// `custos crl …`.
@@ -216,7 +235,22 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Status => status(config).await,
         Command::Ocsp { command } => ocsp(config, command).await,
         Command::Crl { command } => crl(config, command).await,
+        Command::Eab { command } => eab(config, command).await,
     }
+}
+
+async fn eab(config: Config, command: EabCommand) -> anyhow::Result<()> {
+    let EabCommand::Create { name } = command;
+    let key = match target(config)? {
+        Target::Direct(app) => {
+            let secret = crate::eab::EabSecret::ensure(&app.config.data_dir)?;
+            crate::eab::create(&app.ledger, &secret, &name, unix_now())?
+        }
+        Target::Remote(client) => client.eab_create(&name).await?,
+    };
+    println!("kid: {}", key.kid);
+    println!("hmac_key: {}", key.hmac_key);
+    Ok(())
 }
 
 fn init_logging(config: &Config, serving: bool) {

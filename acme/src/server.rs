@@ -118,6 +118,9 @@ pub trait Domain: Send + Sync {
     fn certificate_facts(&self, der: &[u8]) -> Result<Option<CertificateFacts>, Problem>;
     /// Revokes a certificate (RFC 5280 reason code); durable when it returns.
     fn revoke(&self, serial: &str, reason: u8) -> Result<(), Problem>;
+    /// The HS256 MAC key of an external account binding key id that exists
+    /// and has not bound an account yet.
+    fn eab_mac_key(&self, kid: &str) -> Result<Option<Vec<u8>>, Problem>;
 }
 
 /// Directory `meta` and policy.
@@ -552,12 +555,16 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
         }
         let contact = payload.contact.unwrap_or_default();
         check_contacts(&contact).map_err(|d| Problem::new(ProblemType::Malformed, d))?;
-        if self.settings.external_account_required && payload.external_account_binding.is_none() {
-            return Err(Problem::new(
-                ProblemType::ExternalAccountRequired,
-                "this server requires an external account binding",
-            ));
-        }
+        let eab_kid = match &payload.external_account_binding {
+            Some(binding) => Some(self.check_binding(binding, &key, urls)?),
+            None if self.settings.external_account_required => {
+                return Err(Problem::new(
+                    ProblemType::ExternalAccountRequired,
+                    "this server requires an external account binding (ask the CA's operator for a key: custos eab create)",
+                ))
+            }
+            None => None,
+        };
         let account = AccountRecord {
             id: random_id(),
             jwk: key.to_json(),
@@ -565,14 +572,52 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
             status: AccountStatus::Valid,
             contact,
             terms_agreed: payload.terms_of_service_agreed == Some(true),
-            eab_kid: None,
+            eab_kid,
             created_at: req.now,
         };
         if !self.store.create_account(&account)? {
-            return Err(Problem::internal("account created concurrently; retry"));
+            return Err(Problem::unauthorized(
+                "the account key or the external account binding key was used concurrently",
+            ));
         }
         let url = urls.account(&account.id);
         Ok(Response::json(201, &account.to_object(&format!("{url}/orders"))).with_location(url))
+    }
+
+    /// Checks an external account binding (RFC 8555 §7.3.4): an HS256 JWS
+    /// by a key id we handed out and nobody used, over the account key, for
+    /// the newAccount URL. Returns the key id.
+    fn check_binding(
+        &self,
+        binding: &Value,
+        key: &Jwk,
+        urls: &Urls<'_>,
+    ) -> Result<String, Problem> {
+        let inner = Jws::parse_value(binding)?;
+        let Some(Signer::Kid(kid)) = &inner.signer else {
+            return Err(Problem::malformed("external account binding needs a kid"));
+        };
+        if inner.nonce.is_some() {
+            return Err(Problem::malformed(
+                "external account binding must not have a nonce",
+            ));
+        }
+        if inner.url.as_deref() != Some(urls.of("new-account").as_str()) {
+            return Err(Problem::malformed(
+                "external account binding url must be the newAccount URL",
+            ));
+        }
+        let mac_key = self.domain.eab_mac_key(kid)?.ok_or_else(|| {
+            Problem::unauthorized("external account binding key is unknown or already used")
+        })?;
+        inner.verify_hs256(&mac_key)?;
+        let bound: Value = inner.payload_json()?;
+        if Jwk::from_json(&bound).ok().as_ref() != Some(key) {
+            return Err(Problem::malformed(
+                "external account binding is over another key than the account's",
+            ));
+        }
+        Ok(kid.clone())
     }
 
     fn account_request(

@@ -7,6 +7,7 @@
 //! `acctorder/<account>/<created, 16 hex>/<order>` → empty (the orders list).
 
 use super::{sync_opts, Ledger, LedgerError, CF_ACME};
+use crate::eab::EabRecord;
 use custos_acme::account::AccountRecord;
 use custos_acme::order::{AuthzRecord, OrderRecord};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
@@ -42,8 +43,9 @@ impl Ledger {
         }
     }
 
-    /// Stores a new account and its key index; `false` if the key already
-    /// has an account.
+    /// Stores a new account and its key index, and marks its external
+    /// account binding key used; `false` if the account key already has an
+    /// account or the binding key was used meanwhile.
     pub fn create_acme_account(&self, account: &AccountRecord) -> Result<bool, LedgerError> {
         let _guard = self.lock();
         let cf = self.cf(CF_ACME);
@@ -52,6 +54,16 @@ impl Ledger {
             return Ok(false);
         }
         let mut batch = WriteBatch::default();
+        if let Some(kid) = &account.eab_kid {
+            let Some(mut eab) = self.eab(kid)? else {
+                return Ok(false);
+            };
+            if eab.account_id.is_some() {
+                return Ok(false);
+            }
+            eab.account_id = Some(account.id.clone());
+            batch.put_cf(cf, eab_key(kid), super::encode(&eab));
+        }
         batch.put_cf(cf, account_key(&account.id), super::encode(account));
         batch.put_cf(cf, tkey, account.id.as_bytes());
         self.db.write_opt(batch, &sync_opts())?;
@@ -95,6 +107,10 @@ impl Ledger {
         self.db.write_opt(batch, &sync_opts())?;
         Ok(())
     }
+}
+
+fn eab_key(kid: &str) -> Vec<u8> {
+    format!("eab/{kid}").into_bytes()
 }
 
 fn order_key(id: &str) -> Vec<u8> {
@@ -153,6 +169,16 @@ impl Ledger {
         );
         self.db.write_opt(batch, &sync_opts())?;
         Ok(())
+    }
+
+    /// Records a new external account binding key.
+    pub fn put_eab(&self, record: &EabRecord) -> Result<(), LedgerError> {
+        self.acme_put(&eab_key(&record.kid), record)
+    }
+
+    /// An external account binding key's record.
+    pub fn eab(&self, kid: &str) -> Result<Option<EabRecord>, LedgerError> {
+        self.acme_get(&eab_key(kid), "EAB key")
     }
 
     /// The ACME order with this id.

@@ -186,6 +186,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/ocsp/refresh", post(ocsp_refresh))
         .route("/admin/crl", get(crl_show))
         .route("/admin/crl/generate", post(crl_generate))
+        .route("/admin/eab", post(eab_create))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_token,
@@ -310,6 +311,28 @@ async fn crl_show(State(app): State<Arc<App>>) -> Json<Vec<CrlInfo>> {
             .map(|c| CrlInfo::new(&app, &c))
             .collect(),
     )
+}
+
+#[derive(serde::Deserialize)]
+struct EabRequest {
+    name: String,
+}
+
+async fn eab_create(
+    State(app): State<Arc<App>>,
+    Json(req): Json<EabRequest>,
+) -> Result<Json<crate::eab::EabKey>, ApiError> {
+    let secret = crate::eab::EabSecret::ensure(&app.config.data_dir)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let ledger = app.ledger.clone();
+    let key = tokio::task::spawn_blocking(move || {
+        crate::eab::create(&ledger, &secret, &req.name, build_unix_now())
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| bad_request(e.to_string()))?;
+    tracing::info!(kid = %key.kid, name = %key.name, "external account binding key created");
+    Ok(Json(key))
 }
 
 async fn crl_generate(State(app): State<Arc<App>>) -> Result<Json<Vec<CrlInfo>>, ApiError> {
