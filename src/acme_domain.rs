@@ -360,4 +360,27 @@ impl Domain for AcmeDomain {
             .map(|k| k.map(|k| k.to_vec()))
             .map_err(|e| Problem::internal(e.to_string()))
     }
+
+    fn renewal_facts(
+        &self,
+        aki: &[u8],
+        serial: &[u8],
+    ) -> Result<Option<custos_acme::renewal::RenewalFacts>, Problem> {
+        if aki != self.ca.issuer_key_id().as_slice() {
+            return Ok(None);
+        }
+        let Ok(serial) = Serial::from_bytes(serial) else {
+            return Ok(None);
+        };
+        let record = self
+            .ledger
+            .get(&serial)
+            .map_err(|e| Problem::internal(e.to_string()))?;
+        Ok(record.map(|r| custos_acme::renewal::RenewalFacts {
+            not_before: r.not_before,
+            not_after: r.not_after,
+            revoked: r.revocation.is_some(),
+            account_id: r.acme_account,
+        }))
+    }
 }

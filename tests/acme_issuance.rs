@@ -10,9 +10,10 @@ mod common;
 
 use common::{openssl, Server};
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
-    RetryPolicy, RevocationReason, RevocationRequest,
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy, RevocationReason, RevocationRequest,
 };
+use rustls::pki_types::Der;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,24 @@ fn pem_to_der(pem: &str) -> rustls::pki_types::CertificateDer<'static> {
         .decode(body)
         .unwrap()
         .into()
+}
+
+/// The AKI keyIdentifier and serial content bytes of a DER certificate.
+fn cert_id_parts(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    use der::Decode;
+    let cert = x509_cert::Certificate::from_der(der).unwrap();
+    let aki = cert
+        .tbs_certificate
+        .get::<x509_cert::ext::pkix::AuthorityKeyIdentifier>()
+        .unwrap()
+        .unwrap()
+        .1
+        .key_identifier
+        .unwrap();
+    (
+        aki.as_bytes().to_vec(),
+        cert.tbs_certificate.serial_number.as_bytes().to_vec(),
+    )
 }
 
 fn retry() -> RetryPolicy {
@@ -198,6 +217,23 @@ async fn instant_acme_gets_a_certificate_through_http01_and_refusals_change_noth
         "{said}"
     );
 
+    // ARI: the window lies ahead, and a renewal order may name the
+    // certificate it replaces.
+    let (aki, serial_bytes) = cert_id_parts(&pem_to_der(&chain));
+    let cert_id = CertificateIdentifier::new(Der::from_slice(&aki), Der::from_slice(&serial_bytes));
+    let (info, retry_after) = account.renewal_info(&cert_id).await.expect("renewal info");
+    let now = time::OffsetDateTime::now_utc();
+    assert!(
+        info.suggested_window.start > now
+            && info.suggested_window.end > info.suggested_window.start
+    );
+    assert!(retry_after.as_secs() > 3600);
+    let renewal = account
+        .new_order(&NewOrder::new(&ids).replaces(cert_id.clone()))
+        .await
+        .expect("renewal order");
+    drop(renewal);
+
     // Key rollover, then revocation by the (same) account under its new
     // key: the real `openssl ocsp` client then says revoked.
     let _credentials = account.update_key().await.expect("key change");
@@ -240,6 +276,10 @@ async fn instant_acme_gets_a_certificate_through_http01_and_refusals_change_noth
         "{said}"
     );
 
+    // Revoked: ARI says renew now.
+    let (info, _) = account.renewal_info(&cert_id).await.unwrap();
+    assert!(info.suggested_window.end < time::OffsetDateTime::now_utc());
+
     // Another account may not revoke it.
     let (stranger, _) = Account::builder_with_root(&root)
         .unwrap()
@@ -258,6 +298,13 @@ async fn instant_acme_gets_a_certificate_through_http01_and_refusals_change_noth
         .revoke(&request(RevocationReason::Superseded))
         .await
         .unwrap_err();
+    assert!(format!("{err:?}").contains("unauthorized"), "{err:?}");
+    let Err(err) = stranger
+        .new_order(&NewOrder::new(&ids).replaces(cert_id.clone()))
+        .await
+    else {
+        panic!("a stranger's order replaced our certificate");
+    };
     assert!(format!("{err:?}").contains("unauthorized"), "{err:?}");
 
     // A wrong http-01 answer: the challenge and authorization go invalid,

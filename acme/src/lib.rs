@@ -21,6 +21,7 @@ pub mod nonce;
 pub mod order;
 mod orders;
 pub mod problem;
+pub mod renewal;
 mod revoke;
 pub mod server;
 

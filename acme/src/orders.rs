@@ -55,6 +55,9 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
             ));
         }
         self.domain.check_profile(payload.profile.as_deref())?;
+        if let Some(replaces) = &payload.replaces {
+            self.check_replaces(replaces, &account.id)?;
+        }
         let mut identifiers: Vec<Identifier> = Vec::new();
         let mut refused: Option<Problem> = None;
         for id in &payload.identifiers {

@@ -118,6 +118,13 @@ pub trait Domain: Send + Sync {
     fn certificate_facts(&self, der: &[u8]) -> Result<Option<CertificateFacts>, Problem>;
     /// Revokes a certificate (RFC 5280 reason code); durable when it returns.
     fn revoke(&self, serial: &str, reason: u8) -> Result<(), Problem>;
+    /// ARI facts about the certificate with this AKI keyIdentifier and
+    /// serial (DER INTEGER content bytes), if this CA issued it.
+    fn renewal_facts(
+        &self,
+        aki: &[u8],
+        serial: &[u8],
+    ) -> Result<Option<crate::renewal::RenewalFacts>, Problem>;
     /// The HS256 MAC key of an external account binding key id that exists
     /// and has not bound an account yet.
     fn eab_mac_key(&self, kid: &str) -> Result<Option<Vec<u8>>, Problem>;
@@ -390,6 +397,9 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
                 let (jws, account) = self.verify_account_post(req, urls)?;
                 let (authz, chall) = r["chall/".len()..].split_once('/').ok_or_else(not_found)?;
                 self.challenge_request(req, urls, &jws, &account, authz, chall)
+            }
+            ("GET", r) if r.starts_with("renewal-info/") => {
+                self.renewal_info(&r["renewal-info/".len()..], req.now)
             }
             ("POST", "revoke-cert") => {
                 let (jws, signer) = self.verify_post(req, urls, KeyRule::Either)?;
