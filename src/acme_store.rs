@@ -70,6 +70,12 @@ pub fn acme_server(config: &Config, ledger: Arc<Ledger>, domain: AcmeDomain) -> 
         LedgerStore(ledger),
         domain,
         Settings {
+            limits: custos_acme::limits::Limits {
+                new_orders_per_account: a.new_orders_per_account_per_hour,
+                new_orders_per_ip: a.new_orders_per_ip_per_hour,
+                failed_validations_per_account: a.failed_validations_per_account_per_hour,
+                failed_validations_per_ip: a.failed_validations_per_ip_per_hour,
+            },
             order_lifetime_secs: u64::from(a.order_lifetime_days) * 86_400,
             authz_lifetime_secs: u64::from(a.authz_lifetime_days) * 86_400,
             terms_of_service: a.terms_of_service.clone(),

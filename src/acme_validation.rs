@@ -72,12 +72,7 @@ pub fn spawn(app: Arc<App>, shutdown: CancellationToken) {
                 }
                 let engine = app.clone();
                 let recorded = tokio::task::spawn_blocking(move || {
-                    engine.acme.finish_validation(
-                        &job.authz_id,
-                        &job.challenge_id,
-                        outcome,
-                        unix_now(),
-                    )
+                    engine.acme.finish_validation(&job, outcome, unix_now())
                 })
                 .await;
                 if let Ok(Err(p)) = recorded {

@@ -155,6 +155,14 @@ pub struct AcmeConfig {
     pub order_lifetime_days: u32,
     /// Days an authorization stays usable.
     pub authz_lifetime_days: u32,
+    /// New orders per account per hour (0: unlimited).
+    pub new_orders_per_account_per_hour: u32,
+    /// New orders per client IP per hour (0: unlimited).
+    pub new_orders_per_ip_per_hour: u32,
+    /// Failed validations per account per hour (0: unlimited).
+    pub failed_validations_per_account_per_hour: u32,
+    /// Failed validations per client IP per hour (0: unlimited).
+    pub failed_validations_per_ip_per_hour: u32,
     /// Directory `meta.termsOfService` URL; when set, new accounts must agree.
     pub terms_of_service: Option<String>,
     /// Directory `meta.website`.
@@ -175,6 +183,10 @@ impl Default for AcmeConfig {
             validation_attempts: 3,
             order_lifetime_days: 7,
             authz_lifetime_days: 7,
+            new_orders_per_account_per_hour: 300,
+            new_orders_per_ip_per_hour: 1000,
+            failed_validations_per_account_per_hour: 60,
+            failed_validations_per_ip_per_hour: 100,
             terms_of_service: None,
             website: None,
             caa_identities: Vec::new(),

@@ -323,3 +323,40 @@ async fn instant_acme_gets_a_certificate_through_http01_and_refusals_change_noth
     let status = bad.poll_ready(&retry()).await.unwrap();
     assert_eq!(status, OrderStatus::Invalid);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_orders_past_the_hourly_limit_are_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::write(
+        dir.path().join("custos.toml"),
+        "[acme]\nallowed_ip_ranges = [\"127.0.0.0/8\"]\nnew_orders_per_account_per_hour = 2\n",
+    )
+    .unwrap();
+    let server = Server::start(&data, &[]);
+    let (account, _) = Account::builder_with_root(data.join("ca/root.pem"))
+        .unwrap()
+        .create(
+            &NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            format!("{}/acme/directory", server.https_url),
+            None,
+        )
+        .await
+        .unwrap();
+    let ids = [Identifier::Ip("127.0.0.1".parse().unwrap())];
+    for _ in 0..2 {
+        account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    }
+    let Err(err) = account.new_order(&NewOrder::new(&ids)).await else {
+        panic!("a third order within the hour was accepted");
+    };
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("rateLimited") && text.contains("2 new orders per hour"),
+        "{text}"
+    );
+}

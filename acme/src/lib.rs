@@ -17,6 +17,7 @@
 
 pub mod account;
 pub mod jws;
+pub mod limits;
 pub mod nonce;
 pub mod order;
 mod orders;

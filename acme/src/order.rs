@@ -300,6 +300,10 @@ pub struct ValidationJob {
     pub token: String,
     /// `token.thumbprint` (RFC 8555 §8.1).
     pub key_authorization: String,
+    /// The account whose authorization it is.
+    pub account_id: String,
+    /// The IP address that asked for the validation.
+    pub requester: Option<std::net::IpAddr>,
 }
 
 /// A problem as the JSON stored on a challenge or order.

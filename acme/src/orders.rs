@@ -6,6 +6,7 @@
 
 use crate::account::AccountRecord;
 use crate::jws::{b64u_decode, Jws};
+use crate::limits::Event;
 use crate::order::{
     problem_value, AuthzRecord, AuthzStatus, ChallengeRecord, ChallengeStatus, Finalize,
     Identifier, NewOrder, OrderRecord, OrderStatus, OrderUrls, ValidationJob,
@@ -40,6 +41,9 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
         account: &AccountRecord,
     ) -> Result<Response, Problem> {
         let payload: NewOrder = jws.payload_json()?;
+        let ip = req.client_ip.map(|ip| ip.to_string());
+        self.limiter
+            .check(Event::NewOrder, &account.id, ip.as_deref(), req.now)?;
         if payload.identifiers.is_empty() {
             return Err(Problem::malformed("an order needs at least one identifier"));
         }
@@ -128,6 +132,8 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
             created_at: now,
         };
         self.store.create_order(&order, &authzs)?;
+        self.limiter
+            .record(Event::NewOrder, &account.id, ip.as_deref(), req.now);
         let statuses: Vec<AuthzStatus> = authzs.iter().map(|a| a.status_at(now)).collect();
         let body = order.to_object(
             order.status_at(now, &statuses),
@@ -292,6 +298,8 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
                     identifier: authz.identifier.clone(),
                     token: c.token.clone(),
                     key_authorization: format!("{}.{}", c.token, account.thumbprint),
+                    account_id: account.id.clone(),
+                    requester: req.client_ip,
                 });
             }
         }
@@ -308,11 +316,16 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
     /// challenge that is no longer processing is left alone.
     pub fn finish_validation(
         &self,
-        authz_id: &str,
-        challenge_id: &str,
+        job: &ValidationJob,
         outcome: Result<(), Problem>,
         now: u64,
     ) -> Result<(), Problem> {
+        if outcome.is_err() {
+            let ip = job.requester.map(|ip| ip.to_string());
+            self.limiter
+                .record(Event::FailedValidation, &job.account_id, ip.as_deref(), now);
+        }
+        let (authz_id, challenge_id) = (job.authz_id.as_str(), job.challenge_id.as_str());
         let _guard = self.lock(authz_id);
         let Some(mut authz) = self.store.authz(authz_id)? else {
             return Ok(());

@@ -143,6 +143,9 @@ pub struct Problem {
     /// For `badSignatureAlgorithm`: the algorithms we accept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub algorithms: Option<Vec<&'static str>>,
+    /// Seconds for a `Retry-After` header (rate limits); not in the body.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -154,6 +157,7 @@ impl Problem {
             status: kind.http_status(),
             subproblems: Vec::new(),
             algorithms: None,
+            retry_after: None,
         }
     }
 

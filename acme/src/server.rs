@@ -145,6 +145,8 @@ pub struct Settings {
     pub caa_identities: Vec<String>,
     /// `meta.externalAccountRequired`.
     pub external_account_required: bool,
+    /// Rate limits.
+    pub limits: crate::limits::Limits,
 }
 
 impl Default for Settings {
@@ -156,6 +158,7 @@ impl Default for Settings {
             website: None,
             caa_identities: Vec::new(),
             external_account_required: false,
+            limits: crate::limits::Limits::default(),
         }
     }
 }
@@ -176,6 +179,8 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     /// Now, Unix seconds.
     pub now: u64,
+    /// The client's IP address (for per-IP rate limits).
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 /// One HTTP response. Every response carries a fresh `Replay-Nonce` and a
@@ -226,6 +231,7 @@ impl Response {
         Response {
             content_type: crate::problem::PROBLEM_MEDIA_TYPE,
             body: p.to_json().into_bytes(),
+            retry_after: p.retry_after,
             ..Response::json(p.status, &Value::Null)
         }
     }
@@ -285,6 +291,7 @@ pub struct AcmeServer<S, D> {
     pub(crate) domain: D,
     nonces: NonceStore,
     pub(crate) settings: Settings,
+    pub(crate) limiter: crate::limits::Limiter,
     locks: Vec<Mutex<()>>,
 }
 
@@ -301,6 +308,7 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
             store,
             domain,
             nonces: NonceStore::new(100_000),
+            limiter: crate::limits::Limiter::new(settings.limits),
             settings,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         }

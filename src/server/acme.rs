@@ -39,6 +39,7 @@ fn base_url(app: &App, uri: &Uri, headers: &HeaderMap) -> String {
 
 async fn acme(
     State(app): State<Arc<App>>,
+    peer: Option<axum::Extension<super::PeerAddr>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -61,6 +62,7 @@ async fn acme(
             content_type: content_type.as_deref(),
             body: &body,
             now: unix_now(),
+            client_ip: peer.map(|p| p.0 .0.ip()),
         })
     })
     .await;

@@ -36,6 +36,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The TCP peer of a request's connection, as a request extension.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// Runs both listeners until `shutdown` is cancelled, then drains them.
 pub async fn run(
     app: Arc<App>,
@@ -94,7 +98,11 @@ async fn accept_loop<S>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
+        let inner = service.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
+            hyper::service::Service::call(&inner, req)
+        });
         let watcher = graceful.watcher();
         let builder = builder.clone();
         match tls.clone() {
