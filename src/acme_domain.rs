@@ -201,6 +201,15 @@ impl Domain for AcmeDomain {
         vec!["http-01"]
     }
 
+    fn profiles(&self) -> Vec<(String, serde_json::Value)> {
+        let profiles = self.authority.profiles();
+        profiles
+            .names()
+            .filter_map(|name| profiles.get(Some(name)))
+            .map(|p| (p.name.clone(), p.describe().into()))
+            .collect()
+    }
+
     fn check_profile(&self, profile: Option<&str>) -> Result<(), Problem> {
         match self.authority.profiles().get(profile) {
             Some(_) => Ok(()),

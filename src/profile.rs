@@ -48,6 +48,21 @@ fn eku_oid(name: &str) -> Result<ObjectIdentifier, String> {
 }
 
 impl Profile {
+    /// One line for humans (ACME directory `meta.profiles`).
+    pub fn describe(&self) -> String {
+        let days = self.validity_secs / 86_400;
+        let ekus: Vec<String> = self
+            .ext_key_usage
+            .iter()
+            .map(|oid| match oid.to_string().as_str() {
+                "1.3.6.1.5.5.7.3.1" => "serverAuth".to_string(),
+                "1.3.6.1.5.5.7.3.2" => "clientAuth".to_string(),
+                other => other.to_string(),
+            })
+            .collect();
+        format!("valid {days} days; extended key usage: {}", ekus.join(", "))
+    }
+
     /// Checks one `[profiles.<name>]` table.
     pub fn from_config(name: &str, cfg: &ProfileConfig) -> Result<Profile, String> {
         if cfg.validity_days == 0 || cfg.validity_days > 3650 {

@@ -147,6 +147,7 @@ async fn a_real_client_creates_and_finds_its_account_and_bad_requests_get_rfc_pr
         );
     }
     assert_eq!(c.dir["meta"]["externalAccountRequired"], false);
+    assert!(c.dir["meta"]["profiles"]["default"].is_string(), "{}", c.dir);
     let new_account = c.dir["newAccount"].as_str().unwrap().to_string();
     let problem = |v: &Value| v["type"].as_str().unwrap_or_default().to_string();
     let urn = |t: &str| format!("urn:ietf:params:acme:error:{t}");
@@ -221,6 +222,10 @@ async fn a_real_client_creates_and_finds_its_account_and_bad_requests_get_rfc_pr
     assert_eq!((s, problem(&v)), (400, urn("accountDoesNotExist")));
     let (s, v, _) = c.post(&new_account, &json!({"garbage": true}), JOSE).await;
     assert_eq!((s, problem(&v)), (400, urn("malformed")));
+    let huge = json!({"protected": "x".repeat(70 * 1024), "payload": "", "signature": ""});
+    let (s, v, h) = c.post(&new_account, &huge, JOSE).await;
+    assert_eq!((s, problem(&v)), (413, urn("malformed")));
+    assert!(h.contains_key("replay-nonce"));
 
     // POST-as-GET the account, deactivate it, and it is refused afterwards.
     let body = c.sign(

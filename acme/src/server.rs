@@ -99,6 +99,9 @@ pub trait Domain: Send + Sync {
     fn check_identifier(&self, id: &Identifier) -> Result<(), Problem>;
     /// The challenge types offered for `id`.
     fn challenge_types(&self, id: &Identifier) -> Vec<&'static str>;
+    /// The profiles offered, with a description each (directory
+    /// `meta.profiles`).
+    fn profiles(&self) -> Vec<(String, Value)>;
     /// Whether `profile` names a profile we issue (`None`: the default).
     fn check_profile(&self, profile: Option<&str>) -> Result<(), Problem>;
     /// Starts validating, off the request path; the result comes back
@@ -350,6 +353,9 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
     }
 
     fn route(&self, req: &Request<'_>, urls: &Urls<'_>) -> Result<Response, Problem> {
+        if req.body.len() > MAX_BODY_BYTES {
+            return Err(Problem::malformed("request body over 64 KiB").with_status(413));
+        }
         let Some(resource) = req
             .path
             .strip_prefix(PREFIX)
@@ -446,6 +452,16 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
             "externalAccountRequired".into(),
             self.settings.external_account_required.into(),
         );
+        let profiles = self.domain.profiles();
+        if !profiles.is_empty() {
+            meta.insert(
+                "profiles".into(),
+                profiles
+                    .into_iter()
+                    .collect::<serde_json::Map<String, Value>>()
+                    .into(),
+            );
+        }
         serde_json::json!({
             "newNonce": urls.of("new-nonce"),
             "newAccount": urls.of("new-account"),
@@ -473,9 +489,6 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
                 Problem::malformed(format!("Content-Type must be {JOSE_MEDIA_TYPE}"))
                     .with_status(415),
             );
-        }
-        if req.body.len() > MAX_BODY_BYTES {
-            return Err(Problem::malformed("request body over 64 KiB").with_status(413));
         }
         let jws = Jws::parse_request(req.body)?;
         let expected = format!("{}{}", req.base, req.path);

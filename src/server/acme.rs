@@ -8,7 +8,7 @@
 
 use crate::app::App;
 use crate::ca::build::unix_now;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/acme/{*resource}", any(acme))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::disable())
 }
 
 fn base_url(app: &App, uri: &Uri, headers: &HeaderMap) -> String {
@@ -43,8 +43,18 @@ async fn acme(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    use http_body_util::BodyExt;
+    // Read at most one byte past the limit: the engine refuses oversized
+    // bodies with a problem document (and a fresh nonce), not a bare 413.
+    let body = match http_body_util::Limited::new(body, MAX_BODY_BYTES + 1)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => axum::body::Bytes::from(vec![0u8; MAX_BODY_BYTES + 1]),
+    };
     let base = base_url(&app, &uri, &headers);
     let content_type = headers
         .get(header::CONTENT_TYPE)
