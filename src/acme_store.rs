@@ -48,6 +48,9 @@ impl Store for LedgerStore {
     fn orders_of_account(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
         self.0.acme_orders_of_account(account_id).map_err(store_err)
     }
+    fn processing_authzs(&self) -> Result<Vec<AuthzRecord>, StoreError> {
+        self.0.acme_processing_authzs().map_err(store_err)
+    }
     fn change_account_key(
         &self,
         account: &AccountRecord,

@@ -45,6 +45,14 @@ pub fn spawn(app: Arc<App>, shutdown: CancellationToken) {
             return;
         }
     };
+    match app.acme.resume_validations() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            count = n,
+            "resuming ACME validations interrupted by a restart"
+        ),
+        Err(p) => tracing::error!(problem = %p, "cannot resume interrupted ACME validations"),
+    }
     let limit = Arc::new(Semaphore::new(CONCURRENT));
     tokio::spawn(async move {
         loop {

@@ -147,7 +147,11 @@ async fn a_real_client_creates_and_finds_its_account_and_bad_requests_get_rfc_pr
         );
     }
     assert_eq!(c.dir["meta"]["externalAccountRequired"], false);
-    assert!(c.dir["meta"]["profiles"]["default"].is_string(), "{}", c.dir);
+    assert!(
+        c.dir["meta"]["profiles"]["default"].is_string(),
+        "{}",
+        c.dir
+    );
     let new_account = c.dir["newAccount"].as_str().unwrap().to_string();
     let problem = |v: &Value| v["type"].as_str().unwrap_or_default().to_string();
     let urn = |t: &str| format!("urn:ietf:params:acme:error:{t}");

@@ -360,3 +360,94 @@ async fn new_orders_past_the_hourly_limit_are_rate_limited() {
         "{text}"
     );
 }
+
+/// A validation under way when the server is killed is finished after the
+/// restart: the challenge does not stay `processing` for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn validations_interrupted_by_kill_9_finish_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The challenge server stalls the first fetch long enough to kill custos.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tokens: Tokens = Arc::default();
+    let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        use axum::extract::{Path, State};
+        let state = (tokens.clone(), fetches.clone());
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/acme-challenge/{token}",
+                axum::routing::get(
+                    |State((t, n)): State<(Tokens, Arc<std::sync::atomic::AtomicUsize>)>,
+                     Path(token): Path<String>| async move {
+                        if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                        }
+                        t.lock().unwrap().get(&token).cloned().unwrap_or_default()
+                    },
+                ),
+            )
+            .with_state(state);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    }
+    std::fs::write(
+        dir.path().join("custos.toml"),
+        format!("[acme]\nallowed_ip_ranges = [\"127.0.0.0/8\"]\nhttp01_port = {port}\nvalidation_timeout_secs = 30\n"),
+    )
+    .unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string()
+    };
+    let (http, https) = (free(), free());
+    let mut server = Server::start_on(&data, &http, &https, &[]);
+    let (account, _) = Account::builder_with_root(data.join("ca/root.pem"))
+        .unwrap()
+        .create(
+            &NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            format!("{}/acme/directory", server.https_url),
+            None,
+        )
+        .await
+        .unwrap();
+    let ids = [Identifier::Ip("127.0.0.1".parse().unwrap())];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    {
+        let mut authorizations = order.authorizations();
+        let mut authz = authorizations.next().await.unwrap().unwrap();
+        let mut challenge = authz.challenge(ChallengeType::Http01).unwrap();
+        tokens.lock().unwrap().insert(
+            challenge.token.clone(),
+            challenge.key_authorization().as_str().to_string(),
+        );
+        challenge.set_ready().await.unwrap();
+    }
+    // Wait for the stalled fetch, then SIGKILL.
+    for _ in 0..100 {
+        if fetches.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        fetches.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "validation never started"
+    );
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
+    drop(server);
+    let _server = Server::start_on(&data, &http, &https, &[]);
+    assert_eq!(
+        order.poll_ready(&retry()).await.unwrap(),
+        OrderStatus::Ready
+    );
+    assert!(fetches.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+}

@@ -312,6 +312,35 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
         Ok(r)
     }
 
+    /// Hands the domain again every validation that was under way when the
+    /// server stopped; returns how many.
+    pub fn resume_validations(&self) -> Result<usize, Problem> {
+        let mut resumed = 0;
+        for authz in self.store.processing_authzs()? {
+            let Some(account) = self.store.account(&authz.account_id)? else {
+                continue;
+            };
+            for c in authz
+                .challenges
+                .iter()
+                .filter(|c| c.status == ChallengeStatus::Processing)
+            {
+                self.domain.validate(ValidationJob {
+                    authz_id: authz.id.clone(),
+                    challenge_id: c.id.clone(),
+                    kind: c.kind.clone(),
+                    identifier: authz.identifier.clone(),
+                    token: c.token.clone(),
+                    key_authorization: format!("{}.{}", c.token, account.thumbprint),
+                    account_id: account.id.clone(),
+                    requester: None,
+                });
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
+    }
+
     /// Records a validation's outcome (from the domain's validator). A
     /// challenge that is no longer processing is left alone.
     pub fn finish_validation(

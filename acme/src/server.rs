@@ -57,6 +57,9 @@ pub trait Store: Send + Sync {
     fn update_authz(&self, authz: &AuthzRecord) -> Result<(), StoreError>;
     /// Ids of an account's orders, oldest first.
     fn orders_of_account(&self, account_id: &str) -> Result<Vec<String>, StoreError>;
+    /// Authorizations with a challenge left `processing` (a validation that
+    /// was under way when the server stopped).
+    fn processing_authzs(&self) -> Result<Vec<AuthzRecord>, StoreError>;
     /// Moves an account to a new key; `Ok(Some(id))` names the account that
     /// already has that key (nothing changed then).
     fn change_account_key(

@@ -201,6 +201,29 @@ impl Ledger {
         self.acme_put(&authz_key(&authz.id), authz)
     }
 
+    /// Authorizations with a challenge still `processing`.
+    pub fn acme_processing_authzs(&self) -> Result<Vec<AuthzRecord>, LedgerError> {
+        let mut found = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(CF_ACME),
+            IteratorMode::From(b"authz/", Direction::Forward),
+        ) {
+            let (key, value) = item?;
+            if !key.starts_with(b"authz/") {
+                break;
+            }
+            let authz: AuthzRecord = super::decode(&value, "ACME authorization")?;
+            if authz
+                .challenges
+                .iter()
+                .any(|c| c.status == custos_acme::order::ChallengeStatus::Processing)
+            {
+                found.push(authz);
+            }
+        }
+        Ok(found)
+    }
+
     /// Ids of an account's orders, oldest first (at most 1000, newest kept).
     pub fn acme_orders_of_account(&self, account: &str) -> Result<Vec<String>, LedgerError> {
         let prefix = account_orders_prefix(account);

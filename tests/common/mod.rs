@@ -63,11 +63,16 @@ pub struct Server {
 impl Server {
     /// Starts `custos serve` on ephemeral ports and waits until it answers.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_on(data_dir, "127.0.0.1:0", "127.0.0.1:0", extra)
+    }
+
+    /// Starts `custos serve` on the given listen addresses.
+    pub fn start_on(data_dir: &Path, http: &str, https: &str, extra: &[&str]) -> Server {
         let _ = std::fs::remove_file(data_dir.join("server.json"));
         let child = Command::new(custos_bin())
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["serve", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+            .args(["serve", "--http", http, "--https", https])
             .args(extra)
             .env_remove("CUSTOS_CONFIG")
             .current_dir(data_dir.parent().unwrap_or(data_dir))
