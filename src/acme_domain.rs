@@ -197,8 +197,11 @@ impl Domain for AcmeDomain {
         }
     }
 
-    fn challenge_types(&self, _id: &Identifier) -> Vec<&'static str> {
-        vec!["http-01"]
+    fn challenge_types(&self, id: &Identifier) -> Vec<&'static str> {
+        match id.kind.as_str() {
+            "dns" => vec!["http-01", "dns-01"],
+            _ => vec!["http-01"],
+        }
     }
 
     fn profiles(&self) -> Vec<(String, serde_json::Value)> {

@@ -1,9 +1,12 @@
 //! Runs ACME challenge validations off the request path: takes the jobs the
 //! engine queued, proves the identifier (http-01: fetch
 //! `http://<identifier>:<acme.http01_port>/.well-known/acme-challenge/<token>`
-//! and compare it with the key authorization), with a timeout per attempt
-//! and `acme.validation_attempts` tries, then reports the outcome back to the
-//! engine, which records it on the challenge and authorization.
+//! and compare it with the key authorization; dns-01: look up the TXT
+//! records of `_acme-challenge.<name>` with hickory-resolver and find
+//! base64url(SHA-256(key authorization))), with a timeout per attempt and
+//! `acme.validation_attempts` tries for transient failures, then reports the
+//! outcome back to the engine, which records it on the challenge and
+//! authorization.
 //!
 //! No protocol state here: only the network check and the hand-back.
 
@@ -11,6 +14,8 @@ use crate::app::App;
 use crate::ca::build::unix_now;
 use custos_acme::order::ValidationJob;
 use custos_acme::problem::{Problem, ProblemType};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::Resolver;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -53,6 +58,13 @@ pub fn spawn(app: Arc<App>, shutdown: CancellationToken) {
         ),
         Err(p) => tracing::error!(problem = %p, "cannot resume interrupted ACME validations"),
     }
+    let resolver = match dns_resolver(&app.config.acme) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the dns-01 resolver");
+            return;
+        }
+    };
     let limit = Arc::new(Semaphore::new(CONCURRENT));
     tokio::spawn(async move {
         loop {
@@ -68,8 +80,9 @@ pub fn spawn(app: Arc<App>, shutdown: CancellationToken) {
             };
             let app = app.clone();
             let client = client.clone();
+            let resolver = resolver.clone();
             tokio::spawn(async move {
-                let outcome = validate(&app, &client, &job).await;
+                let outcome = validate(&app, &client, &resolver, &job).await;
                 match &outcome {
                     Ok(()) => {
                         tracing::info!(identifier = %job.identifier.value, kind = %job.kind, "ACME challenge valid")
@@ -92,27 +105,99 @@ pub fn spawn(app: Arc<App>, shutdown: CancellationToken) {
     });
 }
 
-async fn validate(app: &App, client: &reqwest::Client, job: &ValidationJob) -> Result<(), Problem> {
-    match job.kind.as_str() {
-        "http-01" => {
-            let attempts = app.config.acme.validation_attempts.max(1);
-            let mut last = Problem::new(ProblemType::Connection, "not attempted");
-            for attempt in 0..attempts {
-                if attempt > 0 {
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                match http01(app, client, job).await {
-                    Ok(()) => return Ok(()),
-                    // A wrong answer is final; a connection failure is retried.
-                    Err(p) if p.kind != ProblemType::Connection => return Err(p),
-                    Err(p) => last = p,
-                }
-            }
-            Err(last)
+/// The dns-01 resolver: `acme.dns_resolver` or the system's, without a
+/// cache (a retried validation must see a record published meanwhile).
+fn dns_resolver(
+    config: &crate::config::AcmeConfig,
+) -> anyhow::Result<Resolver<TokioConnectionProvider>> {
+    use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+    use hickory_resolver::proto::xfer::Protocol;
+    let mut builder = match &config.dns_resolver {
+        Some(addr) => {
+            let addr: std::net::SocketAddr = addr.parse()?;
+            let mut c = ResolverConfig::new();
+            c.add_name_server(NameServerConfig::new(addr, Protocol::Udp));
+            c.add_name_server(NameServerConfig::new(addr, Protocol::Tcp));
+            Resolver::builder_with_config(c, TokioConnectionProvider::default())
         }
-        other => Err(Problem::malformed(format!(
-            "challenge type {other} is not validated by this server"
-        ))),
+        None => Resolver::builder_tokio()?,
+    };
+    let opts = builder.options_mut();
+    opts.cache_size = 0;
+    opts.timeout = Duration::from_secs(config.validation_timeout_secs);
+    opts.attempts = 1;
+    Ok(builder.build())
+}
+
+async fn validate(
+    app: &App,
+    client: &reqwest::Client,
+    resolver: &Resolver<TokioConnectionProvider>,
+    job: &ValidationJob,
+) -> Result<(), Problem> {
+    let attempts = app.config.acme.validation_attempts.max(1);
+    let mut last = Problem::new(ProblemType::Connection, "not attempted");
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+        let outcome = match job.kind.as_str() {
+            "http-01" => http01(app, client, job).await,
+            "dns-01" => dns01(resolver, job).await,
+            other => {
+                return Err(Problem::malformed(format!(
+                    "challenge type {other} is not validated by this server"
+                )))
+            }
+        };
+        match outcome {
+            Ok(()) => return Ok(()),
+            // A wrong answer is final; connection and DNS failures are retried.
+            Err(p) if !matches!(p.kind, ProblemType::Connection | ProblemType::Dns) => {
+                return Err(p)
+            }
+            Err(p) => last = p,
+        }
+    }
+    Err(last)
+}
+
+async fn dns01(
+    resolver: &Resolver<TokioConnectionProvider>,
+    job: &ValidationJob,
+) -> Result<(), Problem> {
+    let name = format!("_acme-challenge.{}.", job.identifier.value);
+    let expected = custos_acme::jws::b64u(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, job.key_authorization.as_bytes())
+            .as_ref(),
+    );
+    let lookup = match resolver.txt_lookup(name.as_str()).await {
+        Ok(l) => l,
+        Err(e) if e.is_no_records_found() => {
+            return Err(Problem::unauthorized(format!("no TXT record at {name}")))
+        }
+        Err(e) => {
+            return Err(Problem::new(
+                ProblemType::Dns,
+                format!("looking up TXT {name}: {e}"),
+            ))
+        }
+    };
+    let found = lookup.iter().any(|txt| {
+        let value: Vec<u8> = txt
+            .txt_data()
+            .iter()
+            .flat_map(|part| part.iter().copied())
+            .collect();
+        value == expected.as_bytes()
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            ProblemType::IncorrectResponse,
+            format!("no TXT record at {name} holds the expected digest"),
+        ))
     }
 }
 

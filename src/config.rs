@@ -147,6 +147,9 @@ pub struct AcmeConfig {
     pub allowed_ip_ranges: Vec<String>,
     /// Port http-01 validation connects to.
     pub http01_port: u16,
+    /// DNS server (`ip:port`) dns-01 validation asks; unset: the system's
+    /// resolvers (`/etc/resolv.conf`).
+    pub dns_resolver: Option<String>,
     /// Seconds one http-01 attempt may take.
     pub validation_timeout_secs: u64,
     /// Attempts per validation before it fails.
@@ -179,6 +182,7 @@ impl Default for AcmeConfig {
             allowed_dns_suffixes: Vec::new(),
             allowed_ip_ranges: Vec::new(),
             http01_port: 80,
+            dns_resolver: None,
             validation_timeout_secs: 10,
             validation_attempts: 3,
             order_lifetime_days: 7,
@@ -397,6 +401,11 @@ impl Config {
                 anyhow!(
                     "configuration error: acme.allowed_ip_ranges: {range:?} is not a CIDR range"
                 )
+            })?;
+        }
+        if let Some(r) = &a.dns_resolver {
+            r.parse::<SocketAddr>().map_err(|_| {
+                anyhow!("configuration error: acme.dns_resolver {r:?} is not ip:port")
             })?;
         }
         if a.validation_attempts == 0 || a.validation_attempts > 10 {

@@ -451,3 +451,120 @@ async fn validations_interrupted_by_kill_9_finish_after_restart() {
     );
     assert!(fetches.load(std::sync::atomic::Ordering::SeqCst) >= 2);
 }
+
+/// A tiny authoritative DNS server answering TXT queries from `records`
+/// (name without trailing dot → values); NXDOMAIN for anything else.
+async fn dns_server(socket: tokio::net::UdpSocket, records: Tokens) {
+    use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
+    use hickory_resolver::proto::rr::rdata::TXT;
+    use hickory_resolver::proto::rr::{RData, Record};
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+            return;
+        };
+        let Ok(query) = Message::from_vec(&buf[..n]) else {
+            continue;
+        };
+        let mut answer = Message::new();
+        answer.set_id(query.id());
+        answer.set_message_type(MessageType::Response);
+        answer.set_authoritative(true);
+        answer.set_recursion_available(true);
+        for q in query.queries() {
+            answer.add_query(q.clone());
+            let name = q
+                .name()
+                .to_ascii()
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            match records.lock().unwrap().get(&name) {
+                Some(value) => {
+                    answer.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        0,
+                        RData::TXT(TXT::new(vec![value.clone()])),
+                    ));
+                }
+                None => {
+                    answer.set_response_code(ResponseCode::NXDomain);
+                }
+            }
+        }
+        if let Ok(bytes) = answer.to_vec() {
+            let _ = socket.send_to(&bytes, peer).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns01_with_a_txt_record_gets_a_certificate_for_a_dns_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let dns = socket.local_addr().unwrap();
+    let records: Tokens = Arc::default();
+    tokio::spawn(dns_server(socket, records.clone()));
+    std::fs::write(
+        dir.path().join("custos.toml"),
+        format!("[acme]\nallowed_dns_suffixes = [\"corp.example\"]\ndns_resolver = \"{dns}\"\nvalidation_attempts = 1\n"),
+    )
+    .unwrap();
+    let server = Server::start(&data, &[]);
+    let (account, _) = Account::builder_with_root(data.join("ca/root.pem"))
+        .unwrap()
+        .create(
+            &NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            format!("{}/acme/directory", server.https_url),
+            None,
+        )
+        .await
+        .unwrap();
+
+    // Without the record: the challenge fails with the problem recorded.
+    let name = "radius.corp.example";
+    let ids = [Identifier::Dns(name.into())];
+    let mut first = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    {
+        let mut authorizations = first.authorizations();
+        let mut authz = authorizations.next().await.unwrap().unwrap();
+        let mut challenge = authz
+            .challenge(ChallengeType::Dns01)
+            .expect("dns-01 offered");
+        challenge.set_ready().await.unwrap();
+    }
+    assert_eq!(
+        first.poll_ready(&retry()).await.unwrap(),
+        OrderStatus::Invalid
+    );
+
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    {
+        let mut authorizations = order.authorizations();
+        let mut authz = authorizations.next().await.unwrap().unwrap();
+        let mut challenge = authz.challenge(ChallengeType::Dns01).unwrap();
+        records.lock().unwrap().insert(
+            format!("_acme-challenge.{name}"),
+            challenge.key_authorization().dns_value(),
+        );
+        challenge.set_ready().await.unwrap();
+    }
+    assert_eq!(
+        order.poll_ready(&retry()).await.unwrap(),
+        OrderStatus::Ready
+    );
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    order.finalize_csr(&csr_der(&[name], &key)).await.unwrap();
+    let chain = order.poll_certificate(&retry()).await.unwrap();
+    let leaf = dir.path().join("leaf.pem");
+    std::fs::write(&leaf, &chain).unwrap();
+    let text = String::from_utf8_lossy(
+        &openssl(&["x509", "-in", leaf.to_str().unwrap(), "-noout", "-text"]).stdout,
+    )
+    .to_string();
+    assert!(text.contains(&format!("DNS:{name}")), "{text}");
+}
