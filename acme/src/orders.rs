@@ -178,7 +178,9 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
             &order.to_object(state, &self.order_urls(urls, order)),
         )
         .with_location(urls.order(&order.id));
-        if state == OrderStatus::Processing || state == OrderStatus::Pending {
+        // Pending waits on the client's challenges, not on us: no
+        // Retry-After (it would hold clients back a whole second).
+        if state == OrderStatus::Processing {
             r.retry_after = Some(1);
         }
         Ok(r)
