@@ -224,6 +224,13 @@ async fn a_real_client_creates_and_finds_its_account_and_bad_requests_get_rfc_pr
     );
     let (s, v, _) = c.post(&ghost, &body, JOSE).await;
     assert_eq!((s, problem(&v)), (400, urn("accountDoesNotExist")));
+    let p521 = json!({"kty": "EC", "crv": "P-521", "x": b64u(&[1u8; 66]), "y": b64u(&[2u8; 66])});
+    let body = c.sign(
+        json!({"alg": "ES256", "nonce": c.nonce().await, "url": new_account, "jwk": p521}),
+        "{}",
+    );
+    let (s, v, _) = c.post(&new_account, &body, JOSE).await;
+    assert_eq!((s, problem(&v)), (400, urn("badPublicKey")));
     let (s, v, _) = c.post(&new_account, &json!({"garbage": true}), JOSE).await;
     assert_eq!((s, problem(&v)), (400, urn("malformed")));
     let huge = json!({"protected": "x".repeat(70 * 1024), "payload": "", "signature": ""});

@@ -104,16 +104,15 @@ async fn instant_acme_gets_a_certificate_through_http01_and_refusals_change_noth
     .unwrap();
     let server = Server::start(&data, &[]);
     let root = data.join("ca/root.pem");
+    // The account key is kept, to try it in a CSR below.
+    let (account_key, account_pkcs8) = instant_acme::Key::generate_pkcs8().unwrap();
+    let account_key_pair =
+        rcgen::KeyPair::try_from(account_pkcs8.secret_pkcs8_der()).expect("account key as rcgen");
     let (mut account, _) = Account::builder_with_root(&root)
         .unwrap()
-        .create(
-            &NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
+        .create_from_key(
+            (account_key, account_pkcs8.into()),
             format!("{}/acme/directory", server.https_url),
-            None,
         )
         .await
         .unwrap();
@@ -167,6 +166,12 @@ async fn instant_acme_gets_a_certificate_through_http01_and_refusals_change_noth
         .await
         .unwrap_err();
     assert!(format!("{err:?}").contains("badCSR"), "{err:?}");
+    // The account key as the certificate key: badCSR.
+    let err = order
+        .finalize_csr(&csr_der(&["127.0.0.1"], &account_key_pair))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("account key"), "{err:?}");
     assert_eq!(order.refresh().await.unwrap().status, OrderStatus::Ready);
 
     order
