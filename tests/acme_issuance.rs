@@ -572,4 +572,62 @@ async fn dns01_with_a_txt_record_gets_a_certificate_for_a_dns_name() {
     )
     .to_string();
     assert!(text.contains(&format!("DNS:{name}")), "{text}");
+
+    // revokeCert signed with the certificate's own key (jwk, no account).
+    let status = revoke_with_certificate_key(&server, &key, &pem_to_der(&chain)).await;
+    assert_eq!(status, 200);
+    let out = openssl(&[
+        "ocsp",
+        "-issuer",
+        data.join("ca/intermediate.pem").to_str().unwrap(),
+        "-cert",
+        leaf.to_str().unwrap(),
+        "-url",
+        &format!("{}/ocsp", server.http_url),
+        "-CAfile",
+        data.join("ca/root.pem").to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": revoked"));
+}
+
+/// POSTs revoke-cert signed by `key` (a P-384 certificate key) with `jwk`.
+async fn revoke_with_certificate_key(server: &Server, key: &rcgen::KeyPair, cert: &[u8]) -> u16 {
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &key.serialize_der()).unwrap();
+    let point = pair.public_key().as_ref();
+    let jwk = serde_json::json!({"kty": "EC", "crv": "P-384", "x": B64.encode(&point[1..49]), "y": B64.encode(&point[49..])});
+    let http = server.https_client();
+    let nonce = http
+        .head(format!("{}/acme/new-nonce", server.https_url))
+        .send()
+        .await
+        .unwrap()
+        .headers()["replay-nonce"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let url = format!("{}/acme/revoke-cert", server.https_url);
+    let protected = B64.encode(
+        serde_json::json!({"alg": "ES384", "nonce": nonce, "url": url, "jwk": jwk}).to_string(),
+    );
+    let payload =
+        B64.encode(serde_json::json!({"certificate": B64.encode(cert), "reason": 1}).to_string());
+    let sig = pair
+        .sign(
+            &aws_lc_rs::rand::SystemRandom::new(),
+            format!("{protected}.{payload}").as_bytes(),
+        )
+        .unwrap();
+    let body = serde_json::json!({"protected": protected, "payload": payload, "signature": B64.encode(sig.as_ref())});
+    http.post(url)
+        .header("content-type", "application/jose+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
