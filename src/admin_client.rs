@@ -139,6 +139,89 @@ impl AdminClient {
         .await
     }
 
+    /// `POST /admin/devices`.
+    pub async fn device_add(
+        &self,
+        new: &crate::devices::NewDevice,
+    ) -> anyhow::Result<crate::devices::Device> {
+        self.send(
+            self.http
+                .post(format!("{}/admin/devices", self.base))
+                .json(new),
+        )
+        .await
+    }
+
+    /// `POST /admin/devices/import` (CSV body).
+    pub async fn device_import(
+        &self,
+        csv: Vec<u8>,
+    ) -> anyhow::Result<crate::devices::ImportResult> {
+        self.send(
+            self.http
+                .post(format!("{}/admin/devices/import", self.base))
+                .header("content-type", "text/csv")
+                .body(csv),
+        )
+        .await
+    }
+
+    /// `GET /admin/devices`.
+    pub async fn device_list(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<crate::devices::Device>> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            devices: Vec<crate::devices::Device>,
+        }
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(a) = after {
+            query.push(("after", a));
+        }
+        let page: Page = self
+            .send(
+                self.http
+                    .get(format!("{}/admin/devices", self.base))
+                    .query(&query),
+            )
+            .await?;
+        Ok(page.devices)
+    }
+
+    /// `GET /admin/devices/<id>`; `None` when unknown.
+    pub async fn device_show(&self, id: &str) -> anyhow::Result<Option<crate::devices::Device>> {
+        match self
+            .send(self.http.get(format!("{}/admin/devices/{id}", self.base)))
+            .await
+        {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.to_string().contains("404") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /admin/devices/<id>/status`; `None` when unknown.
+    pub async fn device_set_status(
+        &self,
+        id: &str,
+        change: &crate::devices::StatusChange,
+    ) -> anyhow::Result<Option<crate::devices::Device>> {
+        match self
+            .send(
+                self.http
+                    .post(format!("{}/admin/devices/{id}/status", self.base))
+                    .json(change),
+            )
+            .await
+        {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.to_string().contains("404") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `GET /admin/crl`.
     pub async fn crl_show(&self) -> anyhow::Result<Vec<CrlInfo>> {
         self.send(self.http.get(format!("{}/admin/crl", self.base)))

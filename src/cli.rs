@@ -67,11 +67,80 @@ pub enum Command {
         #[command(subcommand)]
         command: CrlCommand,
     },
+    /// The device inventory.
+    Devices {
+        /// What to do.
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
     /// ACME external account binding keys.
     Eab {
         /// What to do.
         #[command(subcommand)]
         command: EabCommand,
+    },
+}
+
+/// `custos devices …`.
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// Add a device (or replace the one with the same serial).
+    Add {
+        /// Hardware serial number.
+        #[arg(long)]
+        serial: String,
+        /// Apple UDID.
+        #[arg(long)]
+        udid: Option<String>,
+        /// Who has it.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Group (policy floors apply per group).
+        #[arg(long)]
+        group: Option<String>,
+        /// Status (default active).
+        #[arg(long, value_enum)]
+        status: Option<crate::devices::DeviceStatus>,
+        /// Not compliant with the MDM's policies.
+        #[arg(long)]
+        noncompliant: bool,
+        /// Notes for the helpdesk.
+        #[arg(long)]
+        notes: Option<String>,
+    },
+    /// Import a CSV inventory (header: serial, and any of udid, owner,
+    /// group, status, compliant, notes); all rows or none.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// List devices in serial order.
+    List {
+        /// Start after this serial.
+        #[arg(long)]
+        after: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one device (by serial or UDID).
+    Show {
+        /// Serial or UDID.
+        id: String,
+    },
+    /// Change a device's status (and compliance).
+    SetStatus {
+        /// Serial or UDID.
+        id: String,
+        /// New status.
+        #[arg(value_enum)]
+        status: crate::devices::DeviceStatus,
+        /// Also set compliance: true or false.
+        #[arg(long)]
+        compliant: Option<bool>,
     },
 }
 
@@ -236,7 +305,111 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Ocsp { command } => ocsp(config, command).await,
         Command::Crl { command } => crl(config, command).await,
         Command::Eab { command } => eab(config, command).await,
+        Command::Devices { command } => devices(config, command).await,
     }
+}
+
+async fn devices(config: Config, command: DevicesCommand) -> anyhow::Result<()> {
+    use crate::devices::{ops, Device, NewDevice, StatusChange};
+    let target = target(config)?;
+    let print = |d: &Device| -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(d)?);
+        Ok(())
+    };
+    match command {
+        DevicesCommand::Add {
+            serial,
+            udid,
+            owner,
+            group,
+            status,
+            noncompliant,
+            notes,
+        } => {
+            let new = NewDevice {
+                serial,
+                udid,
+                owner,
+                group,
+                status: status.map(|s| s.name().to_string()),
+                compliant: Some((!noncompliant).to_string()),
+                notes,
+            };
+            let device = match &target {
+                Target::Direct(app) => ops::add(&app.ledger, new, unix_now())?,
+                Target::Remote(c) => c.device_add(&new).await?,
+            };
+            print(&device)?;
+        }
+        DevicesCommand::Import { file } => {
+            let csv = crate::files::read_named(&file, "device CSV")?;
+            let result = match &target {
+                Target::Direct(app) => ops::import(&app.ledger, &csv, unix_now())?,
+                Target::Remote(c) => c.device_import(csv).await?,
+            };
+            println!(
+                "imported {} devices ({} new)",
+                result.imported, result.added
+            );
+        }
+        DevicesCommand::List { after, limit, json } => {
+            let limit = limit.clamp(1, crate::server::admin::MAX_PAGE);
+            let devices = match &target {
+                Target::Direct(app) => app.ledger.list_devices(after.as_deref(), limit)?,
+                Target::Remote(c) => c.device_list(after, limit).await?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&devices)?);
+            } else {
+                println!(
+                    "{:<20} {:<10} {:<9} {:<20} {:<12} UDID",
+                    "SERIAL", "STATUS", "COMPLIANT", "OWNER", "GROUP"
+                );
+                for d in devices {
+                    println!(
+                        "{:<20} {:<10} {:<9} {:<20} {:<12} {}",
+                        d.serial,
+                        d.status.name(),
+                        d.compliant,
+                        d.owner.as_deref().unwrap_or("-"),
+                        d.group.as_deref().unwrap_or("-"),
+                        d.udid.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        DevicesCommand::Show { id } => {
+            let device = match &target {
+                Target::Direct(app) => app.ledger.device(&id)?,
+                Target::Remote(c) => c.device_show(&id).await?,
+            };
+            match device {
+                Some(d) => print(&d)?,
+                None => anyhow::bail!("no device {id:?} in the inventory"),
+            }
+        }
+        DevicesCommand::SetStatus {
+            id,
+            status,
+            compliant,
+        } => {
+            let change = StatusChange { status, compliant };
+            let device = match &target {
+                Target::Direct(app) => app.ledger.set_device_status(
+                    &id,
+                    change.status,
+                    change.compliant,
+                    unix_now(),
+                )?,
+                Target::Remote(c) => c.device_set_status(&id, &change).await?,
+            };
+            match device {
+                Some(d) => print(&d)?,
+                None => anyhow::bail!("no device {id:?} in the inventory"),
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn eab(config: Config, command: EabCommand) -> anyhow::Result<()> {

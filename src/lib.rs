@@ -28,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod crl_publisher;
 pub mod csr;
+pub mod devices;
 pub mod eab;
 pub mod files;
 pub mod instance;

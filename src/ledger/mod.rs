@@ -19,6 +19,7 @@
 
 mod acme;
 mod crls;
+mod devices;
 mod hot;
 mod record;
 
@@ -48,7 +49,8 @@ const CF_OCSP: &str = "ocsp";
 const CF_OCSP_DUE: &str = "ocsp_due";
 const CF_CRLS: &str = "crls";
 const CF_ACME: &str = "acme";
-const ALL_CFS: [&str; 12] = [
+const CF_DEVICES: &str = "devices";
+const ALL_CFS: [&str; 13] = [
     CF_CERTS,
     CF_CERT_DER,
     CF_BY_DEVICE,
@@ -61,6 +63,7 @@ const ALL_CFS: [&str; 12] = [
     CF_OCSP_DUE,
     CF_CRLS,
     CF_ACME,
+    CF_DEVICES,
 ];
 
 const META_SCHEMA: &[u8] = b"schema_version";

@@ -187,6 +187,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/crl", get(crl_show))
         .route("/admin/crl/generate", post(crl_generate))
         .route("/admin/eab", post(eab_create))
+        .route("/admin/devices", post(device_add).get(device_list))
+        .route("/admin/devices/import", post(device_import))
+        .route("/admin/devices/{id}", get(device_show))
+        .route("/admin/devices/{id}/status", post(device_status))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_token,
@@ -311,6 +315,85 @@ async fn crl_show(State(app): State<Arc<App>>) -> Json<Vec<CrlInfo>> {
             .map(|c| CrlInfo::new(&app, &c))
             .collect(),
     )
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+async fn device_add(
+    State(app): State<Arc<App>>,
+    Json(new): Json<crate::devices::NewDevice>,
+) -> Result<(StatusCode, Json<crate::devices::Device>), ApiError> {
+    let ledger = app.ledger.clone();
+    let device = tokio::task::spawn_blocking(move || {
+        crate::devices::ops::add(&ledger, new, build_unix_now())
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| bad_request(e.to_string()))?;
+    Ok((StatusCode::CREATED, Json(device)))
+}
+
+async fn device_import(
+    State(app): State<Arc<App>>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::devices::ImportResult>, ApiError> {
+    let ledger = app.ledger.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        crate::devices::ops::import(&ledger, &body, build_unix_now())
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| bad_request(e.to_string()))?;
+    Ok(Json(result))
+}
+
+#[derive(serde::Deserialize)]
+struct DevicePage {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn device_list(
+    State(app): State<Arc<App>>,
+    axum::extract::Query(page): axum::extract::Query<DevicePage>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = page.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let devices = app
+        .ledger
+        .list_devices(page.after.as_deref(), limit)
+        .map_err(internal)?;
+    Ok(Json(serde_json::json!({ "devices": devices })))
+}
+
+async fn device_show(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::devices::Device>, ApiError> {
+    app.ledger
+        .device(&id)
+        .map_err(internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device {id:?}")))
+}
+
+async fn device_status(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(change): Json<crate::devices::StatusChange>,
+) -> Result<Json<crate::devices::Device>, ApiError> {
+    let ledger = app.ledger.clone();
+    let key = id.clone();
+    let device = tokio::task::spawn_blocking(move || {
+        ledger.set_device_status(&key, change.status, change.compliant, build_unix_now())
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?
+    .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device {id:?}")))?;
+    tracing::info!(serial = %device.serial, status = device.status.name(), "device status changed");
+    Ok(Json(device))
 }
 
 #[derive(serde::Deserialize)]

@@ -1,0 +1,271 @@
+//! The device inventory: which devices the organisation manages, who has
+//! them, and whether they are in good standing. Device certificates are
+//! only issued (and renewed) for known, active, compliant devices; MDM
+//! events change a device's status.
+//!
+//! Plain data and rules; storage is the ledger's (`devices` column family).
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::ledger::normalize_device_id;
+
+/// A device's standing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceStatus {
+    /// In use and managed: may get certificates.
+    Active,
+    /// Reported lost or stolen.
+    Lost,
+    /// Left management.
+    Unenrolled,
+    /// Taken out of service for good.
+    Retired,
+}
+
+impl DeviceStatus {
+    /// The lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceStatus::Active => "active",
+            DeviceStatus::Lost => "lost",
+            DeviceStatus::Unenrolled => "unenrolled",
+            DeviceStatus::Retired => "retired",
+        }
+    }
+}
+
+impl std::str::FromStr for DeviceStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "active" => Ok(DeviceStatus::Active),
+            "lost" => Ok(DeviceStatus::Lost),
+            "unenrolled" => Ok(DeviceStatus::Unenrolled),
+            "retired" => Ok(DeviceStatus::Retired),
+            other => Err(format!(
+                "unknown device status {other:?} (active, lost, unenrolled, retired)"
+            )),
+        }
+    }
+}
+
+/// One managed device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Hardware serial number (normalised: trimmed, upper-case); the key.
+    pub serial: String,
+    /// Apple UDID (normalised), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udid: Option<String>,
+    /// Who has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Group (policy floors apply per group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Standing.
+    pub status: DeviceStatus,
+    /// Compliant with the MDM's policies.
+    pub compliant: bool,
+    /// Free text for the helpdesk.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub notes: String,
+    /// Created (Unix seconds).
+    pub created_at: u64,
+    /// Last changed (Unix seconds).
+    pub updated_at: u64,
+}
+
+impl Device {
+    /// Why this device may not get a certificate now, in words a helpdesk
+    /// can act on; `None` when it may.
+    pub fn refusal(&self) -> Option<String> {
+        if self.status != DeviceStatus::Active {
+            return Some(format!(
+                "device {} is {} in the inventory; an administrator must set it active again (custos devices set-status {} active)",
+                self.serial,
+                self.status.name(),
+                self.serial
+            ));
+        }
+        if !self.compliant {
+            return Some(format!(
+                "device {} is not compliant with the MDM's policies",
+                self.serial
+            ));
+        }
+        None
+    }
+}
+
+/// A device to add, as given by an administrator or a CSV row.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewDevice {
+    /// Serial number (required).
+    pub serial: String,
+    /// UDID.
+    #[serde(default)]
+    pub udid: Option<String>,
+    /// Owner.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Group.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Status (default active).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Compliant (default true).
+    #[serde(default)]
+    pub compliant: Option<String>,
+    /// Notes.
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+fn non_empty(v: &Option<String>) -> Option<String> {
+    v.as_ref()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "" | "true" | "yes" | "1" => Ok(true),
+        "false" | "no" | "0" => Ok(false),
+        other => Err(format!("compliant must be true or false, not {other:?}")),
+    }
+}
+
+impl NewDevice {
+    /// Checks and normalises it into a device created at `now`.
+    pub fn into_device(self, now: u64) -> Result<Device, String> {
+        let serial = normalize_device_id(&self.serial);
+        if serial.is_empty() || serial.len() > 64 {
+            return Err("serial must be 1 to 64 characters".into());
+        }
+        if !serial
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(format!(
+                "serial {serial:?} may hold only letters, digits, '-', '_' and '.'"
+            ));
+        }
+        let status = match non_empty(&self.status) {
+            Some(s) => s.parse()?,
+            None => DeviceStatus::Active,
+        };
+        let compliant = match &self.compliant {
+            Some(v) => parse_bool(v)?,
+            None => true,
+        };
+        Ok(Device {
+            serial,
+            udid: non_empty(&self.udid).map(|u| normalize_device_id(&u)),
+            owner: non_empty(&self.owner),
+            group: non_empty(&self.group),
+            status,
+            compliant,
+            notes: non_empty(&self.notes).unwrap_or_default(),
+            created_at: now,
+            updated_at: now,
+        })
+    }
+}
+
+/// Reads a CSV inventory: a header row naming columns among `serial`
+/// (required), `udid`, `owner`, `group`, `status`, `compliant`, `notes`, in
+/// any order. Errors name the line.
+pub fn parse_csv(text: &[u8], now: u64) -> Result<Vec<Device>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text);
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("CSV header: {e}"))?
+        .clone();
+    if !headers.iter().any(|h| h.eq_ignore_ascii_case("serial")) {
+        return Err("CSV header has no \"serial\" column".into());
+    }
+    let lower: csv::StringRecord = headers.iter().map(|h| h.to_ascii_lowercase()).collect();
+    let mut devices = Vec::new();
+    for (i, row) in reader.records().enumerate() {
+        let line = i + 2;
+        let row = row.map_err(|e| format!("CSV line {line}: {e}"))?;
+        let new: NewDevice = row
+            .deserialize(Some(&lower))
+            .map_err(|e| format!("CSV line {line}: {e}"))?;
+        devices.push(
+            new.into_device(now)
+                .map_err(|e| format!("CSV line {line}: {e}"))?,
+        );
+    }
+    Ok(devices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_become_normalised_devices_and_errors_name_the_line() {
+        let csv = b"serial,udid,owner,group,status,compliant,notes\n c02xl0abcdef ,00008030-001a,alice,laptops,,,\nF2LX1,,bob,phones,lost,false,left on a train\n";
+        let devices = parse_csv(csv, 7).unwrap();
+        assert_eq!(devices[0].serial, "C02XL0ABCDEF");
+        assert_eq!(devices[0].udid.as_deref(), Some("00008030-001A"));
+        assert_eq!(devices[0].status, DeviceStatus::Active);
+        assert!(devices[0].compliant && devices[0].refusal().is_none());
+        assert_eq!(devices[1].status, DeviceStatus::Lost);
+        assert!(devices[1].refusal().unwrap().contains("lost"));
+        let bad = parse_csv(b"serial,status\nA1,stolen\n", 0).unwrap_err();
+        assert!(bad.contains("line 2") && bad.contains("stolen"), "{bad}");
+        assert!(parse_csv(b"owner\nalice\n", 0).is_err());
+        assert!(parse_csv(b"serial\na b\n", 0)
+            .unwrap_err()
+            .contains("line 2"));
+    }
+}
+
+/// What an import did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportResult {
+    /// Rows read.
+    pub imported: usize,
+    /// Devices that were new.
+    pub added: usize,
+}
+
+/// A status change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusChange {
+    /// New status.
+    pub status: DeviceStatus,
+    /// New compliance, if it changes.
+    #[serde(default)]
+    pub compliant: Option<bool>,
+}
+
+/// Inventory operations shared by the CLI (direct) and the admin API.
+pub mod ops {
+    use super::*;
+    use crate::ledger::Ledger;
+
+    /// Adds (or replaces) one device.
+    pub fn add(ledger: &Ledger, new: NewDevice, now: u64) -> anyhow::Result<Device> {
+        let device = new.into_device(now).map_err(anyhow::Error::msg)?;
+        ledger.put_devices(std::slice::from_ref(&device))?;
+        Ok(ledger.device(&device.serial)?.unwrap_or(device))
+    }
+
+    /// Imports a CSV inventory; all rows or none.
+    pub fn import(ledger: &Ledger, csv: &[u8], now: u64) -> anyhow::Result<ImportResult> {
+        let devices = parse_csv(csv, now).map_err(anyhow::Error::msg)?;
+        let added = ledger.put_devices(&devices)?;
+        Ok(ImportResult {
+            imported: devices.len(),
+            added,
+        })
+    }
+}

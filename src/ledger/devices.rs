@@ -1,0 +1,116 @@
+//! The ledger's side of the device inventory: one JSON record per device
+//! under its serial, and a UDID index, in the `devices` column family,
+//! every write synced.
+
+use super::{sync_opts, Ledger, LedgerError, CF_DEVICES};
+use crate::devices::{Device, DeviceStatus};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+fn device_key(serial: &str) -> Vec<u8> {
+    format!("dev/{serial}").into_bytes()
+}
+
+fn udid_key(udid: &str) -> Vec<u8> {
+    format!("udid/{udid}").into_bytes()
+}
+
+impl Ledger {
+    /// The device with this serial or UDID (normalised).
+    pub fn device(&self, id: &str) -> Result<Option<Device>, LedgerError> {
+        let id = super::normalize_device_id(id);
+        let cf = self.cf(CF_DEVICES);
+        if let Some(v) = self.db.get_pinned_cf(cf, device_key(&id))? {
+            return Ok(Some(super::decode(&v, "device")?));
+        }
+        match self.db.get_pinned_cf(cf, udid_key(&id))? {
+            Some(serial) => match self
+                .db
+                .get_pinned_cf(cf, device_key(&String::from_utf8_lossy(&serial)))?
+            {
+                Some(v) => Ok(Some(super::decode(&v, "device")?)),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// Adds or replaces devices (keyed by serial) in one synced write; a
+    /// replaced device keeps its creation time. Returns how many were new.
+    pub fn put_devices(&self, devices: &[Device]) -> Result<usize, LedgerError> {
+        let _guard = self.lock();
+        let cf = self.cf(CF_DEVICES);
+        let mut batch = WriteBatch::default();
+        let mut added = 0;
+        for d in devices {
+            let mut d = d.clone();
+            match self.db.get_pinned_cf(cf, device_key(&d.serial))? {
+                Some(old) => {
+                    let old: Device = super::decode(&old, "device")?;
+                    d.created_at = old.created_at;
+                    if let Some(u) = old.udid.filter(|u| Some(u) != d.udid.as_ref()) {
+                        batch.delete_cf(cf, udid_key(&u));
+                    }
+                }
+                None => added += 1,
+            }
+            if let Some(u) = &d.udid {
+                batch.put_cf(cf, udid_key(u), d.serial.as_bytes());
+            }
+            batch.put_cf(cf, device_key(&d.serial), super::encode(&d));
+        }
+        self.db.write_opt(batch, &sync_opts())?;
+        Ok(added)
+    }
+
+    /// Sets a device's status (and compliance, when given); `None` if the
+    /// device is unknown.
+    pub fn set_device_status(
+        &self,
+        id: &str,
+        status: DeviceStatus,
+        compliant: Option<bool>,
+        now: u64,
+    ) -> Result<Option<Device>, LedgerError> {
+        let _guard = self.lock();
+        let Some(mut d) = self.device(id)? else {
+            return Ok(None);
+        };
+        d.status = status;
+        if let Some(c) = compliant {
+            d.compliant = c;
+        }
+        d.updated_at = now;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(CF_DEVICES),
+            device_key(&d.serial),
+            super::encode(&d),
+        );
+        self.db.write_opt(batch, &sync_opts())?;
+        Ok(Some(d))
+    }
+
+    /// Devices in serial order after `after`, at most `limit`.
+    pub fn list_devices(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Device>, LedgerError> {
+        let start = device_key(after.unwrap_or(""));
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(CF_DEVICES),
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
+            let (key, value) = item?;
+            if !key.starts_with(b"dev/") || out.len() >= limit {
+                break;
+            }
+            if after.is_some() && *key == *start {
+                continue;
+            }
+            out.push(super::decode(&value, "device")?);
+        }
+        Ok(out)
+    }
+}
