@@ -143,3 +143,131 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Apple-format attestations from a throwaway root and intermediate (rcgen).
+pub mod attest {
+    /// A test CA that issues attestation leaves.
+    pub struct TestAttestationCa {
+        /// The root, PEM (configure it as the trust anchor).
+        pub root_pem: String,
+        intermediate: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    }
+
+    /// What a test leaf attests.
+    #[derive(Clone, Debug, Default)]
+    pub struct Claims {
+        /// Serial number.
+        pub serial: String,
+        /// UDID.
+        pub udid: String,
+        /// OS version.
+        pub os_version: String,
+        /// The challenge token the freshness code is made from; `None`
+        /// leaves the code out.
+        pub token: Option<String>,
+    }
+
+    fn oid(dotted: &str) -> Vec<u64> {
+        dotted.split('.').filter_map(|p| p.parse().ok()).collect()
+    }
+
+    impl TestAttestationCa {
+        /// A new root and intermediate (P-384).
+        pub fn new() -> TestAttestationCa {
+            let alg = &rcgen::PKCS_ECDSA_P384_SHA384;
+            let mut root_params =
+                rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+            root_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            root_params.distinguished_name.push(
+                rcgen::DnType::CommonName,
+                "Test Enterprise Attestation Root CA",
+            );
+            let root = rcgen::CertifiedIssuer::self_signed(
+                root_params,
+                rcgen::KeyPair::generate_for(alg).expect("key"),
+            )
+            .expect("root");
+            let mut mid_params =
+                rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+            mid_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+            mid_params.distinguished_name.push(
+                rcgen::DnType::CommonName,
+                "Test Enterprise Attestation Sub CA 1",
+            );
+            let intermediate = rcgen::CertifiedIssuer::signed_by(
+                mid_params,
+                rcgen::KeyPair::generate_for(alg).expect("key"),
+                &root,
+            )
+            .expect("intermediate");
+            TestAttestationCa {
+                root_pem: root.pem(),
+                intermediate,
+            }
+        }
+
+        /// An attestation object (CBOR) for `key` with these claims; the
+        /// chain is leaf and intermediate.
+        pub fn att_obj(&self, key: &rcgen::KeyPair, claims: &Claims) -> Vec<u8> {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "test attestation");
+            // Apple's leaves live about 90 days.
+            let now = time::OffsetDateTime::now_utc();
+            params.not_before = now - time::Duration::days(1);
+            params.not_after = now + time::Duration::days(90);
+            let mut ext = |dotted: &str, value: Vec<u8>| {
+                params
+                    .custom_extensions
+                    .push(rcgen::CustomExtension::from_oid_content(
+                        &oid(dotted),
+                        value,
+                    ));
+            };
+            ext(
+                custos::attestation::OID_SERIAL,
+                claims.serial.clone().into_bytes(),
+            );
+            ext(
+                custos::attestation::OID_UDID,
+                claims.udid.clone().into_bytes(),
+            );
+            ext(
+                custos::attestation::OID_OS_VERSION,
+                claims.os_version.clone().into_bytes(),
+            );
+            ext(
+                custos::attestation::OID_SECURE_BOOT,
+                b"Full Security".to_vec(),
+            );
+            if let Some(token) = &claims.token {
+                let code = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+                ext(custos::attestation::OID_FRESHNESS, code.as_ref().to_vec());
+            }
+            let leaf = params.signed_by(key, &self.intermediate).expect("leaf");
+            let value = ciborium::value::Value::Map(vec![
+                ("fmt".into(), "apple".into()),
+                (
+                    "attStmt".into(),
+                    ciborium::value::Value::Map(vec![(
+                        "x5c".into(),
+                        ciborium::value::Value::Array(vec![
+                            ciborium::value::Value::Bytes(leaf.der().to_vec()),
+                            ciborium::value::Value::Bytes(self.intermediate.der().to_vec()),
+                        ]),
+                    )]),
+                ),
+            ]);
+            let mut out = Vec::new();
+            ciborium::ser::into_writer(&value, &mut out).expect("CBOR");
+            out
+        }
+    }
+
+    impl Default for TestAttestationCa {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Apple Managed Device Attestation (draft-ietf-acme-device-attest, `fmt`
+//! "apple"): decode the CBOR attestation object, verify its x5c chain to the
+//! configured anchors at the current time (rustls-webpki), require the
+//! freshness code to equal SHA-256(challenge token) (constant time), and
+//! read what the leaf attests: serial number, UDID, OS/sepOS/LLB versions,
+//! boot-security flags, and the hardware-bound public key.
+//!
+//! Only verification: deciding whether the device may have a certificate is
+//! the inventory's and policy's job.
+
+use ciborium::value::Value as Cbor;
+use der::Decode;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use x509_cert::Certificate;
+
+/// The Apple Enterprise Attestation Root CA (valid to 2047), the default
+/// trust anchor.
+pub const APPLE_ROOT_PEM: &str = include_str!("ca/apple_enterprise_attestation_root.pem");
+
+/// Most certificates accepted in x5c.
+pub const MAX_X5C: usize = 5;
+/// Largest certificate accepted in x5c.
+pub const MAX_CERT_BYTES: usize = 16 * 1024;
+
+/// Attested serial number (extension OID).
+pub const OID_SERIAL: &str = "1.2.840.113635.100.8.9.1";
+/// Attested UDID.
+pub const OID_UDID: &str = "1.2.840.113635.100.8.9.2";
+/// Attested OS version.
+pub const OID_OS_VERSION: &str = "1.2.840.113635.100.8.10.1";
+const OID_SEPOS_VERSION: &str = "1.2.840.113635.100.8.10.2";
+const OID_LLB_VERSION: &str = "1.2.840.113635.100.8.10.3";
+/// Freshness code: SHA-256 of the challenge token.
+pub const OID_FRESHNESS: &str = "1.2.840.113635.100.8.11.1";
+const OID_SIP: &str = "1.2.840.113635.100.8.13.1";
+/// Secure Boot status.
+pub const OID_SECURE_BOOT: &str = "1.2.840.113635.100.8.13.2";
+const OID_KEXTS: &str = "1.2.840.113635.100.8.13.3";
+
+/// Why an attestation was refused (all the device's or MDM's fault).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AttestationError {
+    /// Not a CBOR attestation object of the expected shape.
+    #[error("attestation object: {0}")]
+    Malformed(String),
+    /// `fmt` is not one we accept.
+    #[error("attestation format {0:?} is not accepted (only \"apple\")")]
+    Format(String),
+    /// The chain does not verify to a trust anchor now.
+    #[error("attestation certificate chain does not verify to the configured Apple roots: {0}")]
+    Chain(String),
+    /// The freshness code is missing or is not SHA-256(token).
+    #[error("attestation freshness code {0}")]
+    Freshness(&'static str),
+}
+
+/// What a verified attestation says about the device.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttestedDevice {
+    /// Hardware serial number.
+    pub serial: Option<String>,
+    /// UDID.
+    pub udid: Option<String>,
+    /// OS version.
+    pub os_version: Option<String>,
+    /// sepOS version.
+    pub sepos_version: Option<String>,
+    /// LLB version.
+    pub llb_version: Option<String>,
+    /// System Integrity Protection status, as attested.
+    pub sip: Option<String>,
+    /// Secure Boot status, as attested (e.g. "Full Security").
+    pub secure_boot: Option<String>,
+    /// Third-party kernel extensions allowed, as attested.
+    pub kexts_allowed: Option<String>,
+    /// The attested key: the leaf's subjectPublicKey BIT STRING content.
+    #[serde(with = "hex_bytes")]
+    pub public_key: Vec<u8>,
+    /// The freshness code (raw), if present.
+    #[serde(skip)]
+    pub freshness: Option<Vec<u8>>,
+}
+
+mod hex_bytes {
+    pub fn serialize<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text: String = serde::Deserialize::deserialize(d)?;
+        hex::decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An attested value as text: a DER INTEGER as its number, else the bytes
+/// as UTF-8.
+fn attested_text(value: &[u8]) -> String {
+    if let Ok(n) = der::asn1::Int::from_der(value) {
+        let bytes = n.as_bytes();
+        if bytes.len() <= 8 {
+            let mut v = 0i128;
+            for b in bytes {
+                v = (v << 8) | i128::from(*b);
+            }
+            return v.to_string();
+        }
+    }
+    String::from_utf8_lossy(value).trim().to_string()
+}
+
+/// Reads the Apple extensions and key of a leaf (no verification).
+pub fn read_leaf(der: &[u8]) -> Result<AttestedDevice, AttestationError> {
+    let cert = Certificate::from_der(der)
+        .map_err(|e| AttestationError::Malformed(format!("leaf certificate: {e}")))?;
+    let mut device = AttestedDevice {
+        public_key: cert
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes()
+            .to_vec(),
+        ..AttestedDevice::default()
+    };
+    for ext in cert.tbs_certificate.extensions.iter().flatten() {
+        let value = ext.extn_value.as_bytes();
+        let text = || Some(attested_text(value));
+        match ext.extn_id.to_string().as_str() {
+            OID_SERIAL => device.serial = text(),
+            OID_UDID => device.udid = text(),
+            OID_OS_VERSION => device.os_version = text(),
+            OID_SEPOS_VERSION => device.sepos_version = text(),
+            OID_LLB_VERSION => device.llb_version = text(),
+            OID_SIP => device.sip = text(),
+            OID_SECURE_BOOT => device.secure_boot = text(),
+            OID_KEXTS => device.kexts_allowed = text(),
+            OID_FRESHNESS => device.freshness = Some(value.to_vec()),
+            _ => {}
+        }
+    }
+    Ok(device)
+}
+
+/// The x5c chain (leaf first) of an "apple" attestation object.
+pub fn decode_att_obj(att_obj: &[u8]) -> Result<Vec<Vec<u8>>, AttestationError> {
+    let bad = |m: &str| AttestationError::Malformed(m.to_string());
+    let value: Cbor = ciborium::de::from_reader(att_obj)
+        .map_err(|e| AttestationError::Malformed(format!("not CBOR: {e}")))?;
+    let map = value.as_map().ok_or_else(|| bad("not a CBOR map"))?;
+    let get = |m: &[(Cbor, Cbor)], key: &str| {
+        m.iter()
+            .find(|(k, _)| k.as_text() == Some(key))
+            .map(|(_, v)| v.clone())
+    };
+    let fmt = get(map, "fmt")
+        .and_then(|v| v.as_text().map(str::to_string))
+        .ok_or_else(|| bad("no fmt"))?;
+    if fmt != "apple" {
+        return Err(AttestationError::Format(fmt));
+    }
+    let stmt = get(map, "attStmt").ok_or_else(|| bad("no attStmt"))?;
+    let stmt = stmt.as_map().ok_or_else(|| bad("attStmt is not a map"))?;
+    let x5c = get(stmt, "x5c").ok_or_else(|| bad("no x5c"))?;
+    let x5c = x5c.as_array().ok_or_else(|| bad("x5c is not an array"))?;
+    if x5c.is_empty() || x5c.len() > MAX_X5C {
+        return Err(bad("x5c must hold 1 to 5 certificates"));
+    }
+    x5c.iter()
+        .map(|c| match c.as_bytes() {
+            Some(b) if !b.is_empty() && b.len() <= MAX_CERT_BYTES => Ok(b.clone()),
+            _ => Err(bad("x5c entry is not a certificate of at most 16 KiB")),
+        })
+        .collect()
+}
+
+/// Verifies Apple attestations against a set of trust anchors.
+#[derive(Clone, Debug)]
+pub struct AppleVerifier {
+    anchors: Vec<CertificateDer<'static>>,
+}
+
+impl AppleVerifier {
+    /// A verifier trusting these PEM roots (Apple's compiled-in root when
+    /// `roots` is empty).
+    pub fn new(roots: &[String]) -> anyhow::Result<AppleVerifier> {
+        use rustls::pki_types::pem::PemObject;
+        let pems: Vec<String> = if roots.is_empty() {
+            vec![APPLE_ROOT_PEM.to_string()]
+        } else {
+            roots.to_vec()
+        };
+        let mut anchors = Vec::new();
+        for pem in &pems {
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert = cert.map_err(|e| anyhow::anyhow!("attestation root: {e}"))?;
+                webpki::anchor_from_trusted_cert(&cert)
+                    .map_err(|e| anyhow::anyhow!("attestation root is not a usable anchor: {e}"))?;
+                anchors.push(cert.into_owned());
+            }
+        }
+        anyhow::ensure!(!anchors.is_empty(), "no attestation roots configured");
+        Ok(AppleVerifier { anchors })
+    }
+
+    /// Verifies `att_obj` for the challenge `token` at `now` (Unix seconds).
+    pub fn verify(
+        &self,
+        att_obj: &[u8],
+        token: &str,
+        now: u64,
+    ) -> Result<AttestedDevice, AttestationError> {
+        let chain = decode_att_obj(att_obj)?;
+        let leaf_der = CertificateDer::from(chain[0].as_slice());
+        let intermediates: Vec<CertificateDer<'_>> = chain[1..]
+            .iter()
+            .map(|c| CertificateDer::from(c.as_slice()))
+            .collect();
+        let anchors: Vec<rustls::pki_types::TrustAnchor<'_>> = self
+            .anchors
+            .iter()
+            .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok())
+            .collect();
+        let leaf = webpki::EndEntityCert::try_from(&leaf_der)
+            .map_err(|e| AttestationError::Chain(format!("leaf: {e}")))?;
+        leaf.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &anchors,
+            &intermediates,
+            UnixTime::since_unix_epoch(std::time::Duration::from_secs(now)),
+            webpki::KeyUsage::required_if_present(&[]),
+            None,
+            None,
+        )
+        .map_err(|e| AttestationError::Chain(format!("{e:?}")))?;
+        let device = read_leaf(&chain[0])?;
+        let expected = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        match &device.freshness {
+            None => return Err(AttestationError::Freshness("is missing")),
+            Some(code) => {
+                if aws_lc_rs::constant_time::verify_slices_are_equal(code, expected.as_ref())
+                    .is_err()
+                {
+                    return Err(AttestationError::Freshness(
+                        "does not match this challenge's token",
+                    ));
+                }
+            }
+        }
+        Ok(device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REAL_LEAF: &str = include_str!("../tests/data/real-apple-attestation-leaf-2025.pem");
+
+    fn pem_der(pem: &str) -> Vec<u8> {
+        use rustls::pki_types::pem::PemObject;
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .to_vec()
+    }
+
+    fn now() -> u64 {
+        crate::ca::build::unix_now()
+    }
+
+    #[test]
+    fn the_real_apple_leaf_decodes_and_is_refused() {
+        let der = pem_der(REAL_LEAF);
+        let d = read_leaf(&der).unwrap();
+        assert_eq!(d.serial.as_deref(), Some("TMWFWWWP67"));
+        assert_eq!(d.udid.as_deref(), Some("00006030-000651690A84001C"));
+        assert_eq!(d.os_version.as_deref(), Some("15.5"));
+        assert_eq!(d.secure_boot.as_deref(), Some("Full Security"));
+        assert_eq!(d.freshness.as_ref().map(Vec::len), Some(32));
+        assert_eq!(d.public_key.len(), 97, "P-384 uncompressed point");
+        // Alone (no intermediate), under Apple's root: refused.
+        let obj = ciborium::value::Value::Map(vec![
+            ("fmt".into(), "apple".into()),
+            (
+                "attStmt".into(),
+                ciborium::value::Value::Map(vec![(
+                    "x5c".into(),
+                    ciborium::value::Value::Array(vec![ciborium::value::Value::Bytes(der)]),
+                )]),
+            ),
+        ]);
+        let mut bytes = Vec::new();
+        ciborium::ser::into_writer(&obj, &mut bytes).unwrap();
+        let v = AppleVerifier::new(&[]).unwrap();
+        assert!(matches!(
+            v.verify(&bytes, "token", now()),
+            Err(AttestationError::Chain(_))
+        ));
+    }
+}
