@@ -35,6 +35,7 @@ pub struct AcmeDomain {
     ip_ranges: Vec<IpNet>,
     jobs: UnboundedSender<ValidationJob>,
     eab: crate::eab::EabSecret,
+    apple: crate::attestation::AppleVerifier,
 }
 
 impl AcmeDomain {
@@ -47,6 +48,7 @@ impl AcmeDomain {
         config: &crate::config::AcmeConfig,
         jobs: UnboundedSender<ValidationJob>,
         eab: crate::eab::EabSecret,
+        apple: crate::attestation::AppleVerifier,
     ) -> AcmeDomain {
         AcmeDomain {
             authority,
@@ -64,6 +66,7 @@ impl AcmeDomain {
                 .collect(),
             jobs,
             eab,
+            apple,
         }
     }
 }
@@ -155,6 +158,72 @@ fn issue_problem(e: AdminError) -> Problem {
     }
 }
 
+impl AcmeDomain {
+    /// The inventory's device for a permanent identifier, if it may have a
+    /// certificate now (known, active, compliant).
+    fn device_in_good_standing(&self, id: &str) -> Result<crate::devices::Device, Problem> {
+        let device = self
+            .ledger
+            .device(id)
+            .map_err(|e| Problem::internal(e.to_string()))?
+            .ok_or_else(|| {
+                rejected(format!(
+                    "device {id} is not in the inventory (custos devices add --serial ...)"
+                ))
+            })?;
+        match device.refusal() {
+            Some(reason) => Err(Problem::unauthorized(reason)),
+            None => Ok(device),
+        }
+    }
+
+    /// A device certificate: one permanent-identifier, proved by device
+    /// attestation, for the attested key, to a device still in good
+    /// standing (checked again here, so a renewal of a device that went bad
+    /// is refused).
+    fn issue_device(
+        &self,
+        order: &OrderRecord,
+        account: &AccountRecord,
+        csr_der: &[u8],
+        attestations: &[serde_json::Value],
+    ) -> Result<String, Problem> {
+        let [id] = order.identifiers.as_slice() else {
+            return Err(bad_csr(
+                "a device order names exactly one permanent-identifier",
+            ));
+        };
+        let device = self.device_in_good_standing(&id.value)?;
+        let proved: crate::attestation::AttestedDevice = attestations
+            .first()
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .ok_or_else(|| Problem::internal("the order's attestation is missing"))?;
+        let csr = verify_csr(csr_der).map_err(|e| issue_problem(AdminError::Issue(e.into())))?;
+        if csr.spki.subject_public_key.raw_bytes() != proved.public_key.as_slice() {
+            return Err(bad_csr("CSR key is not the attested (hardware-bound) key"));
+        }
+        let profile = self
+            .authority
+            .profiles()
+            .get(order.profile.as_deref())
+            .ok_or_else(|| Problem::malformed("the order's profile no longer exists"))?;
+        let identity = Identity {
+            device: crate::ledger::DeviceIds {
+                serial_number: Some(device.serial.clone()),
+                udid: device.udid.clone().or(proved.udid.clone()),
+                permanent_id: Some(id.value.clone()),
+            },
+            acme_account: Some(account.id.clone()),
+            ..Identity::default()
+        };
+        let issued = self
+            .authority
+            .issue_verified(&csr, profile, &identity, crate::ca::build::unix_now())
+            .map_err(issue_problem)?;
+        Ok(issued.record.serial.to_hex())
+    }
+}
+
 impl Domain for AcmeDomain {
     fn check_identifier(&self, id: &Identifier) -> Result<(), Problem> {
         match id.kind.as_str() {
@@ -190,6 +259,7 @@ impl Domain for AcmeDomain {
                     ))
                 }
             }
+            "permanent-identifier" => self.device_in_good_standing(&id.value).map(|_| ()),
             other => Err(Problem::new(
                 ProblemType::UnsupportedIdentifier,
                 format!("identifier type {other:?} is not supported"),
@@ -200,6 +270,7 @@ impl Domain for AcmeDomain {
     fn challenge_types(&self, id: &Identifier) -> Vec<&'static str> {
         match id.kind.as_str() {
             "dns" => vec!["http-01", "dns-01"],
+            "permanent-identifier" => vec!["device-attest-01"],
             _ => vec!["http-01"],
         }
     }
@@ -234,12 +305,73 @@ impl Domain for AcmeDomain {
         }
     }
 
+    fn verify_attestation(
+        &self,
+        identifier: &Identifier,
+        token: &str,
+        att_obj: &[u8],
+    ) -> Result<serde_json::Value, Problem> {
+        let bad = |d: String| Problem::new(ProblemType::BadAttestationStatement, d);
+        if identifier.kind != "permanent-identifier" {
+            return Err(bad(
+                "device-attest-01 proves permanent-identifier identifiers only".into(),
+            ));
+        }
+        let proved = self
+            .apple
+            .verify(att_obj, token, crate::ca::build::unix_now())
+            .map_err(|e| bad(e.to_string()))?;
+        let wanted = crate::ledger::normalize_device_id(&identifier.value);
+        let norm = |v: &Option<String>| v.as_deref().map(crate::ledger::normalize_device_id);
+        if norm(&proved.serial).as_deref() != Some(wanted.as_str())
+            && norm(&proved.udid).as_deref() != Some(wanted.as_str())
+        {
+            return Err(bad(format!(
+                "the attestation is for serial {} / UDID {}, not {}",
+                proved.serial.as_deref().unwrap_or("?"),
+                proved.udid.as_deref().unwrap_or("?"),
+                identifier.value
+            ))
+            .with_subproblem(
+                ProblemType::RejectedIdentifier,
+                identifier.for_problem(),
+                "not the attested device",
+            ));
+        }
+        let device = self.device_in_good_standing(&identifier.value)?;
+        // Learn the serial↔UDID pairing from the attestation.
+        if device.udid.is_none() {
+            if let Some(udid) = &proved.udid {
+                let mut learned = device.clone();
+                learned.udid = Some(crate::ledger::normalize_device_id(udid));
+                learned.updated_at = crate::ca::build::unix_now();
+                self.ledger
+                    .put_devices(&[learned])
+                    .map_err(|e| Problem::internal(e.to_string()))?;
+            }
+        }
+        tracing::info!(
+            serial = proved.serial.as_deref().unwrap_or("?"),
+            os = proved.os_version.as_deref().unwrap_or("?"),
+            "device attestation verified"
+        );
+        serde_json::to_value(&proved).map_err(|e| Problem::internal(e.to_string()))
+    }
+
     fn issue(
         &self,
         order: &OrderRecord,
         account: &AccountRecord,
         csr_der: &[u8],
+        attestations: &[serde_json::Value],
     ) -> Result<String, Problem> {
+        if order
+            .identifiers
+            .iter()
+            .any(|i| i.kind == "permanent-identifier")
+        {
+            return self.issue_device(order, account, csr_der, attestations);
+        }
         let csr = verify_csr(csr_der).map_err(|e| issue_problem(AdminError::Issue(e.into())))?;
         let vouched = Identity::vouched_from_csr(&csr).map_err(|e| bad_csr(e.to_string()))?;
         if !vouched.emails.is_empty() || !vouched.uris.is_empty() {

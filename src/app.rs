@@ -51,6 +51,21 @@ pub type AcmeJobs = Arc<
     >,
 >;
 
+/// The device-attest-01 verifier from `acme.device_attest.apple_roots`.
+fn apple_verifier(config: &Config) -> anyhow::Result<crate::attestation::AppleVerifier> {
+    let roots = config
+        .acme
+        .device_attest
+        .apple_roots
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map_err(|e| anyhow!("acme.device_attest.apple_roots: {}: {e}", p.display()))
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    crate::attestation::AppleVerifier::new(&roots)
+}
+
 /// Ledger options from the configuration.
 pub fn ledger_options(config: &Config) -> LedgerOptions {
     LedgerOptions {
@@ -160,6 +175,7 @@ impl App {
             &config.acme,
             jobs,
             crate::eab::EabSecret::ensure(&data_dir)?,
+            apple_verifier(&config)?,
         );
         let acme = Arc::new(crate::acme_store::acme_server(
             &config,

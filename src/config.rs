@@ -174,6 +174,17 @@ pub struct AcmeConfig {
     pub caa_identities: Vec<String>,
     /// Refuse new accounts without an external account binding.
     pub external_account_required: bool,
+    /// device-attest-01.
+    pub device_attest: DeviceAttestConfig,
+}
+
+/// `[acme.device_attest]`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceAttestConfig {
+    /// PEM files of the roots Apple attestations must chain to; empty: the
+    /// Apple Enterprise Attestation Root CA compiled into custos.
+    pub apple_roots: Vec<PathBuf>,
 }
 
 impl Default for AcmeConfig {
@@ -195,6 +206,7 @@ impl Default for AcmeConfig {
             website: None,
             caa_identities: Vec::new(),
             external_account_required: false,
+            device_attest: DeviceAttestConfig::default(),
         }
     }
 }

@@ -92,6 +92,14 @@ impl Identity {
         for u in &self.uris {
             out.push(GeneralName::UniformResourceIdentifier(ia5(u)?));
         }
+        // Device certificates: RFC 4043 PermanentIdentifier for the
+        // attested identifier, RFC 4108 HardwareModuleName for the serial.
+        if let Some(id) = &self.device.permanent_id {
+            out.push(device_names::permanent_identifier(id)?);
+            if let Some(serial) = &self.device.serial_number {
+                out.push(device_names::hardware_module_name(serial)?);
+            }
+        }
         Ok(out)
     }
 
@@ -103,6 +111,62 @@ impl Identity {
             .or_else(|| self.ip_addresses.first().map(|i| i.to_string()))
             .or_else(|| self.emails.first().cloned())
             .or_else(|| self.device.serial_number.clone())
+    }
+}
+
+/// The otherName SANs of device certificates.
+mod device_names {
+    use super::IssueError;
+    use der::asn1::{Any, OctetStringRef, Utf8StringRef};
+    use der::oid::ObjectIdentifier;
+    use der::{Decode, Encode};
+    use x509_cert::ext::pkix::name::{GeneralName, OtherName};
+
+    /// id-on-permanentIdentifier (RFC 4043).
+    pub const ID_ON_PERMANENT_IDENTIFIER: ObjectIdentifier =
+        ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.8.3");
+    /// id-on-hardwareModuleName (RFC 4108).
+    pub const ID_ON_HARDWARE_MODULE_NAME: ObjectIdentifier =
+        ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.8.4");
+    /// hwType of Apple devices: Apple's attested-serial-number OID.
+    pub const APPLE_SERIAL_HW_TYPE: ObjectIdentifier =
+        ObjectIdentifier::new_unwrap("1.2.840.113635.100.8.9.1");
+
+    #[derive(der::Sequence)]
+    struct PermanentIdentifier<'a> {
+        identifier_value: Utf8StringRef<'a>,
+    }
+
+    #[derive(der::Sequence)]
+    struct HardwareModuleName<'a> {
+        hw_type: ObjectIdentifier,
+        hw_serial_num: OctetStringRef<'a>,
+    }
+
+    fn other_name(type_id: ObjectIdentifier, value: Vec<u8>) -> Result<GeneralName, IssueError> {
+        let value = Any::from_der(&value).map_err(|e| IssueError::Signing(e.to_string()))?;
+        Ok(GeneralName::OtherName(OtherName { type_id, value }))
+    }
+
+    pub fn permanent_identifier(id: &str) -> Result<GeneralName, IssueError> {
+        let value = PermanentIdentifier {
+            identifier_value: Utf8StringRef::new(id)
+                .map_err(|e| IssueError::Refused(format!("permanent identifier: {e}")))?,
+        }
+        .to_der()
+        .map_err(|e| IssueError::Signing(e.to_string()))?;
+        other_name(ID_ON_PERMANENT_IDENTIFIER, value)
+    }
+
+    pub fn hardware_module_name(serial: &str) -> Result<GeneralName, IssueError> {
+        let value = HardwareModuleName {
+            hw_type: APPLE_SERIAL_HW_TYPE,
+            hw_serial_num: OctetStringRef::new(serial.as_bytes())
+                .map_err(|e| IssueError::Refused(format!("serial: {e}")))?,
+        }
+        .to_der()
+        .map_err(|e| IssueError::Signing(e.to_string()))?;
+        other_name(ID_ON_HARDWARE_MODULE_NAME, value)
     }
 }
 

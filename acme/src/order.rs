@@ -121,6 +121,10 @@ pub struct AuthzRecord {
     pub expires: u64,
     /// Its challenges.
     pub challenges: Vec<ChallengeRecord>,
+    /// What a device attestation proved (device-attest-01), as the domain
+    /// recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Value>,
 }
 
 impl AuthzRecord {
@@ -276,6 +280,14 @@ pub struct NewOrder {
     /// ARI: the certificate being renewed.
     #[serde(default)]
     pub replaces: Option<String>,
+}
+
+/// The device-attest-01 challenge response (draft-ietf-acme-device-attest).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationResponse {
+    /// The attestation object, CBOR in base64url.
+    pub att_obj: String,
 }
 
 /// The finalize payload.

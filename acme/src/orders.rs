@@ -116,6 +116,7 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
                         error: None,
                     })
                     .collect(),
+                attestation: None,
             })
             .collect();
         let order = OrderRecord {
@@ -281,6 +282,9 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
             .iter()
             .position(|c| c.id == chall_id)
             .ok_or_else(not_found)?;
+        if !jws.is_post_as_get() && authz.challenges[index].kind == "device-attest-01" {
+            return self.device_attestation(req, urls, jws, account, authz, index);
+        }
         if !jws.is_post_as_get() {
             // RFC 8555 §7.5.1: the response is an empty JSON object.
             let _: serde_json::Map<String, Value> = jws.payload_json()?;
@@ -312,6 +316,62 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
             r.retry_after = Some(1);
         }
         Ok(r)
+    }
+
+    /// device-attest-01: the attestation is verified on the request (it is
+    /// self-contained), so the answer already says valid. A refused
+    /// attestation changes nothing; the device may send another.
+    fn device_attestation(
+        &self,
+        req: &Request<'_>,
+        urls: &Urls<'_>,
+        jws: &Jws,
+        account: &AccountRecord,
+        mut authz: AuthzRecord,
+        index: usize,
+    ) -> Result<Response, Problem> {
+        let payload: crate::order::AttestationResponse = jws.payload_json()?;
+        let att_obj = b64u_decode(&payload.att_obj, "attObj").map_err(|_| {
+            Problem::new(
+                ProblemType::BadAttestationStatement,
+                "attObj is not unpadded base64url",
+            )
+        })?;
+        if authz.challenges[index].status == ChallengeStatus::Pending {
+            if authz.status_at(req.now) != AuthzStatus::Pending {
+                return Err(Problem::malformed("the authorization is no longer pending"));
+            }
+            let ip = req.client_ip.map(|ip| ip.to_string());
+            self.limiter
+                .check(Event::FailedValidation, &account.id, ip.as_deref(), req.now)?;
+            let token = authz.challenges[index].token.clone();
+            let proved = match self
+                .domain
+                .verify_attestation(&authz.identifier, &token, &att_obj)
+            {
+                Ok(v) => v,
+                Err(p) => {
+                    self.limiter.record(
+                        Event::FailedValidation,
+                        &account.id,
+                        ip.as_deref(),
+                        req.now,
+                    );
+                    return Err(p);
+                }
+            };
+            let c = &mut authz.challenges[index];
+            c.status = ChallengeStatus::Valid;
+            c.validated = Some(req.now);
+            authz.status = AuthzStatus::Valid;
+            authz.attestation = Some(proved);
+            self.store.update_authz(&authz)?;
+        }
+        let c = &authz.challenges[index];
+        Ok(
+            Response::json(200, &c.to_object(&urls.challenge(&authz.id, &c.id)))
+                .with_link(&urls.authz(&authz.id), "up"),
+        )
     }
 
     /// Hands the domain again every validation that was under way when the
@@ -417,7 +477,13 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
             };
             return Err(Problem::new(ProblemType::OrderNotReady, detail));
         }
-        let serial = self.domain.issue(&order, account, &csr)?;
+        let mut attestations = Vec::new();
+        for authz_id in &order.authz_ids {
+            if let Some(a) = self.store.authz(authz_id)?.and_then(|a| a.attestation) {
+                attestations.push(a);
+            }
+        }
+        let serial = self.domain.issue(&order, account, &csr, &attestations)?;
         order.status = OrderStatus::Valid;
         order.certificate = Some(serial);
         self.store.update_order(&order)?;

@@ -110,13 +110,25 @@ pub trait Domain: Send + Sync {
     /// Starts validating, off the request path; the result comes back
     /// through [`AcmeServer::finish_validation`].
     fn validate(&self, job: ValidationJob);
+    /// Verifies a device-attest-01 response (the decoded attestation
+    /// object) for `identifier` and the challenge `token`; returns what it
+    /// proved, to be kept on the authorization and handed back at finalize.
+    fn verify_attestation(
+        &self,
+        identifier: &Identifier,
+        token: &str,
+        att_obj: &[u8],
+    ) -> Result<Value, Problem>;
     /// Issues for a ready order from a DER CSR; returns the serial (hex).
-    /// Refusals are problems (`badCSR`, `badPublicKey`, ...) and issue nothing.
+    /// `attestations` are what the order's authorizations proved by device
+    /// attestation. Refusals are problems (`badCSR`, `badPublicKey`, ...)
+    /// and issue nothing.
     fn issue(
         &self,
         order: &OrderRecord,
         account: &AccountRecord,
         csr_der: &[u8],
+        attestations: &[Value],
     ) -> Result<String, Problem>;
     /// The certificate with this serial (hex).
     fn certificate(&self, serial: &str) -> Result<Option<IssuedCertificate>, Problem>;

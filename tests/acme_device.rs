@@ -1,0 +1,198 @@
+//! device-attest-01 end to end with a real client crate: an Apple-format
+//! attestation (test root and intermediate carrying the Apple extensions)
+//! for a device on the inventory gets a hardware-bound certificate linked
+//! to the device; unknown or lost devices, wrong tokens, other devices'
+//! attestations and a CSR for another key are refused.
+
+mod common;
+
+use common::attest::{Claims, TestAttestationCa};
+use common::{custos, openssl, Server};
+use instant_acme::{
+    Account, ChallengeType, DeviceAttestation, Identifier, NewAccount, NewOrder, OrderStatus,
+    RetryPolicy,
+};
+use std::borrow::Cow;
+use std::time::Duration;
+
+fn csr_der(key: &rcgen::KeyPair, cn: &str) -> Vec<u8> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.serialize_request(key).unwrap().der().to_vec()
+}
+
+fn retry() -> RetryPolicy {
+    RetryPolicy::new()
+        .initial_delay(Duration::from_millis(50))
+        .timeout(Duration::from_secs(10))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attested_devices_on_the_inventory_get_hardware_bound_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ca = TestAttestationCa::new();
+    let root = dir.path().join("attest-root.pem");
+    std::fs::write(&root, &ca.root_pem).unwrap();
+    std::fs::write(
+        dir.path().join("custos.toml"),
+        format!(
+            "[acme.device_attest]\napple_roots = [\"{}\"]\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    assert!(custos(&data, &["init"]).status.success());
+    for (serial, status) in [("C02GOOD1", "active"), ("C02LOST1", "lost")] {
+        let out = custos(
+            &data,
+            &["devices", "add", "--serial", serial, "--status", status],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let server = Server::start(&data, &[]);
+    let (account, _) = Account::builder_with_root(data.join("ca/root.pem"))
+        .unwrap()
+        .create(
+            &NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            format!("{}/acme/directory", server.https_url),
+            None,
+        )
+        .await
+        .unwrap();
+
+    // Unknown and lost devices: refused at newOrder, with a reason.
+    for (serial, kind) in [
+        ("C02NOBODY", "rejectedIdentifier"),
+        ("C02LOST1", "unauthorized"),
+    ] {
+        let ids = [Identifier::PermanentIdentifier(serial.into())];
+        let Err(err) = account.new_order(&NewOrder::new(&ids)).await else {
+            panic!("an order for {serial} was accepted");
+        };
+        let text = format!("{err:?}");
+        assert!(text.contains(kind), "{serial}: {text}");
+    }
+
+    let ids = [Identifier::PermanentIdentifier("C02GOOD1".into())];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    let device_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    {
+        let mut authorizations = order.authorizations();
+        let mut authz = authorizations.next().await.unwrap().unwrap();
+        assert_eq!(
+            authz.challenges.len(),
+            1,
+            "only device-attest-01 is offered"
+        );
+        let mut challenge = authz.challenge(ChallengeType::DeviceAttest01).unwrap();
+        let token = challenge.token.clone();
+        let claims = |serial: &str, token: Option<&str>| Claims {
+            serial: serial.into(),
+            udid: "00008030-0001AAAA".into(),
+            os_version: "17.4".into(),
+            token: token.map(str::to_string),
+        };
+        let send = |obj: Vec<u8>| DeviceAttestation {
+            att_obj: Cow::Owned(obj),
+        };
+        // Wrong token, another device, garbage: badAttestationStatement,
+        // nothing changed (the device may try again).
+        for (obj, expect) in [
+            (
+                ca.att_obj(&device_key, &claims("C02GOOD1", Some("other"))),
+                "freshness",
+            ),
+            (
+                ca.att_obj(&device_key, &claims("C02OTHER", Some(&token))),
+                "rejectedIdentifier",
+            ),
+            (b"\x01garbage".to_vec(), "CBOR"),
+        ] {
+            let err = challenge
+                .send_device_attestation(&send(obj))
+                .await
+                .unwrap_err();
+            let text = format!("{err:?}");
+            assert!(
+                text.contains("badAttestationStatement") && text.contains(expect),
+                "{text}"
+            );
+        }
+        let status = challenge
+            .send_device_attestation(&send(
+                ca.att_obj(&device_key, &claims("C02GOOD1", Some(&token))),
+            ))
+            .await
+            .expect("valid attestation");
+        assert_eq!(status, instant_acme::ChallengeStatus::Valid);
+    }
+    assert_eq!(
+        order.poll_ready(&retry()).await.unwrap(),
+        OrderStatus::Ready
+    );
+
+    // A CSR for another key: badCSR.
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let err = order
+        .finalize_csr(&csr_der(&other, "C02GOOD1"))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("attested"), "{err:?}");
+
+    order
+        .finalize_csr(&csr_der(&device_key, "C02GOOD1"))
+        .await
+        .unwrap();
+    let chain = order.poll_certificate(&retry()).await.unwrap();
+    let leaf = dir.path().join("device.pem");
+    std::fs::write(&leaf, &chain).unwrap();
+    let text = String::from_utf8_lossy(
+        &openssl(&["x509", "-in", leaf.to_str().unwrap(), "-noout", "-text"]).stdout,
+    )
+    .to_string();
+    assert!(
+        text.contains("CN=C02GOOD1") || text.contains("CN = C02GOOD1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Permanent Identifier") || text.contains("1.3.6.1.5.5.7.8.3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Hardware Module Name") || text.contains("1.3.6.1.5.5.7.8.4"),
+        "{text}"
+    );
+
+    // Linked to the device: revoking the device revokes it; the UDID was learned.
+    drop(server);
+    let shown = custos(&data, &["devices", "show", "00008030-0001AAAA"]);
+    assert!(shown.status.success(), "UDID learned from the attestation");
+    let out = custos(
+        &data,
+        &[
+            "revoke",
+            "--device",
+            "C02GOOD1",
+            "--reason",
+            "keyCompromise",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
+}
