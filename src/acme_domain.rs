@@ -36,6 +36,7 @@ pub struct AcmeDomain {
     jobs: UnboundedSender<ValidationJob>,
     eab: crate::eab::EabSecret,
     apple: crate::attestation::AppleVerifier,
+    device_attest: crate::config::DeviceAttestConfig,
 }
 
 impl AcmeDomain {
@@ -67,6 +68,7 @@ impl AcmeDomain {
             jobs,
             eab,
             apple,
+            device_attest: config.device_attest.clone(),
         }
     }
 }
@@ -202,11 +204,17 @@ impl AcmeDomain {
         if csr.spki.subject_public_key.raw_bytes() != proved.public_key.as_slice() {
             return Err(bad_csr("CSR key is not the attested (hardware-bound) key"));
         }
+        let profile_name = order
+            .profile
+            .as_deref()
+            .unwrap_or(self.device_attest.profile.as_str());
         let profile = self
             .authority
             .profiles()
-            .get(order.profile.as_deref())
-            .ok_or_else(|| Problem::malformed("the order's profile no longer exists"))?;
+            .get(Some(profile_name))
+            .ok_or_else(|| {
+                Problem::malformed(format!("profile {profile_name:?} does not exist"))
+            })?;
         let identity = Identity {
             device: crate::ledger::DeviceIds {
                 serial_number: Some(device.serial.clone()),
@@ -339,6 +347,12 @@ impl Domain for AcmeDomain {
             ));
         }
         let device = self.device_in_good_standing(&identifier.value)?;
+        let policy = self.device_attest.policy_for(device.group.as_deref());
+        if let Some(reason) =
+            crate::devices::policy_refusal(&policy, &proved, device.group.as_deref())
+        {
+            return Err(Problem::unauthorized(reason));
+        }
         // Learn the serial↔UDID pairing from the attestation.
         if device.udid.is_none() {
             if let Some(udid) = &proved.udid {

@@ -179,12 +179,67 @@ pub struct AcmeConfig {
 }
 
 /// `[acme.device_attest]`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeviceAttestConfig {
     /// PEM files of the roots Apple attestations must chain to; empty: the
     /// Apple Enterprise Attestation Root CA compiled into custos.
     pub apple_roots: Vec<PathBuf>,
+    /// Profile device certificates use when the order names none.
+    pub profile: String,
+    /// Lowest OS version accepted from every device (e.g. "17.4").
+    pub min_os_version: Option<String>,
+    /// Require Secure Boot "Full Security" of every device.
+    pub require_full_security: bool,
+    /// Require System Integrity Protection enabled on every device.
+    pub require_sip: bool,
+    /// Floors per device group (each key set replaces the global one).
+    pub groups: BTreeMap<String, DevicePolicy>,
+}
+
+impl DeviceAttestConfig {
+    /// The floors for a device of `group`.
+    pub fn policy_for(&self, group: Option<&str>) -> DevicePolicy {
+        let global = DevicePolicy {
+            min_os_version: self.min_os_version.clone(),
+            require_full_security: Some(self.require_full_security),
+            require_sip: Some(self.require_sip),
+        };
+        match group.and_then(|g| self.groups.get(g)) {
+            None => global,
+            Some(g) => DevicePolicy {
+                min_os_version: g.min_os_version.clone().or(global.min_os_version),
+                require_full_security: g.require_full_security.or(global.require_full_security),
+                require_sip: g.require_sip.or(global.require_sip),
+            },
+        }
+    }
+}
+
+impl Default for DeviceAttestConfig {
+    fn default() -> Self {
+        DeviceAttestConfig {
+            apple_roots: Vec::new(),
+            profile: "device".into(),
+            min_os_version: None,
+            require_full_security: false,
+            require_sip: false,
+            groups: BTreeMap::new(),
+        }
+    }
+}
+
+/// Attested-state floors (`[acme.device_attest]` and
+/// `[acme.device_attest.groups.<group>]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevicePolicy {
+    /// Lowest OS version accepted (e.g. "17.4").
+    pub min_os_version: Option<String>,
+    /// Require Secure Boot "Full Security".
+    pub require_full_security: Option<bool>,
+    /// Require System Integrity Protection enabled.
+    pub require_sip: Option<bool>,
 }
 
 impl Default for AcmeConfig {
@@ -302,6 +357,14 @@ impl Default for Config {
     fn default() -> Self {
         let mut profiles = BTreeMap::new();
         profiles.insert("default".to_string(), ProfileConfig::default());
+        profiles.insert(
+            "device".to_string(),
+            ProfileConfig {
+                validity_days: 14,
+                extended_key_usage: vec!["clientAuth".into()],
+                ..ProfileConfig::default()
+            },
+        );
         Config {
             data_dir: PathBuf::from("./custos-data"),
             http_listen: "127.0.0.1:8080".parse().expect("valid default address"),

@@ -269,3 +269,96 @@ pub mod ops {
         })
     }
 }
+
+/// Compares dotted version numbers ("17.4.1" ≥ "17.4").
+pub fn version_at_least(version: &str, floor: &str) -> bool {
+    let parts = |v: &str| -> Vec<u64> {
+        v.trim()
+            .split('.')
+            .map(|p| p.trim().parse().unwrap_or(0))
+            .collect()
+    };
+    let (mut a, mut b) = (parts(version), parts(floor));
+    let n = a.len().max(b.len());
+    a.resize(n, 0);
+    b.resize(n, 0);
+    a >= b
+}
+
+/// Why an attested device state falls short of `policy`, if it does.
+pub fn policy_refusal(
+    policy: &crate::config::DevicePolicy,
+    attested: &crate::attestation::AttestedDevice,
+    group: Option<&str>,
+) -> Option<String> {
+    let scope = group.map_or(String::new(), |g| format!(" for group {g}"));
+    if let Some(floor) = &policy.min_os_version {
+        match &attested.os_version {
+            Some(v) if version_at_least(v, floor) => {}
+            Some(v) => {
+                return Some(format!(
+                    "OS {v} is below the minimum {floor}{scope}: update the device"
+                ))
+            }
+            None => {
+                return Some(format!(
+                    "the attestation has no OS version; {floor}{scope} is required"
+                ))
+            }
+        }
+    }
+    if policy.require_full_security == Some(true)
+        && attested.secure_boot.as_deref() != Some("Full Security")
+    {
+        return Some(format!(
+            "Secure Boot is {:?}, \"Full Security\" is required{scope}",
+            attested.secure_boot.as_deref().unwrap_or("not attested")
+        ));
+    }
+    if policy.require_sip == Some(true) && attested.sip.as_deref() != Some("0") {
+        return Some(format!(
+            "System Integrity Protection is not enabled, and is required{scope}"
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+    use crate::attestation::AttestedDevice;
+    use crate::config::DevicePolicy;
+
+    #[test]
+    fn floors_refuse_with_a_reason() {
+        assert!(version_at_least("17.4.1", "17.4"));
+        assert!(version_at_least("18", "17.10"));
+        assert!(!version_at_least("17.3.9", "17.4"));
+        let policy = DevicePolicy {
+            min_os_version: Some("17.4".into()),
+            require_full_security: Some(true),
+            require_sip: Some(true),
+        };
+        let mut d = AttestedDevice {
+            os_version: Some("17.5".into()),
+            secure_boot: Some("Full Security".into()),
+            sip: Some("0".into()),
+            ..AttestedDevice::default()
+        };
+        assert_eq!(policy_refusal(&policy, &d, None), None);
+        d.os_version = Some("16.7".into());
+        assert!(policy_refusal(&policy, &d, Some("laptops"))
+            .unwrap()
+            .contains("16.7 is below the minimum 17.4 for group laptops"));
+        d.os_version = Some("17.5".into());
+        d.secure_boot = Some("Reduced Security".into());
+        assert!(policy_refusal(&policy, &d, None)
+            .unwrap()
+            .contains("Full Security"));
+        d.secure_boot = Some("Full Security".into());
+        d.sip = Some("1".into());
+        assert!(policy_refusal(&policy, &d, None)
+            .unwrap()
+            .contains("Integrity"));
+    }
+}

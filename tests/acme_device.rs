@@ -40,16 +40,22 @@ async fn attested_devices_on_the_inventory_get_hardware_bound_certificates() {
     std::fs::write(
         dir.path().join("custos.toml"),
         format!(
-            "[acme.device_attest]\napple_roots = [\"{}\"]\n",
+            "[acme.device_attest]\napple_roots = [\"{}\"]\n[acme.device_attest.groups.phones]\nmin_os_version = \"18.0\"\n",
             root.display()
         ),
     )
     .unwrap();
     assert!(custos(&data, &["init"]).status.success());
-    for (serial, status) in [("C02GOOD1", "active"), ("C02LOST1", "lost")] {
+    for (serial, status, group) in [
+        ("C02GOOD1", "active", "laptops"),
+        ("C02LOST1", "lost", "laptops"),
+        ("C02OLD1", "active", "phones"),
+    ] {
         let out = custos(
             &data,
-            &["devices", "add", "--serial", serial, "--status", status],
+            &[
+                "devices", "add", "--serial", serial, "--status", status, "--group", group,
+            ],
         );
         assert!(
             out.status.success(),
@@ -83,6 +89,37 @@ async fn attested_devices_on_the_inventory_get_hardware_bound_certificates() {
         };
         let text = format!("{err:?}");
         assert!(text.contains(kind), "{serial}: {text}");
+    }
+
+    // A phone below its group's OS floor: unauthorized, with the reason.
+    let old = [Identifier::PermanentIdentifier("C02OLD1".into())];
+    let mut old_order = account.new_order(&NewOrder::new(&old)).await.unwrap();
+    {
+        let mut authorizations = old_order.authorizations();
+        let mut authz = authorizations.next().await.unwrap().unwrap();
+        let mut challenge = authz.challenge(ChallengeType::DeviceAttest01).unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let obj = ca.att_obj(
+            &key,
+            &Claims {
+                serial: "C02OLD1".into(),
+                udid: "00008030-0002BBBB".into(),
+                os_version: "17.4".into(),
+                token: Some(challenge.token.clone()),
+            },
+        );
+        let err = challenge
+            .send_device_attestation(&DeviceAttestation {
+                att_obj: Cow::Owned(obj),
+            })
+            .await
+            .unwrap_err();
+        let text = format!("{err:?}");
+        assert!(
+            text.contains("unauthorized")
+                && text.contains("17.4 is below the minimum 18.0 for group phones"),
+            "{text}"
+        );
     }
 
     let ids = [Identifier::PermanentIdentifier("C02GOOD1".into())];
@@ -172,6 +209,11 @@ async fn attested_devices_on_the_inventory_get_hardware_bound_certificates() {
     );
     assert!(
         text.contains("Hardware Module Name") || text.contains("1.3.6.1.5.5.7.8.4"),
+        "{text}"
+    );
+    // The device profile: client authentication only.
+    assert!(
+        text.contains("TLS Web Client Authentication") && !text.contains("Server Authentication"),
         "{text}"
     );
 
