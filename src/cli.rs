@@ -67,6 +67,12 @@ pub enum Command {
         #[command(subcommand)]
         command: CrlCommand,
     },
+    /// Enrolment profiles for MDMs.
+    Profile {
+        /// What to make.
+        #[command(subcommand)]
+        command: ProfileCommand,
+    },
     /// The device inventory.
     Devices {
         /// What to do.
@@ -78,6 +84,38 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: EabCommand,
+    },
+}
+
+/// `custos profile …`.
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Write an Apple configuration profile (.mobileconfig) that enrols
+    /// devices by ACME with a hardware-bound, attested P-384 key.
+    ///
+    /// Upload it to the MDM as a custom configuration profile, scoped to
+    /// the devices of the group: Jamf Pro: Computers/Devices >
+    /// Configuration Profiles > Upload; Microsoft Intune: Devices > macOS
+    /// or iOS/iPadOS > Configuration > Create > Templates > Custom; Fleet:
+    /// Controls > OS settings > Custom settings > Add profile. Set
+    /// acme.device_attest.client_identifier (or --client-identifier) to the
+    /// MDM's serial-number variable: Jamf $SERIALNUMBER, Intune
+    /// {{serialnumber}}, Fleet $FLEET_VAR_HOST_HARDWARE_SERIAL. The devices
+    /// must be on the inventory (custos devices import) and reach the
+    /// ACME directory URL (public_https_url).
+    Apple {
+        /// Device group the profile is for (named in the profile).
+        #[arg(long)]
+        group: Option<String>,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// ClientIdentifier (default: acme.device_attest.client_identifier).
+        #[arg(long)]
+        client_identifier: Option<String>,
+        /// Organisation name shown on devices.
+        #[arg(long, default_value = "custos")]
+        organization: String,
     },
 }
 
@@ -306,7 +344,44 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Crl { command } => crl(config, command).await,
         Command::Eab { command } => eab(config, command).await,
         Command::Devices { command } => devices(config, command).await,
+        Command::Profile { command } => profile(config, command),
     }
+}
+
+fn profile(config: Config, command: ProfileCommand) -> anyhow::Result<()> {
+    let ProfileCommand::Apple {
+        group,
+        out,
+        client_identifier,
+        organization,
+    } = command;
+    let root = crate::ca::CaPaths::new(&config.data_dir).root_cert();
+    let pem = crate::files::read_named(&root, "root certificate (run `custos init` first)")?;
+    let root_der = {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_slice(&pem)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?
+            .to_vec()
+    };
+    let bytes = crate::apple_profile::build(&crate::apple_profile::AppleProfileOptions {
+        directory_url: format!("{}/acme/directory", config.https_base(None)),
+        client_identifier: client_identifier
+            .unwrap_or_else(|| config.acme.device_attest.client_identifier.clone()),
+        group,
+        root_der,
+        organization,
+    })?;
+    match out {
+        Some(path) => {
+            crate::files::write_atomic(&path, &bytes, crate::files::Visibility::Public)?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(&bytes)?;
+        }
+    }
+    Ok(())
 }
 
 async fn devices(config: Config, command: DevicesCommand) -> anyhow::Result<()> {

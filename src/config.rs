@@ -187,6 +187,10 @@ pub struct DeviceAttestConfig {
     pub apple_roots: Vec<PathBuf>,
     /// Profile device certificates use when the order names none.
     pub profile: String,
+    /// What `custos profile apple` writes as ClientIdentifier: the MDM's
+    /// variable for the serial number (Jamf `$SERIALNUMBER`, Intune
+    /// `{{serialnumber}}`, Fleet `$FLEET_VAR_HOST_HARDWARE_SERIAL`).
+    pub client_identifier: String,
     /// Lowest OS version accepted from every device (e.g. "17.4").
     pub min_os_version: Option<String>,
     /// Require Secure Boot "Full Security" of every device.
@@ -221,6 +225,7 @@ impl Default for DeviceAttestConfig {
         DeviceAttestConfig {
             apple_roots: Vec::new(),
             profile: "device".into(),
+            client_identifier: "$SERIALNUMBER".into(),
             min_os_version: None,
             require_full_security: false,
             require_sip: false,

@@ -23,6 +23,7 @@ pub mod acme_store;
 pub mod acme_validation;
 pub mod admin_client;
 pub mod app;
+pub mod apple_profile;
 pub mod attestation;
 pub mod ca;
 pub mod cli;

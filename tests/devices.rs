@@ -105,3 +105,70 @@ fn inventory_works_offline_and_through_the_running_server() {
     let after = json(&custos(&data, &["devices", "show", "NEW3"]));
     assert_eq!(after["compliant"], false);
 }
+
+#[test]
+fn apple_profile_names_the_directory_and_carries_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&custos(&data, &["init"]));
+    std::fs::write(
+        dir.path().join("custos.toml"),
+        "public_https_url = \"https://ca.corp.example\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("laptops.mobileconfig");
+    ok(&custos(
+        &data,
+        &[
+            "profile",
+            "apple",
+            "--group",
+            "laptops",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ));
+    let v = plist::Value::from_file(&out).unwrap();
+    let content = v.as_dictionary().unwrap()["PayloadContent"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let acme = content
+        .iter()
+        .find(|p| {
+            p.as_dictionary().unwrap()["PayloadType"].as_string() == Some("com.apple.security.acme")
+        })
+        .unwrap()
+        .as_dictionary()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        acme["DirectoryURL"].as_string(),
+        Some("https://ca.corp.example/acme/directory")
+    );
+    assert_eq!(acme["ClientIdentifier"].as_string(), Some("$SERIALNUMBER"));
+    let root = content
+        .iter()
+        .find(|p| {
+            p.as_dictionary().unwrap()["PayloadType"].as_string() == Some("com.apple.security.root")
+        })
+        .unwrap();
+    let root_pem = std::fs::read_to_string(data.join("ca/root.pem")).unwrap();
+    let der = root.as_dictionary().unwrap()["PayloadContent"]
+        .as_data()
+        .unwrap()
+        .to_vec();
+    use base64::Engine;
+    let body: String = root_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert_eq!(
+        der,
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap()
+    );
+    let help = ok(&custos(&data, &["profile", "apple", "--help"]));
+    assert!(help.contains("Jamf") && help.contains("Intune") && help.contains("Fleet"));
+}
