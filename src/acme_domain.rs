@@ -37,6 +37,7 @@ pub struct AcmeDomain {
     eab: crate::eab::EabSecret,
     apple: crate::attestation::AppleVerifier,
     device_attest: crate::config::DeviceAttestConfig,
+    mdm: Option<Box<dyn crate::mdm_lookup::MdmLookup>>,
 }
 
 impl AcmeDomain {
@@ -50,6 +51,7 @@ impl AcmeDomain {
         jobs: UnboundedSender<ValidationJob>,
         eab: crate::eab::EabSecret,
         apple: crate::attestation::AppleVerifier,
+        mdm: Option<Box<dyn crate::mdm_lookup::MdmLookup>>,
     ) -> AcmeDomain {
         AcmeDomain {
             authority,
@@ -69,6 +71,7 @@ impl AcmeDomain {
             eab,
             apple,
             device_attest: config.device_attest.clone(),
+            mdm,
         }
     }
 }
@@ -179,6 +182,32 @@ impl AcmeDomain {
         }
     }
 
+    /// Asks the MDM (when configured) whether it manages the device; fails
+    /// closed unless `fail_open`.
+    fn check_mdm(&self, serial: &str) -> Result<(), Problem> {
+        let Some(mdm) = &self.mdm else {
+            return Ok(());
+        };
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| Problem::internal("no runtime for the MDM lookup"))?;
+        match handle.block_on(mdm.is_managed(serial)) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Problem::unauthorized(format!(
+                "the MDM does not manage device {serial}; enrol it in the MDM first"
+            ))),
+            Err(e) if self.device_attest.mdm.fail_open => {
+                tracing::warn!(serial, error = %e, "MDM lookup failed; issuing anyway (fail_open)");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(serial, error = %e, "MDM lookup failed; refusing (fail closed)");
+                Err(Problem::unauthorized(format!(
+                    "the MDM could not confirm device {serial} is managed ({e}); try again later"
+                )))
+            }
+        }
+    }
+
     /// A device certificate: one permanent-identifier, proved by device
     /// attestation, for the attested key, to a device still in good
     /// standing (checked again here, so a renewal of a device that went bad
@@ -196,6 +225,7 @@ impl AcmeDomain {
             ));
         };
         let device = self.device_in_good_standing(&id.value)?;
+        self.check_mdm(&device.serial)?;
         let proved: crate::attestation::AttestedDevice = attestations
             .first()
             .and_then(|v| serde_json::from_value(v.clone()).ok())
@@ -347,6 +377,7 @@ impl Domain for AcmeDomain {
             ));
         }
         let device = self.device_in_good_standing(&identifier.value)?;
+        self.check_mdm(&device.serial)?;
         let policy = self.device_attest.policy_for(device.group.as_deref());
         if let Some(reason) =
             crate::devices::policy_refusal(&policy, &proved, device.group.as_deref())

@@ -176,6 +176,7 @@ impl App {
             jobs,
             crate::eab::EabSecret::ensure(&data_dir)?,
             apple_verifier(&config)?,
+            crate::mdm_lookup::from_config(&config.acme.device_attest.mdm)?,
         );
         let acme = Arc::new(crate::acme_store::acme_server(
             &config,

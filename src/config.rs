@@ -199,6 +199,42 @@ pub struct DeviceAttestConfig {
     pub require_sip: bool,
     /// Floors per device group (each key set replaces the global one).
     pub groups: BTreeMap<String, DevicePolicy>,
+    /// Ask the MDM before issuing.
+    pub mdm: MdmLookupConfig,
+}
+
+/// `[acme.device_attest.mdm]`: the MDM asked whether a device is managed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MdmLookupConfig {
+    /// `jamf` or `generic`; unset: no lookup.
+    pub kind: Option<String>,
+    /// Base URL (Jamf Pro) or the endpoint (generic).
+    pub url: String,
+    /// Jamf Pro API client id.
+    pub client_id: Option<String>,
+    /// Jamf Pro API client secret.
+    pub client_secret: Option<String>,
+    /// Bearer token for the generic endpoint.
+    pub token: Option<String>,
+    /// Seconds a lookup may take.
+    pub timeout_secs: u64,
+    /// Issue anyway when the MDM cannot be asked (default: refuse).
+    pub fail_open: bool,
+}
+
+impl Default for MdmLookupConfig {
+    fn default() -> Self {
+        MdmLookupConfig {
+            kind: None,
+            url: String::new(),
+            client_id: None,
+            client_secret: None,
+            token: None,
+            timeout_secs: 5,
+            fail_open: false,
+        }
+    }
 }
 
 impl DeviceAttestConfig {
@@ -230,6 +266,7 @@ impl Default for DeviceAttestConfig {
             require_full_security: false,
             require_sip: false,
             groups: BTreeMap::new(),
+            mdm: MdmLookupConfig::default(),
         }
     }
 }

@@ -37,6 +37,7 @@ pub mod instance;
 pub mod issuance;
 pub mod jobs;
 pub mod ledger;
+pub mod mdm_lookup;
 pub mod metrics;
 pub mod ocsp_check;
 pub mod profile;

@@ -238,3 +238,102 @@ async fn attested_devices_on_the_inventory_get_hardware_bound_certificates() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
 }
+
+/// Attests `serial` on a fresh order; the challenge's outcome.
+async fn attest(
+    account: &Account,
+    ca: &TestAttestationCa,
+    serial: &str,
+) -> Result<instant_acme::ChallengeStatus, String> {
+    let ids = [Identifier::PermanentIdentifier(serial.into())];
+    let mut order = account
+        .new_order(&NewOrder::new(&ids))
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let mut authorizations = order.authorizations();
+    let mut authz = authorizations.next().await.unwrap().unwrap();
+    let mut challenge = authz.challenge(ChallengeType::DeviceAttest01).unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let obj = ca.att_obj(
+        &key,
+        &Claims {
+            serial: serial.into(),
+            udid: format!("UDID-{serial}"),
+            os_version: "18.1".into(),
+            token: Some(challenge.token.clone()),
+        },
+    );
+    challenge
+        .send_device_attestation(&DeviceAttestation {
+            att_obj: Cow::Owned(obj),
+        })
+        .await
+        .map_err(|e| format!("{e:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mdm_is_asked_and_silence_fails_closed() {
+    use axum::extract::Query;
+    use std::collections::HashMap;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mdm = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/managed",
+        axum::routing::get(|Query(q): Query<HashMap<String, String>>| async move {
+            let serial = q.get("serial").cloned().unwrap_or_default();
+            if serial == "C02SLOW" {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            axum::Json(serde_json::json!({ "managed": serial == "C02MANAGED" }))
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ca = TestAttestationCa::new();
+    let root = dir.path().join("attest-root.pem");
+    std::fs::write(&root, &ca.root_pem).unwrap();
+    std::fs::write(
+        dir.path().join("custos.toml"),
+        format!(
+            "[acme.device_attest]\napple_roots = [\"{}\"]\n[acme.device_attest.mdm]\nkind = \"generic\"\nurl = \"http://{mdm}/managed\"\ntimeout_secs = 1\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    assert!(custos(&data, &["init"]).status.success());
+    for serial in ["C02MANAGED", "C02UNMANAGED", "C02SLOW"] {
+        assert!(custos(&data, &["devices", "add", "--serial", serial])
+            .status
+            .success());
+    }
+    let server = Server::start(&data, &[]);
+    let (account, _) = Account::builder_with_root(data.join("ca/root.pem"))
+        .unwrap()
+        .create(
+            &NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            format!("{}/acme/directory", server.https_url),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        attest(&account, &ca, "C02MANAGED").await.unwrap(),
+        instant_acme::ChallengeStatus::Valid
+    );
+    let err = attest(&account, &ca, "C02UNMANAGED").await.unwrap_err();
+    assert!(
+        err.contains("unauthorized") && err.contains("does not manage"),
+        "{err}"
+    );
+    let err = attest(&account, &ca, "C02SLOW").await.unwrap_err();
+    assert!(
+        err.contains("unauthorized") && err.contains("could not confirm"),
+        "{err}"
+    );
+}
