@@ -40,19 +40,34 @@ pub struct AcmeDomain {
     mdm: Option<Box<dyn crate::mdm_lookup::MdmLookup>>,
 }
 
+/// The secrets and outside checks the domain uses.
+#[derive(Debug)]
+pub struct Checks {
+    /// Validation jobs go here.
+    pub jobs: UnboundedSender<ValidationJob>,
+    /// External account binding keys derive from this.
+    pub eab: crate::eab::EabSecret,
+    /// Verifies device attestations.
+    pub apple: crate::attestation::AppleVerifier,
+    /// Asks the MDM, when configured.
+    pub mdm: Option<Box<dyn crate::mdm_lookup::MdmLookup>>,
+}
+
 impl AcmeDomain {
-    /// A domain with the configured identifier policy; validation jobs go
-    /// to `jobs`.
+    /// A domain with the configured identifier policy.
     pub fn new(
         authority: Authority,
         ca: Arc<Ca>,
         ledger: Arc<Ledger>,
         config: &crate::config::AcmeConfig,
-        jobs: UnboundedSender<ValidationJob>,
-        eab: crate::eab::EabSecret,
-        apple: crate::attestation::AppleVerifier,
-        mdm: Option<Box<dyn crate::mdm_lookup::MdmLookup>>,
+        checks: Checks,
     ) -> AcmeDomain {
+        let Checks {
+            jobs,
+            eab,
+            apple,
+            mdm,
+        } = checks;
         AcmeDomain {
             authority,
             ca,

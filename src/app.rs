@@ -173,10 +173,12 @@ impl App {
             ca.clone(),
             ledger.clone(),
             &config.acme,
-            jobs,
-            crate::eab::EabSecret::ensure(&data_dir)?,
-            apple_verifier(&config)?,
-            crate::mdm_lookup::from_config(&config.acme.device_attest.mdm)?,
+            crate::acme_domain::Checks {
+                jobs,
+                eab: crate::eab::EabSecret::ensure(&data_dir)?,
+                apple: apple_verifier(&config)?,
+                mdm: crate::mdm_lookup::from_config(&config.acme.device_attest.mdm)?,
+            },
         );
         let acme = Arc::new(crate::acme_store::acme_server(
             &config,
