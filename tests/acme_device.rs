@@ -9,8 +9,7 @@ mod common;
 use common::attest::{Claims, TestAttestationCa};
 use common::{custos, openssl, Server};
 use instant_acme::{
-    Account, ChallengeType, DeviceAttestation, Identifier, NewAccount, NewOrder, OrderStatus,
-    RetryPolicy,
+    Account, ChallengeType, DeviceAttestation, Identifier, NewOrder, OrderStatus, RetryPolicy,
 };
 use std::borrow::Cow;
 use std::time::Duration;
@@ -24,6 +23,24 @@ fn csr_der(key: &rcgen::KeyPair, cn: &str) -> Vec<u8> {
     params.serialize_request(key).unwrap().der().to_vec()
 }
 
+/// A test attestation CA trusted by a fresh data dir under `dir` (with
+/// `extra` appended to custos.toml), and `custos init` run.
+fn setup(dir: &std::path::Path, extra: &str) -> TestAttestationCa {
+    let ca = TestAttestationCa::new();
+    let root = dir.join("attest-root.pem");
+    std::fs::write(&root, &ca.root_pem).unwrap();
+    std::fs::write(
+        dir.join("custos.toml"),
+        format!(
+            "[acme.device_attest]\napple_roots = [\"{}\"]\n{extra}",
+            root.display()
+        ),
+    )
+    .unwrap();
+    assert!(custos(&dir.join("data"), &["init"]).status.success());
+    ca
+}
+
 fn retry() -> RetryPolicy {
     RetryPolicy::new()
         .initial_delay(Duration::from_millis(50))
@@ -34,18 +51,10 @@ fn retry() -> RetryPolicy {
 async fn attested_devices_on_the_inventory_get_hardware_bound_certificates() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let ca = TestAttestationCa::new();
-    let root = dir.path().join("attest-root.pem");
-    std::fs::write(&root, &ca.root_pem).unwrap();
-    std::fs::write(
-        dir.path().join("custos.toml"),
-        format!(
-            "[acme.device_attest]\napple_roots = [\"{}\"]\n[acme.device_attest.groups.phones]\nmin_os_version = \"18.0\"\n",
-            root.display()
-        ),
-    )
-    .unwrap();
-    assert!(custos(&data, &["init"]).status.success());
+    let ca = setup(
+        dir.path(),
+        "[acme.device_attest.groups.phones]\nmin_os_version = \"18.0\"\n",
+    );
     for (serial, status, group) in [
         ("C02GOOD1", "active", "laptops"),
         ("C02LOST1", "lost", "laptops"),
@@ -64,19 +73,7 @@ async fn attested_devices_on_the_inventory_get_hardware_bound_certificates() {
         );
     }
     let server = Server::start(&data, &[]);
-    let (account, _) = Account::builder_with_root(data.join("ca/root.pem"))
-        .unwrap()
-        .create(
-            &NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            format!("{}/acme/directory", server.https_url),
-            None,
-        )
-        .await
-        .unwrap();
+    let account = common::acme_account(&server).await;
 
     // Unknown and lost devices: refused at newOrder, with a reason.
     for (serial, kind) in [
@@ -291,37 +288,17 @@ async fn the_mdm_is_asked_and_silence_fails_closed() {
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let ca = TestAttestationCa::new();
-    let root = dir.path().join("attest-root.pem");
-    std::fs::write(&root, &ca.root_pem).unwrap();
-    std::fs::write(
-        dir.path().join("custos.toml"),
-        format!(
-            "[acme.device_attest]\napple_roots = [\"{}\"]\n[acme.device_attest.mdm]\nkind = \"generic\"\nurl = \"http://{mdm}/managed\"\ntimeout_secs = 1\n",
-            root.display()
-        ),
-    )
-    .unwrap();
-    assert!(custos(&data, &["init"]).status.success());
+    let ca = setup(
+        dir.path(),
+        &format!("[acme.device_attest.mdm]\nkind = \"generic\"\nurl = \"http://{mdm}/managed\"\ntimeout_secs = 1\n"),
+    );
     for serial in ["C02MANAGED", "C02UNMANAGED", "C02SLOW"] {
         assert!(custos(&data, &["devices", "add", "--serial", serial])
             .status
             .success());
     }
     let server = Server::start(&data, &[]);
-    let (account, _) = Account::builder_with_root(data.join("ca/root.pem"))
-        .unwrap()
-        .create(
-            &NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            format!("{}/acme/directory", server.https_url),
-            None,
-        )
-        .await
-        .unwrap();
+    let account = common::acme_account(&server).await;
     assert_eq!(
         attest(&account, &ca, "C02MANAGED").await.unwrap(),
         instant_acme::ChallengeStatus::Valid

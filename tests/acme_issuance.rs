@@ -10,8 +10,8 @@ mod common;
 
 use common::{openssl, Server};
 use instant_acme::{
-    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewAccount,
-    NewOrder, OrderStatus, RetryPolicy, RevocationReason, RevocationRequest,
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
+    OrderStatus, RetryPolicy, RevocationReason, RevocationRequest,
 };
 use rustls::pki_types::Der;
 use std::collections::HashMap;
@@ -286,19 +286,7 @@ async fn instant_acme_gets_a_certificate_through_http01_and_refusals_change_noth
     assert!(info.suggested_window.end < time::OffsetDateTime::now_utc());
 
     // Another account may not revoke it.
-    let (stranger, _) = Account::builder_with_root(&root)
-        .unwrap()
-        .create(
-            &NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            format!("{}/acme/directory", server.https_url),
-            None,
-        )
-        .await
-        .unwrap();
+    let stranger = common::acme_account(&server).await;
     let err = stranger
         .revoke(&request(RevocationReason::Superseded))
         .await
@@ -339,19 +327,7 @@ async fn new_orders_past_the_hourly_limit_are_rate_limited() {
     )
     .unwrap();
     let server = Server::start(&data, &[]);
-    let (account, _) = Account::builder_with_root(data.join("ca/root.pem"))
-        .unwrap()
-        .create(
-            &NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            format!("{}/acme/directory", server.https_url),
-            None,
-        )
-        .await
-        .unwrap();
+    let account = common::acme_account(&server).await;
     let ids = [Identifier::Ip("127.0.0.1".parse().unwrap())];
     for _ in 0..2 {
         account.new_order(&NewOrder::new(&ids)).await.unwrap();
@@ -410,19 +386,7 @@ async fn validations_interrupted_by_kill_9_finish_after_restart() {
     };
     let (http, https) = (free(), free());
     let mut server = Server::start_on(&data, &http, &https, &[]);
-    let (account, _) = Account::builder_with_root(data.join("ca/root.pem"))
-        .unwrap()
-        .create(
-            &NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            format!("{}/acme/directory", server.https_url),
-            None,
-        )
-        .await
-        .unwrap();
+    let account = common::acme_account(&server).await;
     let ids = [Identifier::Ip("127.0.0.1".parse().unwrap())];
     let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
     {
@@ -516,19 +480,7 @@ async fn dns01_with_a_txt_record_gets_a_certificate_for_a_dns_name() {
     )
     .unwrap();
     let server = Server::start(&data, &[]);
-    let (account, _) = Account::builder_with_root(data.join("ca/root.pem"))
-        .unwrap()
-        .create(
-            &NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            format!("{}/acme/directory", server.https_url),
-            None,
-        )
-        .await
-        .unwrap();
+    let account = common::acme_account(&server).await;
 
     // Without the record: the challenge fails with the problem recorded.
     let name = "radius.corp.example";

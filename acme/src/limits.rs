@@ -73,6 +73,20 @@ impl Limiter {
         }
     }
 
+    /// The counted keys of an event (account, then IP), with their limits;
+    /// unlimited ones are left out.
+    fn keys(&self, event: Event, account: &str, ip: Option<&str>) -> Vec<(String, usize, bool)> {
+        [(account, false)]
+            .into_iter()
+            .chain(ip.map(|ip| (ip, true)))
+            .filter_map(|(key, per_ip)| {
+                let limit = self.limit(event, per_ip) as usize;
+                let name = format!("{}:{key}", if per_ip { "ip" } else { "acct" });
+                (limit > 0).then_some((name, limit, per_ip))
+            })
+            .collect()
+    }
+
     /// Refuses with `rateLimited` if the account or the IP is at its limit
     /// for `event` at `now`.
     pub fn check(
@@ -83,15 +97,7 @@ impl Limiter {
         now: u64,
     ) -> Result<(), Problem> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let keys = [(account, false)]
-            .into_iter()
-            .chain(ip.map(|ip| (ip, true)));
-        for (key, per_ip) in keys {
-            let limit = self.limit(event, per_ip) as usize;
-            if limit == 0 {
-                continue;
-            }
-            let name = format!("{}:{key}", if per_ip { "ip" } else { "acct" });
+        for (name, limit, per_ip) in self.keys(event, account, ip) {
             if let Some(times) = seen.get_mut(&(event, name)) {
                 while times.front().is_some_and(|t| t + WINDOW_SECS <= now) {
                     times.pop_front();
@@ -125,15 +131,7 @@ impl Limiter {
         if seen.len() > SWEEP_AT {
             seen.retain(|_, times| times.back().is_some_and(|t| t + WINDOW_SECS > now));
         }
-        let keys = [(account, false)]
-            .into_iter()
-            .chain(ip.map(|ip| (ip, true)));
-        for (key, per_ip) in keys {
-            let limit = self.limit(event, per_ip) as usize;
-            if limit == 0 {
-                continue;
-            }
-            let name = format!("{}:{key}", if per_ip { "ip" } else { "acct" });
+        for (name, limit, _) in self.keys(event, account, ip) {
             let times = seen.entry((event, name)).or_default();
             times.push_back(now);
             while times.len() > limit {

@@ -18,6 +18,25 @@ use serde_json::Value;
 /// Most identifiers in one order.
 pub const MAX_IDENTIFIERS: usize = 100;
 
+/// The validation job of one challenge.
+fn job(
+    authz: &AuthzRecord,
+    c: &ChallengeRecord,
+    account: &AccountRecord,
+    requester: Option<std::net::IpAddr>,
+) -> ValidationJob {
+    ValidationJob {
+        authz_id: authz.id.clone(),
+        challenge_id: c.id.clone(),
+        kind: c.kind.clone(),
+        identifier: authz.identifier.clone(),
+        token: c.token.clone(),
+        key_authorization: format!("{}.{}", c.token, account.thumbprint),
+        account_id: account.id.clone(),
+        requester,
+    }
+}
+
 fn owned<T>(
     record: Option<T>,
     owner: impl Fn(&T) -> &str,
@@ -297,16 +316,7 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
                 authz.challenges[index].status = ChallengeStatus::Processing;
                 self.store.update_authz(&authz)?;
                 let c = &authz.challenges[index];
-                self.domain.validate(ValidationJob {
-                    authz_id: authz.id.clone(),
-                    challenge_id: c.id.clone(),
-                    kind: c.kind.clone(),
-                    identifier: authz.identifier.clone(),
-                    token: c.token.clone(),
-                    key_authorization: format!("{}.{}", c.token, account.thumbprint),
-                    account_id: account.id.clone(),
-                    requester: req.client_ip,
-                });
+                self.domain.validate(job(&authz, c, account, req.client_ip));
             }
         }
         let c = &authz.challenges[index];
@@ -387,16 +397,7 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
                 .iter()
                 .filter(|c| c.status == ChallengeStatus::Processing)
             {
-                self.domain.validate(ValidationJob {
-                    authz_id: authz.id.clone(),
-                    challenge_id: c.id.clone(),
-                    kind: c.kind.clone(),
-                    identifier: authz.identifier.clone(),
-                    token: c.token.clone(),
-                    key_authorization: format!("{}.{}", c.token, account.thumbprint),
-                    account_id: account.id.clone(),
-                    requester: None,
-                });
+                self.domain.validate(job(&authz, c, &account, None));
                 resumed += 1;
             }
         }

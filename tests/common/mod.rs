@@ -52,6 +52,26 @@ pub fn custos(data_dir: &Path, args: &[&str]) -> Output {
         .expect("run custos")
 }
 
+/// A new ACME account (instant-acme, trusting the data dir's root) on a
+/// running server.
+pub async fn acme_account(server: &Server) -> instant_acme::Account {
+    let (account, _) =
+        instant_acme::Account::builder_with_root(server.data_dir.join("ca/root.pem"))
+            .expect("ACME client")
+            .create(
+                &instant_acme::NewAccount {
+                    contact: &[],
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                },
+                format!("{}/acme/directory", server.https_url),
+                None,
+            )
+            .await
+            .expect("ACME account");
+    account
+}
+
 /// A running `custos serve`, killed on drop.
 pub struct Server {
     pub child: Child,
