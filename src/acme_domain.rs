@@ -197,6 +197,20 @@ impl AcmeDomain {
         }
     }
 
+    /// Issues now; returns the serial (hex).
+    fn issue_to(
+        &self,
+        csr: &VerifiedCsr,
+        profile: &crate::profile::Profile,
+        identity: &Identity,
+    ) -> Result<String, Problem> {
+        let issued = self
+            .authority
+            .issue_verified(csr, profile, identity, crate::ca::build::unix_now())
+            .map_err(issue_problem)?;
+        Ok(issued.record.serial.to_hex())
+    }
+
     /// Asks the MDM (when configured) whether it manages the device; fails
     /// closed unless `fail_open`.
     fn check_mdm(&self, serial: &str) -> Result<(), Problem> {
@@ -269,11 +283,7 @@ impl AcmeDomain {
             acme_account: Some(account.id.clone()),
             ..Identity::default()
         };
-        let issued = self
-            .authority
-            .issue_verified(&csr, profile, &identity, crate::ca::build::unix_now())
-            .map_err(issue_problem)?;
-        Ok(issued.record.serial.to_hex())
+        self.issue_to(&csr, profile, &identity)
     }
 }
 
@@ -478,11 +488,7 @@ impl Domain for AcmeDomain {
             acme_account: Some(account.id.clone()),
             ..Identity::default()
         };
-        let issued = self
-            .authority
-            .issue_verified(&csr, profile, &identity, crate::ca::build::unix_now())
-            .map_err(issue_problem)?;
-        Ok(issued.record.serial.to_hex())
+        self.issue_to(&csr, profile, &identity)
     }
 
     fn certificate(&self, serial: &str) -> Result<Option<IssuedCertificate>, Problem> {
