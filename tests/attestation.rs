@@ -70,3 +70,38 @@ fn test_attestations_verify_only_with_their_root_token_and_shape() {
         Err(AttestationError::Chain(_))
     ));
 }
+
+#[test]
+fn x5c_must_hold_one_to_five_certificates_of_bounded_size() {
+    use ciborium::value::Value;
+    let v = AppleVerifier::new(&[]).unwrap();
+    let obj = |x5c: Vec<Value>| {
+        let mut out = Vec::new();
+        ciborium::ser::into_writer(
+            &Value::Map(vec![
+                ("fmt".into(), "apple".into()),
+                (
+                    "attStmt".into(),
+                    Value::Map(vec![("x5c".into(), Value::Array(x5c))]),
+                ),
+            ]),
+            &mut out,
+        )
+        .unwrap();
+        out
+    };
+    for x5c in [
+        vec![],
+        vec![Value::Bytes(vec![0x30; 8]); 6],
+        vec![Value::Bytes(vec![0x30; 17 * 1024])],
+        vec![Value::Text("not bytes".into())],
+    ] {
+        assert!(
+            matches!(
+                v.verify(&obj(x5c), "t", now()),
+                Err(AttestationError::Malformed(_))
+            ),
+            "refused as malformed"
+        );
+    }
+}
