@@ -1,13 +1,22 @@
 //! custos-webhooks: authenticating MDM webhook deliveries and normalising
-//! their payloads into device events, without storage knowledge.
+//! their payloads into one [`DeviceEvent`], without storage knowledge.
 //!
-//! Filled by the MDM webhooks issue; for now it names the event kinds the
-//! domain will act on.
+//! - [`standard`]: Standard Webhooks v1 signatures (inbound and outbound).
+//! - [`auth`]: the other sources' credentials (HMAC header, Basic or a
+//!   header value, bearer/query token), compared in constant time.
+//! - [`parse`]: each source's payload → [`Parsed`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
+pub mod parse;
+pub mod standard;
+
+use serde::{Deserialize, Serialize};
+
 /// What happened to a device, normalised across MDMs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum DeviceEventKind {
     /// Reported lost or stolen.
@@ -19,6 +28,7 @@ pub enum DeviceEventKind {
     /// Removed from the MDM.
     Deleted,
     /// Fell out of compliance.
+    #[serde(rename = "noncompliant")]
     NonCompliant,
     /// Back in compliance.
     Compliant,
@@ -26,4 +36,59 @@ pub enum DeviceEventKind {
     Found,
     /// Enrolled.
     Enrolled,
+}
+
+impl DeviceEventKind {
+    /// The lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceEventKind::Lost => "lost",
+            DeviceEventKind::Wiped => "wiped",
+            DeviceEventKind::Unenrolled => "unenrolled",
+            DeviceEventKind::Deleted => "deleted",
+            DeviceEventKind::NonCompliant => "noncompliant",
+            DeviceEventKind::Compliant => "compliant",
+            DeviceEventKind::Found => "found",
+            DeviceEventKind::Enrolled => "enrolled",
+        }
+    }
+}
+
+/// One device event, whatever MDM sent it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceEvent {
+    /// The configured source name (`[webhooks.<name>]`).
+    pub source: String,
+    /// The delivery's id (idempotency key), from the payload or headers.
+    pub event_id: String,
+    /// What happened.
+    pub kind: DeviceEventKind,
+    /// Hardware serial number, when sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// UDID, when sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udid: Option<String>,
+    /// The MDM's own device id, when sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mdm_id: Option<String>,
+    /// When it happened (Unix seconds; the delivery time if not sent).
+    pub occurred_at: u64,
+}
+
+/// What a payload turned out to be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// A device event to act on.
+    Event(DeviceEvent),
+    /// A serial↔UDID pairing learned (NanoMDM/MicroMDM Authenticate).
+    Pairing {
+        /// Serial number.
+        serial: String,
+        /// UDID.
+        udid: String,
+    },
+    /// An event type we do not act on (accepted with 202 and logged, so
+    /// the MDM does not retry for ever).
+    Ignored(String),
 }
