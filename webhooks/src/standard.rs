@@ -129,7 +129,7 @@ mod tests {
         );
         assert_eq!(
             verify(
-                &[old.clone()],
+                std::slice::from_ref(&old),
                 Some("msg_1"),
                 Some("1000"),
                 Some(&sig),
