@@ -618,6 +618,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("cannot publish the CRLs: {e}"))?;
     tokio::spawn(app.crl.clone().run_triggered(shutdown.clone()));
     crate::acme_validation::spawn(app.clone(), shutdown.clone());
+    {
+        let a = app.clone();
+        match tokio::task::spawn_blocking(move || crate::webhook_events::resume(&a, unix_now()))
+            .await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(
+                count = n,
+                "finished device events accepted before the last stop"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "could not finish pending device events"),
+            Err(e) => tracing::error!(error = %e, "could not finish pending device events"),
+        }
+    }
     let mut scheduler = crate::jobs::start(app.clone()).await?;
     let result = crate::server::run(app.clone(), http, https, tls, shutdown).await;
     let _ = scheduler.shutdown().await;

@@ -393,6 +393,64 @@ pub struct Config {
     pub acme: AcmeConfig,
     /// HTTPS listener certificate.
     pub tls: TlsConfig,
+    /// MDM webhook sources by name (`POST /webhooks/<name>`).
+    pub webhooks: BTreeMap<String, WebhookSource>,
+    /// Revocation reason per device event kind.
+    pub webhook_reasons: WebhookReasons,
+}
+
+/// `[webhooks.<name>]`: one MDM sending events.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSource {
+    /// `standard`, `jamf`, `nanomdm`, `micromdm` or `fleet`.
+    pub kind: String,
+    /// standard: `whsec_…` secrets (several during rotation).
+    pub secrets: Vec<String>,
+    /// nanomdm: the HMAC key of `X-Hmac-Signature`.
+    pub hmac_key: Option<String>,
+    /// jamf: HTTP Basic user.
+    pub username: Option<String>,
+    /// jamf: HTTP Basic password.
+    pub password: Option<String>,
+    /// jamf: or a header that must carry `header_value`.
+    pub header_name: Option<String>,
+    /// jamf: the header's value.
+    pub header_value: Option<String>,
+    /// micromdm, fleet: bearer token (`Authorization: Bearer …` or `?token=`).
+    pub token: Option<String>,
+    /// Source IPs allowed (CIDR); empty: any.
+    pub allowed_ips: Vec<String>,
+    /// jamf: smart group name → event kind (lost, noncompliant, …).
+    pub smart_groups: BTreeMap<String, String>,
+}
+
+/// `[webhook_reasons]`: the revocation reason of each event kind.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookReasons {
+    /// lost.
+    pub lost: String,
+    /// wiped.
+    pub wiped: String,
+    /// unenrolled.
+    pub unenrolled: String,
+    /// deleted.
+    pub deleted: String,
+    /// noncompliant.
+    pub noncompliant: String,
+}
+
+impl Default for WebhookReasons {
+    fn default() -> Self {
+        WebhookReasons {
+            lost: "keyCompromise".into(),
+            wiped: "keyCompromise".into(),
+            unenrolled: "cessationOfOperation".into(),
+            deleted: "cessationOfOperation".into(),
+            noncompliant: "privilegeWithdrawn".into(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -420,6 +478,8 @@ impl Default for Config {
             crl: CrlConfig::default(),
             acme: AcmeConfig::default(),
             tls: TlsConfig::default(),
+            webhooks: BTreeMap::new(),
+            webhook_reasons: WebhookReasons::default(),
         }
     }
 }
@@ -453,6 +513,8 @@ const ENV_KEYS: &[&str] = &[
     "ocsp",
     "crl",
     "acme",
+    "webhooks",
+    "webhook_reasons",
     "tls",
 ];
 
@@ -511,6 +573,22 @@ impl Config {
         for (name, p) in &self.profiles {
             crate::profile::Profile::from_config(name, p)
                 .map_err(|e| anyhow!("configuration error: [profiles.{name}]: {e}"))?;
+        }
+        for (name, w) in &self.webhooks {
+            crate::webhook_events::check_source(name, w)
+                .map_err(|e| anyhow!("configuration error: [webhooks.{name}]: {e}"))?;
+        }
+        let r = &self.webhook_reasons;
+        for (kind, reason) in [
+            ("lost", &r.lost),
+            ("wiped", &r.wiped),
+            ("unenrolled", &r.unenrolled),
+            ("deleted", &r.deleted),
+            ("noncompliant", &r.noncompliant),
+        ] {
+            reason
+                .parse::<crate::revocation::Reason>()
+                .map_err(|e| anyhow!("configuration error: webhook_reasons.{kind}: {e}"))?;
         }
         let a = &self.acme;
         for range in &a.allowed_ip_ranges {

@@ -46,3 +46,4 @@ pub mod responder;
 pub mod revocation;
 pub mod serial;
 pub mod server;
+pub mod webhook_events;

@@ -20,10 +20,12 @@
 mod acme;
 mod crls;
 mod devices;
+mod events;
 mod hot;
 mod record;
 
 pub use crls::{RevokedEntry, StoredCrl};
+pub use events::{AuditEntry, Recorded, StoredEvent};
 pub use record::{
     normalize_device_id, CertRecord, CertStatus, DeviceIds, Revocation, RevocationEvent,
 };
@@ -50,7 +52,8 @@ const CF_OCSP_DUE: &str = "ocsp_due";
 const CF_CRLS: &str = "crls";
 const CF_ACME: &str = "acme";
 const CF_DEVICES: &str = "devices";
-const ALL_CFS: [&str; 13] = [
+const CF_EVENTS: &str = "events";
+const ALL_CFS: [&str; 14] = [
     CF_CERTS,
     CF_CERT_DER,
     CF_BY_DEVICE,
@@ -64,6 +67,7 @@ const ALL_CFS: [&str; 13] = [
     CF_CRLS,
     CF_ACME,
     CF_DEVICES,
+    CF_EVENTS,
 ];
 
 const META_SCHEMA: &[u8] = b"schema_version";

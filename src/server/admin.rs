@@ -199,6 +199,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(admin)
         .merge(super::acme::routes())
+        .merge(super::webhooks::routes())
         .route("/healthz", get(super::plain::healthz))
         .layer(axum::middleware::from_fn_with_state(observe, track))
         .with_state(app)

@@ -15,6 +15,7 @@ pub mod observe;
 pub mod ocsp;
 pub mod plain;
 pub mod tls;
+pub mod webhooks;
 
 use crate::app::App;
 use axum::response::Response;

@@ -1,0 +1,342 @@
+//! MDM webhooks in the domain: check a source's configuration and
+//! credentials, parse its payload (`custos-webhooks`), record each event
+//! durably (idempotent by event id) before the HTTP answer, then act on it:
+//! revoke every unexpired certificate of the device (OCSP re-signed in the
+//! same write, CRL shard within a second), update the device's status, and
+//! write the audit log. Events accepted before a crash are finished at start.
+
+use crate::app::App;
+use crate::config::WebhookSource;
+use crate::devices::DeviceStatus;
+use crate::ledger::{AuditEntry, Recorded, StoredEvent};
+use crate::revocation::Reason;
+use custos_webhooks::{auth, parse, standard, DeviceEvent, DeviceEventKind, Parsed};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// Largest accepted body.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+fn kind_of(name: &str) -> Result<DeviceEventKind, String> {
+    serde_json::from_value(serde_json::Value::String(name.to_ascii_lowercase()))
+        .map_err(|_| format!("{name:?} is not an event kind (lost, wiped, unenrolled, deleted, noncompliant, compliant, found, enrolled)"))
+}
+
+/// Checks one `[webhooks.<name>]` table.
+pub fn check_source(name: &str, w: &WebhookSource) -> Result<(), String> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err("the name may hold only letters, digits, '-' and '_'".into());
+    }
+    let need = |v: &Option<String>, key: &str| match v {
+        Some(s) if !s.is_empty() => Ok(()),
+        _ => Err(format!("{key} is required for kind {:?}", w.kind)),
+    };
+    match w.kind.as_str() {
+        "standard" => {
+            if w.secrets.is_empty() {
+                return Err("secrets (whsec_…) are required for kind \"standard\"".into());
+            }
+            for s in &w.secrets {
+                standard::Secret::parse(s)?;
+            }
+        }
+        "nanomdm" => need(&w.hmac_key, "hmac_key")?,
+        "jamf" => {
+            let basic = w.username.is_some() && w.password.is_some();
+            let header = w.header_name.is_some() && w.header_value.is_some();
+            if !basic && !header {
+                return Err(
+                    "jamf needs username and password, or header_name and header_value".into(),
+                );
+            }
+        }
+        "micromdm" | "fleet" => need(&w.token, "token")?,
+        other => {
+            return Err(format!(
+                "kind {other:?} is not one of standard, jamf, nanomdm, micromdm, fleet"
+            ))
+        }
+    }
+    for r in &w.allowed_ips {
+        r.parse::<ipnet::IpNet>()
+            .map_err(|_| format!("allowed_ips: {r:?} is not a CIDR range"))?;
+    }
+    for k in w.smart_groups.values() {
+        kind_of(k)?;
+    }
+    Ok(())
+}
+
+/// What the HTTP front hands over.
+pub struct Delivery<'a> {
+    /// Header lookup (lower-case names).
+    pub header: &'a dyn Fn(&str) -> Option<String>,
+    /// `?token=` in the URL.
+    pub query_token: Option<&'a str>,
+    /// The sender's address.
+    pub peer: Option<IpAddr>,
+    /// The raw body.
+    pub body: &'a [u8],
+    /// Now (Unix seconds).
+    pub now: u64,
+}
+
+/// Why a delivery was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// Bad or missing credentials (401).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Unreadable payload (400).
+    #[error("{0}")]
+    Malformed(String),
+    /// An id already used by another body (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Our failure (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl std::fmt::Debug for Delivery<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Delivery({} bytes from {:?})",
+            self.body.len(),
+            self.peer
+        )
+    }
+}
+
+/// Authenticates a delivery for source `w`.
+pub fn authenticate(w: &WebhookSource, d: &Delivery<'_>) -> Result<(), Refusal> {
+    let no = |why: &str| Err(Refusal::Unauthenticated(why.to_string()));
+    if !w.allowed_ips.is_empty() {
+        let allowed = d.peer.is_some_and(|ip| {
+            w.allowed_ips
+                .iter()
+                .filter_map(|r| r.parse::<ipnet::IpNet>().ok())
+                .any(|r| r.contains(&ip))
+        });
+        if !allowed {
+            return no("source address not allowed");
+        }
+    }
+    let header = d.header;
+    let ok = match w.kind.as_str() {
+        "standard" => {
+            let secrets: Vec<standard::Secret> = w
+                .secrets
+                .iter()
+                .filter_map(|s| standard::Secret::parse(s).ok())
+                .collect();
+            return standard::verify(
+                &secrets,
+                header("webhook-id").as_deref(),
+                header("webhook-timestamp").as_deref(),
+                header("webhook-signature").as_deref(),
+                d.body,
+                d.now,
+            )
+            .map_err(|e| Refusal::Unauthenticated(e.to_string()));
+        }
+        "nanomdm" => auth::nanomdm_hmac(
+            w.hmac_key.as_deref().unwrap_or_default().as_bytes(),
+            header("x-hmac-signature").as_deref(),
+            d.body,
+        ),
+        "jamf" => match (&w.username, &w.password, &w.header_name, &w.header_value) {
+            (Some(u), Some(p), _, _) if auth::basic(header("authorization").as_deref(), u, p) => {
+                true
+            }
+            (_, _, Some(n), Some(v)) => {
+                header(&n.to_ascii_lowercase()).is_some_and(|h| auth::same_secret(h.trim(), v))
+            }
+            _ => false,
+        },
+        _ => auth::token(
+            header("authorization").as_deref(),
+            d.query_token,
+            w.token.as_deref().unwrap_or_default(),
+        ),
+    };
+    if ok {
+        Ok(())
+    } else {
+        no("missing or wrong credentials")
+    }
+}
+
+/// Parses a delivery of source `name`.
+pub fn parse_delivery(
+    name: &str,
+    w: &WebhookSource,
+    d: &Delivery<'_>,
+) -> Result<Vec<Parsed>, Refusal> {
+    let bad = |e: parse::ParseError| Refusal::Malformed(e.0);
+    match w.kind.as_str() {
+        "standard" => {
+            let id = (d.header)("webhook-id").unwrap_or_default();
+            parse::standard(name, &id, d.body, d.now).map_err(bad)
+        }
+        "jamf" => {
+            let groups: BTreeMap<String, DeviceEventKind> = w
+                .smart_groups
+                .iter()
+                .filter_map(|(g, k)| kind_of(k).ok().map(|k| (g.clone(), k)))
+                .collect();
+            parse::jamf(name, d.body, &groups, d.now).map_err(bad)
+        }
+        "nanomdm" | "micromdm" => parse::nanomdm(name, d.body, d.now).map_err(bad),
+        _ => parse::fleet(name, d.body, d.now).map_err(bad),
+    }
+}
+
+fn sha256_hex(body: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body))
+}
+
+/// What accepting a delivery did.
+#[derive(Debug, Default)]
+pub struct Accepted {
+    /// Events newly recorded (to process now).
+    pub new: Vec<DeviceEvent>,
+    /// Duplicates seen.
+    pub duplicates: usize,
+    /// Ignored payloads (with why).
+    pub ignored: Vec<String>,
+}
+
+/// Records a delivery's events durably (synced); learns pairings.
+pub fn accept(app: &App, parsed: Vec<Parsed>, body: &[u8], now: u64) -> Result<Accepted, Refusal> {
+    let internal = |e: crate::ledger::LedgerError| Refusal::Internal(e.to_string());
+    let mut out = Accepted::default();
+    let hash = sha256_hex(body);
+    for p in parsed {
+        match p {
+            Parsed::Event(event) => {
+                let stored = StoredEvent {
+                    event: event.clone(),
+                    body_sha256: hash.clone(),
+                    received_at: now,
+                    state: "pending".into(),
+                    outcome: None,
+                };
+                match app.ledger.record_event(&stored).map_err(internal)? {
+                    Recorded::New => out.new.push(event),
+                    Recorded::Duplicate => out.duplicates += 1,
+                    Recorded::Conflict => {
+                        return Err(Refusal::Conflict(format!(
+                            "event id {} was already delivered with a different body",
+                            event.event_id
+                        )))
+                    }
+                }
+            }
+            Parsed::Pairing { serial, udid } => {
+                if let Some(mut d) = app.ledger.device(&serial).map_err(internal)? {
+                    if d.udid.is_none() {
+                        d.udid = Some(crate::ledger::normalize_device_id(&udid));
+                        d.updated_at = now;
+                        app.ledger.put_devices(&[d]).map_err(internal)?;
+                    }
+                }
+                out.ignored.push("serial/UDID pairing learned".into());
+            }
+            Parsed::Ignored(why) => out.ignored.push(why),
+        }
+    }
+    Ok(out)
+}
+
+fn reason_for(app: &App, kind: DeviceEventKind) -> Option<Reason> {
+    let r = &app.config.webhook_reasons;
+    let name = match kind {
+        DeviceEventKind::Lost => &r.lost,
+        DeviceEventKind::Wiped => &r.wiped,
+        DeviceEventKind::Unenrolled => &r.unenrolled,
+        DeviceEventKind::Deleted => &r.deleted,
+        DeviceEventKind::NonCompliant => &r.noncompliant,
+        _ => return None,
+    };
+    name.parse().ok()
+}
+
+/// Acts on one recorded event and marks it done: revokes the device's
+/// certificates (for lost, wiped, unenrolled, deleted, noncompliant),
+/// updates the device, writes the audit log. Returns the outcome text.
+pub fn process(app: &App, event: &DeviceEvent, now: u64) -> anyhow::Result<String> {
+    let ids: Vec<&String> = [&event.serial, &event.udid].into_iter().flatten().collect();
+    let device = ids
+        .iter()
+        .find_map(|id| app.ledger.device(id).ok().flatten());
+    let mut revoked = Vec::new();
+    if let Some(reason) = reason_for(app, event.kind) {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut lookup: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        if let Some(d) = &device {
+            lookup.push(d.serial.clone());
+            lookup.extend(d.udid.clone());
+        }
+        for id in lookup {
+            match app.authority.revoke_device(&id, reason, now) {
+                Ok(results) => {
+                    for r in results {
+                        if seen.insert(r.serial.clone()) && r.change != "unchanged" {
+                            revoked.push(r.serial.clone());
+                            app.ledger.append_audit(&AuditEntry {
+                                seq: 0,
+                                time: now,
+                                kind: "revocation".into(),
+                                detail: serde_json::json!({
+                                    "serial": r.serial,
+                                    "reason": r.reason,
+                                    "source": event.source,
+                                    "event_id": event.event_id,
+                                }),
+                            })?;
+                        }
+                    }
+                }
+                Err(crate::ra::AdminError::UnknownDevice(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    if let Some(d) = &device {
+        let (status, compliant) = match event.kind {
+            DeviceEventKind::Lost | DeviceEventKind::Wiped => (DeviceStatus::Lost, None),
+            DeviceEventKind::Unenrolled | DeviceEventKind::Deleted => {
+                (DeviceStatus::Unenrolled, None)
+            }
+            DeviceEventKind::NonCompliant => (d.status, Some(false)),
+            DeviceEventKind::Compliant => (d.status, Some(true)),
+            DeviceEventKind::Found | DeviceEventKind::Enrolled => (DeviceStatus::Active, None),
+            _ => (d.status, None),
+        };
+        app.ledger
+            .set_device_status(&d.serial, status, compliant, now)?;
+    }
+    let outcome = match (&device, revoked.len()) {
+        (None, 0) => "unknown device: nothing revoked".to_string(),
+        (_, n) => format!("{n} certificates revoked"),
+    };
+    app.ledger
+        .finish_event(&event.source, &event.event_id, &outcome)?;
+    tracing::info!(source = %event.source, event_id = %event.event_id, kind = event.kind.name(), outcome = %outcome, "device event processed");
+    Ok(outcome)
+}
+
+/// Finishes events accepted before a crash; returns how many.
+pub fn resume(app: &App, now: u64) -> anyhow::Result<usize> {
+    let pending = app.ledger.pending_events()?;
+    for p in &pending {
+        process(app, &p.event, now)?;
+    }
+    Ok(pending.len())
+}
