@@ -222,6 +222,26 @@ impl AdminClient {
         }
     }
 
+    /// `GET /admin/audit`.
+    pub async fn audit(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<crate::ledger::AuditEntry>> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            entries: Vec<crate::ledger::AuditEntry>,
+        }
+        let page: Page = self
+            .send(
+                self.http
+                    .get(format!("{}/admin/audit", self.base))
+                    .query(&[("after", after.to_string()), ("limit", limit.to_string())]),
+            )
+            .await?;
+        Ok(page.entries)
+    }
+
     /// `GET /admin/crl`.
     pub async fn crl_show(&self) -> anyhow::Result<Vec<CrlInfo>> {
         self.send(self.http.get(format!("{}/admin/crl", self.base)))

@@ -67,6 +67,18 @@ pub enum Command {
         #[command(subcommand)]
         command: CrlCommand,
     },
+    /// The audit log: device events and the revocations they caused.
+    Audit {
+        /// Entries after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Enrolment profiles for MDMs.
     Profile {
         /// What to make.
@@ -345,7 +357,30 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Eab { command } => eab(config, command).await,
         Command::Devices { command } => devices(config, command).await,
         Command::Profile { command } => profile(config, command),
+        Command::Audit { after, limit, json } => audit(config, after, limit, json).await,
     }
+}
+
+async fn audit(config: Config, after: u64, limit: usize, json: bool) -> anyhow::Result<()> {
+    let limit = limit.clamp(1, crate::server::admin::MAX_PAGE);
+    let entries = match target(config)? {
+        Target::Direct(app) => app.ledger.audit(after, limit)?,
+        Target::Remote(c) => c.audit(after, limit).await?,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else {
+        for e in entries {
+            println!(
+                "{:>6}  {}  {:<10} {}",
+                e.seq,
+                crate::ra::rfc3339(e.time),
+                e.kind,
+                e.detail
+            );
+        }
+    }
+    Ok(())
 }
 
 fn profile(config: Config, command: ProfileCommand) -> anyhow::Result<()> {

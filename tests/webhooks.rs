@@ -171,6 +171,21 @@ async fn a_signed_lost_event_revokes_the_device_certificates() {
         .unwrap();
     assert_eq!(wrong.status(), 401);
 
+    // The audit log, through the running server: the event, then the revocation.
+    let audit = custos(&data, &["audit", "--json"]);
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    let entries: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    let kinds: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["event", "revocation"], "{entries}");
     drop(server);
     let device: serde_json::Value =
         serde_json::from_slice(&custos(&data, &["devices", "show", "C02STOLEN"]).stdout).unwrap();

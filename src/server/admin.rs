@@ -187,6 +187,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/crl", get(crl_show))
         .route("/admin/crl/generate", post(crl_generate))
         .route("/admin/eab", post(eab_create))
+        .route("/admin/audit", get(audit_list))
         .route("/admin/devices", post(device_add).get(device_list))
         .route("/admin/devices/import", post(device_import))
         .route("/admin/devices/{id}", get(device_show))
@@ -348,6 +349,24 @@ async fn device_import(
     .map_err(internal)?
     .map_err(|e| bad_request(e.to_string()))?;
     Ok(Json(result))
+}
+
+#[derive(serde::Deserialize)]
+struct AuditPage {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn audit_list(
+    State(app): State<Arc<App>>,
+    axum::extract::Query(page): axum::extract::Query<AuditPage>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = page.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let entries = app
+        .ledger
+        .audit(page.after.unwrap_or(0), limit)
+        .map_err(internal)?;
+    Ok(Json(serde_json::json!({ "entries": entries })))
 }
 
 #[derive(serde::Deserialize)]
