@@ -58,11 +58,13 @@ pub fn spawn(app: Arc<App>, shutdown: CancellationToken) {
         ),
         Err(p) => tracing::error!(problem = %p, "cannot resume interrupted ACME validations"),
     }
+    // Without a usable resolver (no acme.dns_resolver and no readable
+    // /etc/resolv.conf) dns-01 fails per challenge; http-01 still runs.
     let resolver = match dns_resolver(&app.config.acme) {
-        Ok(r) => Arc::new(r),
+        Ok(r) => Some(Arc::new(r)),
         Err(e) => {
-            tracing::error!(error = %e, "cannot set up the dns-01 resolver");
-            return;
+            tracing::error!(error = %e, "cannot set up the dns-01 resolver; dns-01 challenges will fail");
+            None
         }
     };
     let limit = Arc::new(Semaphore::new(CONCURRENT));
@@ -132,7 +134,7 @@ fn dns_resolver(
 async fn validate(
     app: &App,
     client: &reqwest::Client,
-    resolver: &Resolver<TokioConnectionProvider>,
+    resolver: &Option<Arc<Resolver<TokioConnectionProvider>>>,
     job: &ValidationJob,
 ) -> Result<(), Problem> {
     let attempts = app.config.acme.validation_attempts.max(1);
@@ -143,7 +145,15 @@ async fn validate(
         }
         let outcome = match job.kind.as_str() {
             "http-01" => http01(app, client, job).await,
-            "dns-01" => dns01(resolver, job).await,
+            "dns-01" => match resolver {
+                Some(r) => dns01(r, job).await,
+                None => {
+                    return Err(Problem::new(
+                        ProblemType::Dns,
+                        "no DNS resolver is configured (set acme.dns_resolver)",
+                    ))
+                }
+            },
             other => {
                 return Err(Problem::malformed(format!(
                     "challenge type {other} is not validated by this server"
