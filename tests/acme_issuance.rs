@@ -204,19 +204,8 @@ async fn instant_acme_gets_a_certificate_through_http01_and_refusals_change_noth
     )
     .to_string();
     assert!(text.contains("IP Address:127.0.0.1"), "{text}");
-    let ocsp = openssl(&[
-        "ocsp",
-        "-issuer",
-        data.join("ca/intermediate.pem").to_str().unwrap(),
-        "-cert",
-        leaf.to_str().unwrap(),
-        "-url",
-        &format!("{}/ocsp", server.http_url),
-        "-CAfile",
-        root.to_str().unwrap(),
-    ]);
-    let said =
-        String::from_utf8_lossy(&ocsp.stdout).to_string() + &String::from_utf8_lossy(&ocsp.stderr);
+    let ocsp = common::ocsp_says(&server, &leaf);
+    let said = ocsp;
     assert!(
         said.contains(": good") && said.contains("Response verify OK"),
         "{said}"
@@ -264,18 +253,8 @@ async fn instant_acme_gets_a_certificate_through_http01_and_refusals_change_noth
         .await
         .unwrap_err();
     assert!(format!("{err:?}").contains("alreadyRevoked"), "{err:?}");
-    let ocsp = openssl(&[
-        "ocsp",
-        "-issuer",
-        data.join("ca/intermediate.pem").to_str().unwrap(),
-        "-cert",
-        leaf.to_str().unwrap(),
-        "-url",
-        &format!("{}/ocsp", server.http_url),
-        "-CAfile",
-        root.to_str().unwrap(),
-    ]);
-    let said = String::from_utf8_lossy(&ocsp.stdout).to_string();
+    let ocsp = common::ocsp_says(&server, &leaf);
+    let said = ocsp;
     assert!(
         said.contains(": revoked") && said.contains("keyCompromise"),
         "{said}"
@@ -528,18 +507,8 @@ async fn dns01_with_a_txt_record_gets_a_certificate_for_a_dns_name() {
     // revokeCert signed with the certificate's own key (jwk, no account).
     let status = revoke_with_certificate_key(&server, &key, &pem_to_der(&chain)).await;
     assert_eq!(status, 200);
-    let out = openssl(&[
-        "ocsp",
-        "-issuer",
-        data.join("ca/intermediate.pem").to_str().unwrap(),
-        "-cert",
-        leaf.to_str().unwrap(),
-        "-url",
-        &format!("{}/ocsp", server.http_url),
-        "-CAfile",
-        data.join("ca/root.pem").to_str().unwrap(),
-    ]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains(": revoked"));
+    let out = common::ocsp_says(&server, &leaf);
+    assert!(out.contains(": revoked"));
 }
 
 /// POSTs revoke-cert signed by `key` (a P-384 certificate key) with `jwk`.

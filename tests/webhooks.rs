@@ -8,7 +8,7 @@
 mod common;
 
 use common::attest::{Claims, TestAttestationCa};
-use common::{custos, openssl, Server};
+use common::{custos, Server};
 use custos_webhooks::standard::Secret;
 use instant_acme::{ChallengeType, DeviceAttestation, Identifier, NewOrder, RetryPolicy};
 use std::borrow::Cow;
@@ -52,21 +52,6 @@ async fn device_certificate(server: &Server, ca: &TestAttestationCa, serial: &st
     order.poll_certificate(&retry).await.unwrap()
 }
 
-fn ocsp_says(data: &std::path::Path, server: &Server, leaf: &std::path::Path) -> String {
-    let out = openssl(&[
-        "ocsp",
-        "-issuer",
-        data.join("ca/intermediate.pem").to_str().unwrap(),
-        "-cert",
-        leaf.to_str().unwrap(),
-        "-url",
-        &format!("{}/ocsp", server.http_url),
-        "-CAfile",
-        data.join("ca/root.pem").to_str().unwrap(),
-    ]);
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signed_lost_event_revokes_the_device_certificates() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,7 +75,7 @@ async fn a_signed_lost_event_revokes_the_device_certificates() {
     let chain = device_certificate(&server, &ca, "C02STOLEN").await;
     let leaf = dir.path().join("leaf.pem");
     std::fs::write(&leaf, &chain).unwrap();
-    assert!(ocsp_says(&data, &server, &leaf).contains(": good"));
+    assert!(common::ocsp_says(&server, &leaf).contains(": good"));
 
     let http = server.https_client();
     let url = format!("{}/webhooks/mdm", server.https_url);
@@ -124,20 +109,20 @@ async fn a_signed_lost_event_revokes_the_device_certificates() {
         .await
         .unwrap();
     assert_eq!(nobody.status(), 404);
-    assert!(ocsp_says(&data, &server, &leaf).contains(": good"));
+    assert!(common::ocsp_says(&server, &leaf).contains(": good"));
 
     // The real event: accepted, then revoked within moments.
     let t = Instant::now();
     let ok = post("msg_1", now, lost, None).await.unwrap();
     assert_eq!(ok.status(), 200);
     loop {
-        if ocsp_says(&data, &server, &leaf).contains(": revoked") {
+        if common::ocsp_says(&server, &leaf).contains(": revoked") {
             break;
         }
         assert!(t.elapsed() < Duration::from_secs(5), "not revoked in time");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(ocsp_says(&data, &server, &leaf).contains("keyCompromise"));
+    assert!(common::ocsp_says(&server, &leaf).contains("keyCompromise"));
 
     // Again: a no-op; the same id with another body: 409.
     let again = post("msg_1", now, lost, None).await.unwrap();

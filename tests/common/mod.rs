@@ -72,6 +72,25 @@ pub async fn acme_account(server: &Server) -> instant_acme::Account {
     account
 }
 
+/// What the real `openssl ocsp` client says about `leaf` (PEM file), asking
+/// the running server and verifying with the data dir's root: its stdout
+/// and stderr.
+pub fn ocsp_says(server: &Server, leaf: &Path) -> String {
+    let data = &server.data_dir;
+    let out = openssl(&[
+        "ocsp",
+        "-issuer",
+        data.join("ca/intermediate.pem").to_str().unwrap(),
+        "-cert",
+        leaf.to_str().unwrap(),
+        "-url",
+        &format!("{}/ocsp", server.http_url),
+        "-CAfile",
+        data.join("ca/root.pem").to_str().unwrap(),
+    ]);
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
 /// A running `custos serve`, killed on drop.
 pub struct Server {
     pub child: Child,
