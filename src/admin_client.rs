@@ -242,6 +242,44 @@ impl AdminClient {
         Ok(page.entries)
     }
 
+    /// `GET /admin/webhooks/outbox`.
+    pub async fn outbox(
+        &self,
+        state: crate::ledger::OutboxState,
+    ) -> anyhow::Result<Vec<crate::ledger::OutboxEntry>> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            entries: Vec<crate::ledger::OutboxEntry>,
+        }
+        let state = match state {
+            crate::ledger::OutboxState::Pending => "pending",
+            crate::ledger::OutboxState::Dead => "dead",
+        };
+        let page: Page = self
+            .send(
+                self.http
+                    .get(format!("{}/admin/webhooks/outbox", self.base))
+                    .query(&[("state", state)]),
+            )
+            .await?;
+        Ok(page.entries)
+    }
+
+    /// `POST /admin/webhooks/outbox/retry`.
+    pub async fn outbox_retry(&self) -> anyhow::Result<usize> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            requeued: usize,
+        }
+        let a: Answer = self
+            .send(
+                self.http
+                    .post(format!("{}/admin/webhooks/outbox/retry", self.base)),
+            )
+            .await?;
+        Ok(a.requeued)
+    }
+
     /// `GET /admin/crl`.
     pub async fn crl_show(&self) -> anyhow::Result<Vec<CrlInfo>> {
         self.send(self.http.get(format!("{}/admin/crl", self.base)))

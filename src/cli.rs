@@ -97,6 +97,30 @@ pub enum Command {
         #[command(subcommand)]
         command: EabCommand,
     },
+    /// MDM webhooks and outbound revocation notifications.
+    Webhooks {
+        /// What to do.
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+}
+
+/// `custos webhooks …`.
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// The outbound notification outbox: what waits for delivery (and why
+    /// the last attempt failed), or what was given up on (`--dead`).
+    Outbox {
+        /// List dead entries instead of pending ones.
+        #[arg(long)]
+        dead: bool,
+        /// Put every dead entry back in the queue, attempts reset.
+        #[arg(long, conflicts_with = "dead")]
+        retry_dead: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `custos profile …`.
@@ -358,7 +382,58 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Devices { command } => devices(config, command).await,
         Command::Profile { command } => profile(config, command),
         Command::Audit { after, limit, json } => audit(config, after, limit, json).await,
+        Command::Webhooks {
+            command:
+                WebhooksCommand::Outbox {
+                    dead,
+                    retry_dead,
+                    json,
+                },
+        } => outbox(config, dead, retry_dead, json).await,
     }
+}
+
+async fn outbox(config: Config, dead: bool, retry_dead: bool, json: bool) -> anyhow::Result<()> {
+    use crate::ledger::OutboxState;
+    let target = target(config)?;
+    if retry_dead {
+        let n = match &target {
+            Target::Direct(app) => app.ledger.retry_dead_notifications(unix_now())?,
+            Target::Remote(c) => c.outbox_retry().await?,
+        };
+        println!("{n} dead notifications queued again");
+        return Ok(());
+    }
+    let state = if dead {
+        OutboxState::Dead
+    } else {
+        OutboxState::Pending
+    };
+    let limit = crate::server::admin::MAX_PAGE;
+    let entries = match &target {
+        Target::Direct(app) => app.ledger.outbox(state, limit)?,
+        Target::Remote(c) => c.outbox(state).await?,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    if entries.is_empty() {
+        println!("no {} notifications", if dead { "dead" } else { "pending" });
+    }
+    for e in entries {
+        println!(
+            "{:<16} seq {:<8} serial {}  {}  attempts {}  next {}  {}",
+            e.subscriber,
+            e.seq,
+            e.revocation.serial,
+            e.revocation.revocation.reason,
+            e.attempts,
+            crate::ra::rfc3339(e.next_attempt_at),
+            e.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
 }
 
 async fn audit(config: Config, after: u64, limit: usize, json: bool) -> anyhow::Result<()> {
@@ -653,20 +728,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("cannot publish the CRLs: {e}"))?;
     tokio::spawn(app.crl.clone().run_triggered(shutdown.clone()));
     crate::acme_validation::spawn(app.clone(), shutdown.clone());
-    {
-        let a = app.clone();
-        match tokio::task::spawn_blocking(move || crate::webhook_events::resume(&a, unix_now()))
-            .await
-        {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(
-                count = n,
-                "finished device events accepted before the last stop"
-            ),
-            Ok(Err(e)) => tracing::error!(error = %e, "could not finish pending device events"),
-            Err(e) => tracing::error!(error = %e, "could not finish pending device events"),
-        }
-    }
+    crate::notify::spawn(app.clone(), shutdown.clone())?;
+    crate::jobs::retry_device_events(app.clone()).await;
     let mut scheduler = crate::jobs::start(app.clone()).await?;
     let result = crate::server::run(app.clone(), http, https, tls, shutdown).await;
     let _ = scheduler.shutdown().await;

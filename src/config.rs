@@ -397,6 +397,48 @@ pub struct Config {
     pub webhooks: BTreeMap<String, WebhookSource>,
     /// Revocation reason per device event kind.
     pub webhook_reasons: WebhookReasons,
+    /// Outbound revocation notifications.
+    pub notify: NotifyConfig,
+}
+
+/// `[notify]`: who hears of each revocation, and how hard we try.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Attempts before an entry is dead.
+    pub max_attempts: u32,
+    /// Wait after the first failure (doubles each time).
+    pub initial_backoff_secs: u64,
+    /// Longest wait between attempts.
+    pub max_backoff_secs: u64,
+    /// Timeout of one delivery.
+    pub timeout_secs: u64,
+    /// Subscribers by name.
+    pub subscribers: BTreeMap<String, Subscriber>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            max_attempts: 12,
+            initial_backoff_secs: 5,
+            max_backoff_secs: 3600,
+            timeout_secs: 10,
+            subscribers: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[notify.subscribers.<name>]`: one receiver of revocation notifications.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Subscriber {
+    /// Where to POST (http or https).
+    pub url: String,
+    /// Standard Webhooks signing secret (`whsec_…`).
+    pub secret: String,
+    /// Extra trust anchors (PEM) for an https URL with a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[webhooks.<name>]`: one MDM sending events.
@@ -423,6 +465,10 @@ pub struct WebhookSource {
     pub allowed_ips: Vec<String>,
     /// jamf: smart group name → event kind (lost, noncompliant, …).
     pub smart_groups: BTreeMap<String, String>,
+    /// fleet: base URL of Fleet's API, to turn a host id into a serial.
+    pub api_url: Option<String>,
+    /// fleet: API token for `api_url`.
+    pub api_token: Option<String>,
 }
 
 /// `[webhook_reasons]`: the revocation reason of each event kind.
@@ -480,6 +526,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             webhooks: BTreeMap::new(),
             webhook_reasons: WebhookReasons::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -515,6 +562,7 @@ const ENV_KEYS: &[&str] = &[
     "acme",
     "webhooks",
     "webhook_reasons",
+    "notify",
     "tls",
 ];
 
@@ -578,6 +626,7 @@ impl Config {
             crate::webhook_events::check_source(name, w)
                 .map_err(|e| anyhow!("configuration error: [webhooks.{name}]: {e}"))?;
         }
+        crate::notify::check(&self.notify).map_err(|e| anyhow!("configuration error: {e}"))?;
         let r = &self.webhook_reasons;
         for (kind, reason) in [
             ("lost", &r.lost),

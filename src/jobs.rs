@@ -1,6 +1,7 @@
 //! Scheduled background work (tokio-cron-scheduler): re-signing OCSP
 //! responses before they go stale, re-signing every CRL shard well before
-//! its nextUpdate, and renewing the delegated OCSP responder certificate.
+//! its nextUpdate, renewing the delegated OCSP responder certificate, and
+//! finishing device events whose processing failed.
 //!
 //! Jobs only call domain functions, on the blocking pool (RocksDB and
 //! signing are synchronous); a failure is logged and retried at the next
@@ -65,6 +66,31 @@ async fn renew_ocsp_signer(app: Arc<App>) {
     }
 }
 
+/// Processes device events whose processing failed (or was cut short).
+/// Returns how many were finished.
+pub async fn retry_device_events(app: Arc<App>) -> usize {
+    if crate::webhook_events::held() {
+        return 0;
+    }
+    let result =
+        tokio::task::spawn_blocking(move || crate::webhook_events::resume(&app, unix_now())).await;
+    match result {
+        Ok(Ok(0)) => 0,
+        Ok(Ok(n)) => {
+            tracing::info!(count = n, "finished pending device events");
+            n
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "could not finish pending device events");
+            0
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "device event task failed");
+            0
+        }
+    }
+}
+
 /// Starts the scheduler with every job. Shut it down with `shutdown()`.
 pub async fn start(app: Arc<App>) -> anyhow::Result<JobScheduler> {
     let scheduler = JobScheduler::new().await?;
@@ -95,6 +121,15 @@ pub async fn start(app: Arc<App>) -> anyhow::Result<JobScheduler> {
                 anyhow::anyhow!("configuration error: crl.refresh_schedule {schedule:?}: {e}")
             })?,
         )
+        .await?;
+    let a = app.clone();
+    scheduler
+        .add(Job::new_async("41 * * * * *", move |_, _| {
+            let a = a.clone();
+            Box::pin(async move {
+                retry_device_events(a).await;
+            })
+        })?)
         .await?;
     let a = app.clone();
     scheduler

@@ -39,6 +39,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod mdm_lookup;
 pub mod metrics;
+pub mod notify;
 pub mod ocsp_check;
 pub mod profile;
 pub mod ra;

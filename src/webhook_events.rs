@@ -14,6 +14,16 @@ use custos_webhooks::{auth, parse, standard, DeviceEvent, DeviceEventKind, Parse
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+/// Set in the environment, events are recorded but processed only at the
+/// next start (`CUSTOS_TEST_HOLD_EVENTS=1`): how the tests stop the server
+/// between the answer and the processing. Not for production.
+pub const HOLD_ENV: &str = "CUSTOS_TEST_HOLD_EVENTS";
+
+/// Whether [`HOLD_ENV`] is set.
+pub fn held() -> bool {
+    std::env::var_os(HOLD_ENV).is_some()
+}
+
 /// Largest accepted body.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
@@ -54,7 +64,13 @@ pub fn check_source(name: &str, w: &WebhookSource) -> Result<(), String> {
                 );
             }
         }
-        "micromdm" | "fleet" => need(&w.token, "token")?,
+        "micromdm" => need(&w.token, "token")?,
+        "fleet" => {
+            need(&w.token, "token")?;
+            if w.api_url.is_some() != w.api_token.is_some() {
+                return Err("api_url and api_token go together".into());
+            }
+        }
         other => {
             return Err(format!(
                 "kind {other:?} is not one of standard, jamf, nanomdm, micromdm, fleet"
@@ -271,7 +287,11 @@ fn reason_for(app: &App, kind: DeviceEventKind) -> Option<Reason> {
 /// certificates (for lost, wiped, unenrolled, deleted, noncompliant),
 /// updates the device, writes the audit log. Returns the outcome text.
 pub fn process(app: &App, event: &DeviceEvent, now: u64) -> anyhow::Result<String> {
-    let ids: Vec<&String> = [&event.serial, &event.udid].into_iter().flatten().collect();
+    let looked_up = fleet_serial(app, event)?;
+    let ids: Vec<&String> = [&event.serial, &event.udid, &looked_up]
+        .into_iter()
+        .flatten()
+        .collect();
     let device = ids
         .iter()
         .find_map(|id| app.ledger.device(id).ok().flatten());
@@ -332,11 +352,47 @@ pub fn process(app: &App, event: &DeviceEvent, now: u64) -> anyhow::Result<Strin
     Ok(outcome)
 }
 
-/// Finishes events accepted before a crash; returns how many.
+/// The serial of a Fleet host named only by its id, from Fleet's API
+/// (`api_url`, `api_token`). An unreachable API is an error: the event
+/// stays pending and is retried.
+fn fleet_serial(app: &App, event: &DeviceEvent) -> anyhow::Result<Option<String>> {
+    let (None, None, Some(host)) = (&event.serial, &event.udid, &event.mdm_id) else {
+        return Ok(None);
+    };
+    let Some(source) = app.config.webhooks.get(&event.source) else {
+        return Ok(None);
+    };
+    let (Some(url), Some(token)) = (&source.api_url, &source.api_token) else {
+        return Ok(None);
+    };
+    if source.kind != "fleet" {
+        return Ok(None);
+    }
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return Ok(None);
+    };
+    // Called on the blocking pool: waiting here holds no async worker.
+    rt.block_on(crate::mdm_lookup::fleet_host_serial(url, token, host))
+        .map_err(anyhow::Error::msg)
+}
+
+/// Finishes events accepted before a crash (or whose processing failed);
+/// returns how many were finished. One failure does not hold up the rest.
 pub fn resume(app: &App, now: u64) -> anyhow::Result<usize> {
     let pending = app.ledger.pending_events()?;
+    let mut done = 0;
+    let mut first_error = None;
     for p in &pending {
-        process(app, &p.event, now)?;
+        match process(app, &p.event, now) {
+            Ok(_) => done += 1,
+            Err(e) => {
+                tracing::error!(source = %p.event.source, event_id = %p.event.event_id, error = %e, "device event processing failed");
+                first_error.get_or_insert(e);
+            }
+        }
     }
-    Ok(pending.len())
+    match first_error {
+        Some(e) if done == 0 => Err(e),
+        _ => Ok(done),
+    }
 }

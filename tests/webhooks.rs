@@ -110,6 +110,7 @@ async fn a_signed_lost_event_revokes_the_device_certificates() {
         .unwrap();
     assert_eq!(nobody.status(), 404);
     assert!(common::ocsp_says(&server, &leaf).contains(": good"));
+    assert!(!crl_lists(&leaf).await);
 
     // The real event: accepted, then revoked within moments.
     let t = Instant::now();
@@ -123,6 +124,13 @@ async fn a_signed_lost_event_revokes_the_device_certificates() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(common::ocsp_says(&server, &leaf).contains("keyCompromise"));
+    while !crl_lists(&leaf).await {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "not on the CRL in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Again: a no-op; the same id with another body: 409.
     let again = post("msg_1", now, lost, None).await.unwrap();
@@ -174,5 +182,213 @@ async fn a_signed_lost_event_revokes_the_device_certificates() {
     drop(server);
     let device: serde_json::Value =
         serde_json::from_slice(&custos(&data, &["devices", "show", "C02STOLEN"]).stdout).unwrap();
+    assert_eq!(device["status"], "lost");
+}
+
+/// Whether the CRL named in the certificate's CRL distribution point lists
+/// it (`openssl crl -text`, signature checked against the chain).
+async fn crl_lists(leaf: &std::path::Path) -> bool {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let text = |args: &[&str]| {
+        let o = common::openssl(args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let leaf_s = leaf.to_str().unwrap();
+    let serial = text(&["x509", "-in", leaf_s, "-noout", "-serial"])
+        .trim()
+        .trim_start_matches("serial=")
+        .trim_start_matches('0')
+        .to_string();
+    let dp = text(&[
+        "x509",
+        "-in",
+        leaf_s,
+        "-noout",
+        "-ext",
+        "crlDistributionPoints",
+    ]);
+    let url = dp
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("URI:"))
+        .expect("a CRL distribution point")
+        .to_string();
+    let der = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+    let file = leaf.with_extension("crl");
+    std::fs::write(&file, &der).unwrap();
+    let listed = text(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        file.to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    listed.lines().any(|l| {
+        l.trim().strip_prefix("Serial Number: ").is_some_and(|s| {
+            s.trim()
+                .trim_start_matches('0')
+                .eq_ignore_ascii_case(&serial)
+        })
+    })
+}
+
+fn standard_config(dir: &std::path::Path, ca: &TestAttestationCa) {
+    let root = dir.join("attest-root.pem");
+    std::fs::write(&root, &ca.root_pem).unwrap();
+    std::fs::write(
+        dir.join("custos.toml"),
+        format!(
+            "[acme.device_attest]\napple_roots = [\"{}\"]\n[webhooks.mdm]\nkind = \"standard\"\nsecrets = [\"{SECRET}\"]\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+}
+
+fn audit_kinds(data: &std::path::Path) -> Vec<String> {
+    let audit = custos(data, &["audit", "--json"]);
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    let entries: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_answered_before_sigkill_is_processed_at_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ca = TestAttestationCa::new();
+    standard_config(dir.path(), &ca);
+    assert!(custos(&data, &["init"]).status.success());
+    assert!(custos(&data, &["devices", "add", "--serial", "C02KILLED"])
+        .status
+        .success());
+    // This server records events but leaves processing to the next start.
+    let held = [(custos::webhook_events::HOLD_ENV, "1")];
+    let server = Server::start_with_env(&data, "127.0.0.1:0", "127.0.0.1:0", &[], &held);
+    let chain = device_certificate(&server, &ca, "C02KILLED").await;
+    let leaf = dir.path().join("leaf.pem");
+    std::fs::write(&leaf, &chain).unwrap();
+
+    let body = r#"{"kind":"wiped","serial":"C02KILLED"}"#;
+    let now = custos::ca::build::unix_now();
+    let sig = Secret::parse(SECRET)
+        .unwrap()
+        .sign("msg_kill", now, body.as_bytes());
+    let answer = server
+        .https_client()
+        .post(format!("{}/webhooks/mdm", server.https_url))
+        .header("webhook-id", "msg_kill")
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(common::ocsp_says(&server, &leaf).contains(": good"));
+    // SIGKILL: no shutdown, no flush.
+    drop(server);
+    assert_eq!(audit_kinds(&data), ["event"]);
+
+    let server = Server::start(&data, &[]);
+    let t = Instant::now();
+    while !common::ocsp_says(&server, &leaf).contains(": revoked") {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the event was not finished at restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(common::ocsp_says(&server, &leaf).contains("keyCompromise"));
+    drop(server);
+    assert_eq!(audit_kinds(&data), ["event", "revocation"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_lock_by_host_id_is_resolved_through_the_fleet_api() {
+    // A Fleet API knowing host 42 (and checking the token).
+    let api =
+        axum::Router::new().route(
+            "/api/v1/fleet/hosts/{id}",
+            axum::routing::get(
+                |axum::extract::Path(id): axum::extract::Path<u64>,
+                 headers: axum::http::HeaderMap| async move {
+                    let authorized = headers
+                        .get("authorization")
+                        .is_some_and(|v| v == "Bearer fleet-api-token");
+                    match (authorized, id) {
+                        (false, _) => (axum::http::StatusCode::UNAUTHORIZED, String::new()),
+                        (true, 42) => (
+                            axum::http::StatusCode::OK,
+                            r#"{"host":{"id":42,"hardware_serial":"C02LOCKED"}}"#.to_string(),
+                        ),
+                        _ => (axum::http::StatusCode::NOT_FOUND, String::new()),
+                    }
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ca = TestAttestationCa::new();
+    standard_config(dir.path(), &ca);
+    let mut toml = std::fs::read_to_string(dir.path().join("custos.toml")).unwrap();
+    toml.push_str(&format!(
+        "[webhooks.fleet]\nkind = \"fleet\"\ntoken = \"hook-token\"\napi_url = \"{api_url}\"\napi_token = \"fleet-api-token\"\n"
+    ));
+    std::fs::write(dir.path().join("custos.toml"), toml).unwrap();
+    assert!(custos(&data, &["init"]).status.success());
+    assert!(custos(&data, &["devices", "add", "--serial", "C02LOCKED"])
+        .status
+        .success());
+    let server = Server::start(&data, &[]);
+    let chain = device_certificate(&server, &ca, "C02LOCKED").await;
+    let leaf = dir.path().join("leaf.pem");
+    std::fs::write(&leaf, &chain).unwrap();
+    let post = |body: &'static str| {
+        server
+            .https_client()
+            .post(format!(
+                "{}/webhooks/fleet?token=hook-token",
+                server.https_url
+            ))
+            .body(body)
+            .send()
+    };
+    // A host Fleet does not know: accepted, nothing revoked.
+    let other = post(r#"{"type":"locked_host","details":{"host_id":7}}"#)
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(common::ocsp_says(&server, &leaf).contains(": good"));
+
+    let locked = post(r#"{"type":"locked_host","details":{"host_id":42}}"#)
+        .await
+        .unwrap();
+    assert_eq!(locked.status(), 200);
+    let t = Instant::now();
+    while !common::ocsp_says(&server, &leaf).contains(": revoked") {
+        assert!(t.elapsed() < Duration::from_secs(5), "not revoked in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(server);
+    let device: serde_json::Value =
+        serde_json::from_slice(&custos(&data, &["devices", "show", "C02LOCKED"]).stdout).unwrap();
     assert_eq!(device["status"], "lost");
 }

@@ -53,6 +53,13 @@ fn event_key(source: &str, id: &str) -> Vec<u8> {
     format!("evt/{source}/{id}").into_bytes()
 }
 
+/// Index of the events still to process: `pend/<source>/<id>` → ().
+fn pending_key(source: &str, id: &str) -> Vec<u8> {
+    format!("pend/{source}/{id}").into_bytes()
+}
+
+const PENDING_PREFIX: &[u8] = b"pend/";
+
 const AUDIT_PREFIX: &[u8] = b"audit/";
 const META_AUDIT_SEQ: &[u8] = b"audit_seq";
 
@@ -72,6 +79,11 @@ impl Ledger {
         }
         let mut batch = WriteBatch::default();
         batch.put_cf(cf, key, super::encode(stored));
+        batch.put_cf(
+            cf,
+            pending_key(&stored.event.source, &stored.event.event_id),
+            b"",
+        );
         self.push_audit(
             &mut batch,
             &AuditEntry {
@@ -98,24 +110,30 @@ impl Ledger {
         stored.outcome = Some(outcome.to_string());
         let mut batch = WriteBatch::default();
         batch.put_cf(cf, key, super::encode(&stored));
+        batch.delete_cf(cf, pending_key(source, id));
         self.db.write_opt(batch, &sync_opts())?;
         Ok(())
     }
 
-    /// Events accepted but not processed (a crash in between).
+    /// Events accepted but not processed (a crash in between, or a failure
+    /// to retry), found through the pending index.
     pub fn pending_events(&self) -> Result<Vec<StoredEvent>, LedgerError> {
+        let cf = self.cf(CF_EVENTS);
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(
-            self.cf(CF_EVENTS),
-            IteratorMode::From(b"evt/", Direction::Forward),
-        ) {
-            let (key, value) = item?;
-            if !key.starts_with(b"evt/") {
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(PENDING_PREFIX, Direction::Forward))
+        {
+            let (key, _) = item?;
+            let Some(rest) = key.strip_prefix(PENDING_PREFIX) else {
                 break;
-            }
-            let stored: StoredEvent = super::decode(&value, "webhook event")?;
-            if stored.state == "pending" {
-                out.push(stored);
+            };
+            let evt = [b"evt/".as_slice(), rest].concat();
+            if let Some(value) = self.db.get_pinned_cf(cf, &evt)? {
+                let stored: StoredEvent = super::decode(&value, "webhook event")?;
+                if stored.state == "pending" {
+                    out.push(stored);
+                }
             }
         }
         Ok(out)

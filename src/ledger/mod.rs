@@ -8,6 +8,8 @@
 //! - `revoked_by_shard`: `shard (u32 BE) ‖ serial` → [`Revocation`]: what a CRL shard lists.
 //! - `revocations`: `seq (u64 BE)` → [`RevocationEvent`]: the log OCSP and CRL builders follow.
 //! - `meta`: schema version, counters, CRL numbers.
+//! - `events`: MDM webhook events, the audit log and the notification outbox
+//!   (see `events.rs`, `outbox.rs`).
 //! - `ocsp`: `tag ‖ serial` → [`Precomputed`] header + signed OCSP response;
 //!   `ocsp_due`: `refresh-at (u64 BE) ‖ serial` → () — what the refresher walks.
 //!
@@ -22,10 +24,12 @@ mod crls;
 mod devices;
 mod events;
 mod hot;
+mod outbox;
 mod record;
 
 pub use crls::{RevokedEntry, StoredCrl};
 pub use events::{AuditEntry, Recorded, StoredEvent};
+pub use outbox::{OutboxEntry, OutboxState};
 pub use record::{
     normalize_device_id, CertRecord, CertStatus, DeviceIds, Revocation, RevocationEvent,
 };

@@ -188,6 +188,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/crl/generate", post(crl_generate))
         .route("/admin/eab", post(eab_create))
         .route("/admin/audit", get(audit_list))
+        .route("/admin/webhooks/outbox", get(outbox_list))
+        .route("/admin/webhooks/outbox/retry", post(outbox_retry))
         .route("/admin/devices", post(device_add).get(device_list))
         .route("/admin/devices/import", post(device_import))
         .route("/admin/devices/{id}", get(device_show))
@@ -367,6 +369,28 @@ async fn audit_list(
         .audit(page.after.unwrap_or(0), limit)
         .map_err(internal)?;
     Ok(Json(serde_json::json!({ "entries": entries })))
+}
+
+#[derive(serde::Deserialize)]
+struct OutboxQuery {
+    state: Option<crate::ledger::OutboxState>,
+}
+
+async fn outbox_list(
+    State(app): State<Arc<App>>,
+    axum::extract::Query(q): axum::extract::Query<OutboxQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let state = q.state.unwrap_or(crate::ledger::OutboxState::Pending);
+    let entries = app.ledger.outbox(state, MAX_PAGE).map_err(internal)?;
+    Ok(Json(serde_json::json!({ "entries": entries })))
+}
+
+async fn outbox_retry(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let n = app
+        .ledger
+        .retry_dead_notifications(crate::ca::build::unix_now())
+        .map_err(internal)?;
+    Ok(Json(serde_json::json!({ "requeued": n })))
 }
 
 #[derive(serde::Deserialize)]

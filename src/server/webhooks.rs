@@ -87,7 +87,7 @@ async fn receive(
         tracing::info!(source = %name, what = %why, "webhook payload not acted on");
     }
     let new = accepted.new.len();
-    if new > 0 {
+    if new > 0 && !webhook_events::held() {
         // Durable already: process after answering (a crash here is
         // finished at the next start).
         let a = app.clone();

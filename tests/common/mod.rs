@@ -107,8 +107,20 @@ impl Server {
 
     /// Starts `custos serve` on the given listen addresses.
     pub fn start_on(data_dir: &Path, http: &str, https: &str, extra: &[&str]) -> Server {
+        Self::start_with_env(data_dir, http, https, extra, &[])
+    }
+
+    /// Starts `custos serve` with extra environment variables.
+    pub fn start_with_env(
+        data_dir: &Path,
+        http: &str,
+        https: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let _ = std::fs::remove_file(data_dir.join("server.json"));
         let child = Command::new(custos_bin())
+            .envs(env.iter().copied())
             .arg("--data-dir")
             .arg(data_dir)
             .args(["serve", "--http", http, "--https", https])
