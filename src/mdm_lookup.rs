@@ -197,6 +197,57 @@ impl MdmLookup for Jamf {
     }
 }
 
+/// Fleet's REST API: `GET <api_url>/api/v1/fleet/hosts/<id>` with a bearer
+/// token → the host's `hardware_serial`. `Ok(None)`: Fleet has no such host
+/// (or no serial for it); `Err`: Fleet could not be asked (try again later).
+pub async fn fleet_host_serial(
+    api_url: &str,
+    token: &str,
+    host_id: &str,
+) -> Result<Option<String>, String> {
+    #[derive(Deserialize)]
+    struct Answer {
+        host: Host,
+    }
+    #[derive(Deserialize)]
+    struct Host {
+        #[serde(default)]
+        hardware_serial: String,
+    }
+    if host_id.is_empty() || !host_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(None);
+    }
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("Fleet API client: {e}"))?;
+    let resp = http
+        .get(format!(
+            "{}/api/v1/fleet/hosts/{host_id}",
+            api_url.trim_end_matches('/')
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| format!("Fleet API: {}", e.without_url()))?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !resp.status().is_success() {
+        return Err(format!(
+            "Fleet API answered HTTP {}",
+            resp.status().as_u16()
+        ));
+    }
+    let a: Answer = resp
+        .json()
+        .await
+        .map_err(|e| format!("Fleet API answer: {e}"))?;
+    Ok(Some(a.host.hardware_serial).filter(|s| !s.trim().is_empty()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,55 +335,4 @@ mod tests {
         })
         .is_err());
     }
-}
-
-/// Fleet's REST API: `GET <api_url>/api/v1/fleet/hosts/<id>` with a bearer
-/// token → the host's `hardware_serial`. `Ok(None)`: Fleet has no such host
-/// (or no serial for it); `Err`: Fleet could not be asked (try again later).
-pub async fn fleet_host_serial(
-    api_url: &str,
-    token: &str,
-    host_id: &str,
-) -> Result<Option<String>, String> {
-    #[derive(Deserialize)]
-    struct Answer {
-        host: Host,
-    }
-    #[derive(Deserialize)]
-    struct Host {
-        #[serde(default)]
-        hardware_serial: String,
-    }
-    if host_id.is_empty() || !host_id.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok(None);
-    }
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .use_rustls_tls()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| format!("Fleet API client: {e}"))?;
-    let resp = http
-        .get(format!(
-            "{}/api/v1/fleet/hosts/{host_id}",
-            api_url.trim_end_matches('/')
-        ))
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| format!("Fleet API: {}", e.without_url()))?;
-    if resp.status() == reqwest::StatusCode::NOT_FOUND {
-        return Ok(None);
-    }
-    if !resp.status().is_success() {
-        return Err(format!(
-            "Fleet API answered HTTP {}",
-            resp.status().as_u16()
-        ));
-    }
-    let a: Answer = resp
-        .json()
-        .await
-        .map_err(|e| format!("Fleet API answer: {e}"))?;
-    Ok(Some(a.host.hardware_serial).filter(|s| !s.trim().is_empty()))
 }
