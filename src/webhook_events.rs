@@ -287,6 +287,19 @@ fn reason_for(app: &App, kind: DeviceEventKind) -> Option<Reason> {
 /// certificates (for lost, wiped, unenrolled, deleted, noncompliant),
 /// updates the device, writes the audit log. Returns the outcome text.
 pub fn process(app: &App, event: &DeviceEvent, now: u64) -> anyhow::Result<String> {
+    process_resumed(app, event, now, None)
+}
+
+/// [`process`] for an event accepted at `resumed_since` and perhaps
+/// partly processed before a crash: certificates it finds already revoked
+/// since then are audited as its revocations (the crash lost their audit
+/// entries along with the event's end).
+fn process_resumed(
+    app: &App,
+    event: &DeviceEvent,
+    now: u64,
+    resumed_since: Option<u64>,
+) -> anyhow::Result<String> {
     let looked_up = fleet_serial(app, event)?;
     let ids: Vec<&String> = [&event.serial, &event.udid, &looked_up]
         .into_iter()
@@ -296,6 +309,7 @@ pub fn process(app: &App, event: &DeviceEvent, now: u64) -> anyhow::Result<Strin
         .iter()
         .find_map(|id| app.ledger.device(id).ok().flatten());
     let mut revoked = Vec::new();
+    let mut audits = Vec::new();
     if let Some(reason) = reason_for(app, event.kind) {
         let mut seen = std::collections::BTreeSet::new();
         let mut lookup: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
@@ -304,31 +318,35 @@ pub fn process(app: &App, event: &DeviceEvent, now: u64) -> anyhow::Result<Strin
             lookup.extend(d.udid.clone());
         }
         for id in lookup {
-            match app.authority.revoke_device(&id, reason, now) {
-                Ok(results) => {
-                    for r in results {
-                        if seen.insert(r.serial.clone()) && r.change != "unchanged" {
-                            revoked.push(r.serial.clone());
-                            app.ledger.append_audit(&AuditEntry {
-                                seq: 0,
-                                time: now,
-                                kind: "revocation".into(),
-                                detail: serde_json::json!({
-                                    "serial": r.serial,
-                                    "reason": r.reason,
-                                    "source": event.source,
-                                    "event_id": event.event_id,
-                                }),
-                            })?;
-                        }
-                    }
-                }
-                Err(crate::ra::AdminError::UnknownDevice(_)) => {}
+            let results = match app.authority.revoke_device(&id, reason, now) {
+                Ok(results) => results,
+                Err(crate::ra::AdminError::UnknownDevice(_)) => continue,
                 Err(e) => return Err(e.into()),
+            };
+            for r in results {
+                if !seen.insert(r.serial.clone()) {
+                    continue;
+                }
+                let ours = r.change != "unchanged"
+                    || resumed_since.is_some_and(|since| revoked_since(app, &r.serial, since));
+                if ours {
+                    revoked.push(r.serial.clone());
+                    audits.push(AuditEntry {
+                        seq: 0,
+                        time: now,
+                        kind: "revocation".into(),
+                        detail: serde_json::json!({
+                            "serial": r.serial,
+                            "reason": r.reason,
+                            "source": event.source,
+                            "event_id": event.event_id,
+                        }),
+                    });
+                }
             }
         }
     }
-    if let Some(d) = &device {
+    let status = device.as_ref().map(|d| {
         let (status, compliant) = match event.kind {
             DeviceEventKind::Lost | DeviceEventKind::Wiped => (DeviceStatus::Lost, None),
             DeviceEventKind::Unenrolled | DeviceEventKind::Deleted => {
@@ -339,17 +357,31 @@ pub fn process(app: &App, event: &DeviceEvent, now: u64) -> anyhow::Result<Strin
             DeviceEventKind::Found | DeviceEventKind::Enrolled => (DeviceStatus::Active, None),
             _ => (d.status, None),
         };
-        app.ledger
-            .set_device_status(&d.serial, status, compliant, now)?;
-    }
+        (d.serial.as_str(), status, compliant)
+    });
     let outcome = match (&device, revoked.len()) {
         (None, 0) => "unknown device: nothing revoked".to_string(),
         (_, n) => format!("{n} certificates revoked"),
     };
-    app.ledger
-        .finish_event(&event.source, &event.event_id, &outcome)?;
+    app.ledger.finish_event(
+        &event.source,
+        &event.event_id,
+        &outcome,
+        &audits,
+        status,
+        now,
+    )?;
     tracing::info!(source = %event.source, event_id = %event.event_id, kind = event.kind.name(), outcome = %outcome, "device event processed");
     Ok(outcome)
+}
+
+fn revoked_since(app: &App, serial: &str, since: u64) -> bool {
+    serial
+        .parse::<crate::serial::Serial>()
+        .ok()
+        .and_then(|s| app.ledger.get(&s).ok().flatten())
+        .and_then(|r| r.revocation)
+        .is_some_and(|rev| rev.time >= since)
 }
 
 /// The serial of a Fleet host named only by its id, from Fleet's API
@@ -383,7 +415,7 @@ pub fn resume(app: &App, now: u64) -> anyhow::Result<usize> {
     let mut done = 0;
     let mut first_error = None;
     for p in &pending {
-        match process(app, &p.event, now) {
+        match process_resumed(app, &p.event, now, Some(p.received_at)) {
             Ok(_) => done += 1,
             Err(e) => {
                 tracing::error!(source = %p.event.source, event_id = %p.event.event_id, error = %e, "device event processing failed");

@@ -72,6 +72,21 @@ impl Ledger {
         now: u64,
     ) -> Result<Option<Device>, LedgerError> {
         let _guard = self.lock();
+        let mut batch = WriteBatch::default();
+        let d = self.put_device_status(&mut batch, id, status, compliant, now)?;
+        self.db.write_opt(batch, &sync_opts())?;
+        Ok(d)
+    }
+
+    /// Adds a device's status change to `batch` (caller holds the lock).
+    pub(super) fn put_device_status(
+        &self,
+        batch: &mut WriteBatch,
+        id: &str,
+        status: DeviceStatus,
+        compliant: Option<bool>,
+        now: u64,
+    ) -> Result<Option<Device>, LedgerError> {
         let Some(mut d) = self.device(id)? else {
             return Ok(None);
         };
@@ -80,13 +95,11 @@ impl Ledger {
             d.compliant = c;
         }
         d.updated_at = now;
-        let mut batch = WriteBatch::default();
         batch.put_cf(
             self.cf(CF_DEVICES),
             device_key(&d.serial),
             super::encode(&d),
         );
-        self.db.write_opt(batch, &sync_opts())?;
         Ok(Some(d))
     }
 

@@ -86,19 +86,32 @@ impl Ledger {
         );
         self.push_audit(
             &mut batch,
-            &AuditEntry {
+            &[AuditEntry {
                 seq: 0,
                 time: stored.received_at,
                 kind: "event".into(),
                 detail: serde_json::to_value(&stored.event).unwrap_or_default(),
-            },
+            }],
         )?;
         self.db.write_opt(batch, &sync_opts())?;
         Ok(Recorded::New)
     }
 
-    /// Marks an event processed, with what it did.
-    pub fn finish_event(&self, source: &str, id: &str, outcome: &str) -> Result<(), LedgerError> {
+    /// Marks an event processed, with what it did, in one write: the audit
+    /// entries of its revocations and the device's new status go with it.
+    ///
+    /// Not synced: the revocations themselves were (each in its own synced
+    /// batch). If a crash loses this write, the event is still pending and
+    /// is processed again at start, which writes all of it again.
+    pub fn finish_event(
+        &self,
+        source: &str,
+        id: &str,
+        outcome: &str,
+        audits: &[AuditEntry],
+        device: Option<(&str, crate::devices::DeviceStatus, Option<bool>)>,
+        now: u64,
+    ) -> Result<(), LedgerError> {
         let _guard = self.lock();
         let cf = self.cf(CF_EVENTS);
         let key = event_key(source, id);
@@ -111,7 +124,11 @@ impl Ledger {
         let mut batch = WriteBatch::default();
         batch.put_cf(cf, key, super::encode(&stored));
         batch.delete_cf(cf, pending_key(source, id));
-        self.db.write_opt(batch, &sync_opts())?;
+        self.push_audit(&mut batch, audits)?;
+        if let Some((dev, status, compliant)) = device {
+            self.put_device_status(&mut batch, dev, status, compliant, now)?;
+        }
+        self.db.write(batch)?;
         Ok(())
     }
 
@@ -139,17 +156,23 @@ impl Ledger {
         Ok(out)
     }
 
-    fn push_audit(&self, batch: &mut WriteBatch, entry: &AuditEntry) -> Result<(), LedgerError> {
+    fn push_audit(&self, batch: &mut WriteBatch, entries: &[AuditEntry]) -> Result<(), LedgerError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
         let cf = self.cf(CF_EVENTS);
-        let seq = super::u64_value(self.db.get_cf(cf, META_AUDIT_SEQ)?)? + 1;
-        let mut e = entry.clone();
-        e.seq = seq;
+        let mut seq = super::u64_value(self.db.get_cf(cf, META_AUDIT_SEQ)?)?;
+        for entry in entries {
+            seq += 1;
+            let mut e = entry.clone();
+            e.seq = seq;
+            batch.put_cf(
+                cf,
+                [AUDIT_PREFIX, &seq.to_be_bytes()].concat(),
+                super::encode(&e),
+            );
+        }
         batch.put_cf(cf, META_AUDIT_SEQ, seq.to_be_bytes());
-        batch.put_cf(
-            cf,
-            [AUDIT_PREFIX, &seq.to_be_bytes()].concat(),
-            super::encode(&e),
-        );
         Ok(())
     }
 
@@ -157,7 +180,7 @@ impl Ledger {
     pub fn append_audit(&self, entry: &AuditEntry) -> Result<(), LedgerError> {
         let _guard = self.lock();
         let mut batch = WriteBatch::default();
-        self.push_audit(&mut batch, entry)?;
+        self.push_audit(&mut batch, std::slice::from_ref(entry))?;
         self.db.write_opt(batch, &sync_opts())?;
         Ok(())
     }
