@@ -126,7 +126,11 @@ fn is_revoked(der: &[u8]) -> bool {
         return false;
     };
     matches!(
-        basic.tbs_response_data.responses.first().map(|r| &r.cert_status),
+        basic
+            .tbs_response_data
+            .responses
+            .first()
+            .map(|r| &r.cert_status),
         Some(CertStatus::Revoked(_))
     )
 }
@@ -148,7 +152,10 @@ impl Poster {
             .post(&self.url)
             .header("webhook-id", &id)
             .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", self.secret.sign(&id, ts, body.as_bytes()))
+            .header(
+                "webhook-signature",
+                self.secret.sign(&id, ts, body.as_bytes()),
+            )
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -163,9 +170,10 @@ type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 async fn ocsp_sender(addr: std::net::SocketAddr) -> Sender {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
-    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     sender
 }
@@ -228,7 +236,9 @@ fn main() {
     let many = fill(&app, &hashes, "BURST", burst, 1);
     println!(
         "machine: {} cores; ledger: {} devices, {} certificates, filled in {:.1} s",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         2 * events + burst,
         6 * events + burst,
         t.elapsed().as_secs_f64()

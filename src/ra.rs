@@ -261,17 +261,27 @@ impl Authority {
         if serials.is_empty() {
             return Err(AdminError::UnknownDevice(device.to_string()));
         }
-        let mut results = Vec::new();
+        let mut live = Vec::new();
         for serial in serials {
             let Some(record) = ledger.get(&serial)? else {
                 continue;
             };
-            if record.status(now) == CertStatus::Expired {
-                continue;
+            if record.status(now) != CertStatus::Expired {
+                live.push(serial);
             }
-            let outcome = self.revoke_one(&serial, reason, now)?;
-            self.after_revoke(&outcome);
-            results.push(RevokeResult::from_outcome(&outcome));
+        }
+        // One synced write for all of the device's certificates, their
+        // OCSP responses re-signed inside it.
+        let outcomes = ledger.revoke_many_with(&live, reason, now, |record| {
+            self.responder
+                .precompute(record, now)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        })?;
+        let mut results = Vec::new();
+        for outcome in &outcomes {
+            self.after_revoke(outcome);
+            results.push(RevokeResult::from_outcome(outcome));
         }
         Ok(results)
     }

@@ -183,3 +183,54 @@ fn data_survives_reopen_and_a_second_open_is_refused() {
     assert_eq!(ledger.next_revocation_seq().unwrap(), 1);
     assert_eq!(ledger.serials_by_device("dev").unwrap(), vec![a]);
 }
+
+#[test]
+fn several_revocations_in_one_write_get_consecutive_log_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let serials: Vec<Serial> = (0..3).map(|_| Serial::random()).collect();
+    for (i, s) in serials.iter().enumerate() {
+        ledger
+            .insert(&record(s, Some("PHONE"), 5_000, i as u32), b"der")
+            .unwrap();
+    }
+    ledger
+        .revoke(&serials[1], Reason::Superseded, 1_500)
+        .unwrap();
+    let start = ledger.next_revocation_seq().unwrap();
+    let out = ledger
+        .revoke_many_with(&serials, Reason::CessationOfOperation, 2_000, |_| Ok(None))
+        .unwrap();
+    let changes: Vec<RevokeChange> = out.iter().map(|o| o.change).collect();
+    assert_eq!(
+        changes,
+        [
+            RevokeChange::Revoked,
+            RevokeChange::Unchanged,
+            RevokeChange::Revoked
+        ]
+    );
+    let log = ledger.revocations_since(start, 10).unwrap();
+    let logged: Vec<(u64, Serial)> = log.iter().map(|e| (e.seq, e.serial.clone())).collect();
+    assert_eq!(
+        logged,
+        [(start, serials[0].clone()), (start + 1, serials[2].clone())]
+    );
+    assert_eq!(ledger.next_revocation_seq().unwrap(), start + 2);
+    // The one revoked before keeps its reason and time.
+    let kept = ledger
+        .get(&serials[1])
+        .unwrap()
+        .unwrap()
+        .revocation
+        .unwrap();
+    assert_eq!((kept.reason, kept.time), (Reason::Superseded, 1_500));
+    // A serial we never issued: nothing written.
+    let err = ledger
+        .revoke_many_with(&[Serial::random()], Reason::KeyCompromise, 3_000, |_| {
+            Ok(None)
+        })
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::NotFound(_)));
+    assert_eq!(ledger.next_revocation_seq().unwrap(), start + 2);
+}

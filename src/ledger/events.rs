@@ -156,7 +156,11 @@ impl Ledger {
         Ok(out)
     }
 
-    fn push_audit(&self, batch: &mut WriteBatch, entries: &[AuditEntry]) -> Result<(), LedgerError> {
+    fn push_audit(
+        &self,
+        batch: &mut WriteBatch,
+        entries: &[AuditEntry],
+    ) -> Result<(), LedgerError> {
         if entries.is_empty() {
             return Ok(());
         }

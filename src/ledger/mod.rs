@@ -574,59 +574,82 @@ impl Ledger {
         serial: &Serial,
         reason: Reason,
         time: u64,
-        status: impl FnOnce(&CertRecord) -> Result<Option<PrecomputedSet>, String>,
+        status: impl Fn(&CertRecord) -> Result<Option<PrecomputedSet>, String>,
     ) -> Result<RevokeOutcome, LedgerError> {
+        let mut out = self.revoke_many_with(std::slice::from_ref(serial), reason, time, status)?;
+        Ok(out.remove(0))
+    }
+
+    /// [`Ledger::revoke_with`] for several certificates in one synced batch
+    /// (all or none), outcomes in the order given. Serials must differ.
+    pub fn revoke_many_with(
+        &self,
+        serials: &[Serial],
+        reason: Reason,
+        time: u64,
+        status: impl Fn(&CertRecord) -> Result<Option<PrecomputedSet>, String>,
+    ) -> Result<Vec<RevokeOutcome>, LedgerError> {
         let _guard = self.lock();
-        let mut record = self
-            .get(serial)?
-            .ok_or_else(|| LedgerError::NotFound(serial.clone()))?;
-        let seq = self.next_revocation_seq()?;
-        let (revocation, change) = match record.revocation {
-            None => (Revocation { time, reason, seq }, RevokeChange::Revoked),
-            Some(prev)
-                if reason == Reason::KeyCompromise && prev.reason != Reason::KeyCompromise =>
-            {
-                (
-                    Revocation {
-                        time: prev.time,
-                        reason,
-                        seq,
-                    },
-                    RevokeChange::ReasonUpgraded,
-                )
-            }
-            Some(_) => {
-                return Ok(RevokeOutcome {
-                    record,
-                    change: RevokeChange::Unchanged,
-                })
-            }
-        };
-        record.revocation = Some(revocation);
-        let event = RevocationEvent {
-            seq,
-            serial: serial.clone(),
-            crl_shard: record.crl_shard,
-            revocation,
-        };
+        let mut seq = self.next_revocation_seq()?;
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_CERTS), serial.as_bytes(), encode(&record));
-        batch.put_cf(
-            self.cf(CF_REVOKED_BY_SHARD),
-            shard_key(record.crl_shard, serial),
-            RevokedEntry::encode(&record, &revocation),
-        );
-        batch.put_cf(self.cf(CF_REVOCATIONS), seq.to_be_bytes(), encode(&event));
-        batch.put_cf(self.cf(CF_META), META_NEXT_SEQ, (seq + 1).to_be_bytes());
-        let set = status(&record).map_err(LedgerError::Status)?;
-        if let Some(set) = &set {
-            self.put_precomputed(&mut batch, serial, set)?;
+        let mut outcomes = Vec::with_capacity(serials.len());
+        let mut sets = Vec::new();
+        for serial in serials {
+            let mut record = self
+                .get(serial)?
+                .ok_or_else(|| LedgerError::NotFound(serial.clone()))?;
+            let (revocation, change) = match record.revocation {
+                None => (Revocation { time, reason, seq }, RevokeChange::Revoked),
+                Some(prev)
+                    if reason == Reason::KeyCompromise && prev.reason != Reason::KeyCompromise =>
+                {
+                    (
+                        Revocation {
+                            time: prev.time,
+                            reason,
+                            seq,
+                        },
+                        RevokeChange::ReasonUpgraded,
+                    )
+                }
+                Some(_) => {
+                    outcomes.push(RevokeOutcome {
+                        record,
+                        change: RevokeChange::Unchanged,
+                    });
+                    continue;
+                }
+            };
+            record.revocation = Some(revocation);
+            let event = RevocationEvent {
+                seq,
+                serial: serial.clone(),
+                crl_shard: record.crl_shard,
+                revocation,
+            };
+            batch.put_cf(self.cf(CF_CERTS), serial.as_bytes(), encode(&record));
+            batch.put_cf(
+                self.cf(CF_REVOKED_BY_SHARD),
+                shard_key(record.crl_shard, serial),
+                RevokedEntry::encode(&record, &revocation),
+            );
+            batch.put_cf(self.cf(CF_REVOCATIONS), seq.to_be_bytes(), encode(&event));
+            seq += 1;
+            if let Some(set) = status(&record).map_err(LedgerError::Status)? {
+                self.put_precomputed(&mut batch, serial, &set)?;
+                sets.push((serial.clone(), set));
+            }
+            outcomes.push(RevokeOutcome { record, change });
         }
+        if batch.is_empty() {
+            return Ok(outcomes);
+        }
+        batch.put_cf(self.cf(CF_META), META_NEXT_SEQ, seq.to_be_bytes());
         self.db.write_opt(batch, &sync_opts())?;
-        if let Some(set) = &set {
+        for (serial, set) in &sets {
             self.invalidate_hot(serial, set.responses.iter().map(|(t, _)| *t));
         }
-        Ok(RevokeOutcome { record, change })
+        Ok(outcomes)
     }
 
     /// Revocation events with `seq >= from`, at most `limit` of them.
