@@ -9,6 +9,10 @@
 //! `CUSTOS_ACME_CLIENTS` (concurrent clients, default 16),
 //! `CUSTOS_ACME_SECS` (seconds, default 20).
 
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
+
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
 use instant_acme::{Account, ChallengeType, Identifier, NewAccount, NewOrder, RetryPolicy};
@@ -18,13 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 type Tokens = Arc<Mutex<HashMap<String, String>>>;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn raw_p384_rate(threads: usize, secs: f64) -> f64 {
     let rng = SystemRandom::new();

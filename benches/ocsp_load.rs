@@ -16,6 +16,10 @@
 //! Prints requests/s, p50 and p99 per scenario with the ratio to the
 //! baseline, the revocation-visibility latency, and the peak RSS.
 
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
+
 use base64::Engine;
 use bytes::Bytes;
 use custos::app::{open_ledger, App};
@@ -34,13 +38,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn record(serial: Serial) -> CertRecord {
     CertRecord {
@@ -90,13 +87,6 @@ impl Outcome {
     fn rate(&self) -> f64 {
         self.requests as f64 / self.secs
     }
-}
-
-fn percentile(sorted_us: &[u32], p: f64) -> f64 {
-    if sorted_us.is_empty() {
-        return 0.0;
-    }
-    sorted_us[((sorted_us.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0
 }
 
 fn request_for(shape: &Shape, i: usize) -> hyper::Request<Full<Bytes>> {
@@ -559,16 +549,6 @@ fn pem_body(pem: &str) -> Vec<u8> {
         .unwrap()
 }
 
-fn percent_path(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    format!(
-        "/ocsp/{}",
-        b64.replace('+', "%2B")
-            .replace('/', "%2F")
-            .replace('=', "%3D")
-    )
-}
-
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing we need.
     if std::env::args().any(|a| a == "--list") {
@@ -754,26 +734,4 @@ fn raw_signing_rate(app: &App) -> f64 {
         handles.into_iter().map(|h| h.join().unwrap()).sum()
     });
     total as f64 / start.elapsed().as_secs_f64()
-}
-
-fn is_revoked(der: &[u8]) -> bool {
-    use custos_ocsp::x509_ocsp::{BasicOcspResponse, CertStatus, OcspResponse};
-    use der::Decode;
-    let Ok(r) = OcspResponse::from_der(der) else {
-        return false;
-    };
-    let Some(b) = r.response_bytes else {
-        return false;
-    };
-    let Ok(basic) = BasicOcspResponse::from_der(b.response.as_bytes()) else {
-        return false;
-    };
-    matches!(
-        basic
-            .tbs_response_data
-            .responses
-            .first()
-            .map(|r| &r.cert_status),
-        Some(CertStatus::Revoked(_))
-    )
 }

@@ -10,6 +10,10 @@
 //!
 //! One command: `cargo bench --bench webhook_load`.
 
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
+
 use bytes::Bytes;
 use custos::app::{open_ledger, App};
 use custos::config::{Config, Overrides, WebhookSource};
@@ -25,13 +29,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "whsec_YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldA==";
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn record(serial: Serial, device: &str) -> CertRecord {
     CertRecord {
@@ -54,14 +51,6 @@ fn record(serial: Serial, device: &str) -> CertRecord {
     }
 }
 
-fn percentile(sorted_us: &[u32], p: f64) -> f64 {
-    if sorted_us.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted_us.len() as f64 - 1.0) * p).round() as usize;
-    f64::from(sorted_us[i]) / 1000.0
-}
-
 /// A device and the OCSP GET paths of its certificates.
 struct Device {
     serial: String,
@@ -71,14 +60,7 @@ struct Device {
 
 fn get_path(hashes: &IssuerHashes, serial: &Serial) -> String {
     let id = cert_id_for(hashes, HashAlg::Sha1, serial.as_bytes()).unwrap();
-    let der = build_request(id, None).unwrap();
-    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der);
-    format!(
-        "/ocsp/{}",
-        b64.replace('+', "%2B")
-            .replace('/', "%2F")
-            .replace('=', "%3D")
-    )
+    percent_path(&build_request(id, None).unwrap())
 }
 
 fn fill(app: &App, hashes: &IssuerHashes, prefix: &str, devices: usize, per: usize) -> Vec<Device> {
@@ -111,28 +93,6 @@ fn fill(app: &App, hashes: &IssuerHashes, prefix: &str, devices: usize, per: usi
     }
     custos::devices::ops::import(&app.ledger, csv.as_bytes(), now).unwrap();
     out
-}
-
-fn is_revoked(der: &[u8]) -> bool {
-    use custos_ocsp::x509_ocsp::{BasicOcspResponse, CertStatus, OcspResponse};
-    use der::Decode;
-    let Ok(r) = OcspResponse::from_der(der) else {
-        return false;
-    };
-    let Some(b) = r.response_bytes else {
-        return false;
-    };
-    let Ok(basic) = BasicOcspResponse::from_der(b.response.as_bytes()) else {
-        return false;
-    };
-    matches!(
-        basic
-            .tbs_response_data
-            .responses
-            .first()
-            .map(|r| &r.cert_status),
-        Some(CertStatus::Revoked(_))
-    )
 }
 
 struct Poster {

@@ -1,0 +1,56 @@
+//! Helpers the load benches share: environment knobs, percentiles, OCSP
+//! GET paths and reading an OCSP answer's status. No measuring here.
+
+#![allow(dead_code)]
+
+use base64::Engine;
+
+/// A numeric knob from the environment, or its default.
+pub fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The `p` percentile (0..=1) of sorted microseconds, in milliseconds.
+pub fn percentile(sorted_us: &[u32], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    f64::from(sorted_us[((sorted_us.len() as f64 - 1.0) * p) as usize]) / 1000.0
+}
+
+/// `/ocsp/<percent-encoded base64 request>`.
+pub fn percent_path(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    format!(
+        "/ocsp/{}",
+        b64.replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
+    )
+}
+
+/// Whether an OCSP response's first answer says revoked.
+pub fn is_revoked(der: &[u8]) -> bool {
+    use custos_ocsp::x509_ocsp::{BasicOcspResponse, CertStatus, OcspResponse};
+    use der::Decode;
+    let Ok(r) = OcspResponse::from_der(der) else {
+        return false;
+    };
+    let Some(b) = r.response_bytes else {
+        return false;
+    };
+    let Ok(basic) = BasicOcspResponse::from_der(b.response.as_bytes()) else {
+        return false;
+    };
+    matches!(
+        basic
+            .tbs_response_data
+            .responses
+            .first()
+            .map(|r| &r.cert_status),
+        Some(CertStatus::Revoked(_))
+    )
+}
