@@ -121,7 +121,7 @@ impl Poster {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+        assert!(resp.status().is_success(), "{:?}", resp.text().await);
     }
 }
 

@@ -226,6 +226,35 @@ pub struct Accepted {
     pub duplicates: usize,
     /// Ignored payloads (with why).
     pub ignored: Vec<String>,
+    /// New events naming no device custos knows (inventory or certificates).
+    pub unknown_devices: usize,
+}
+
+/// Whether an event names a device in the inventory or on a certificate
+/// (a Fleet host id counts when the Fleet API can be asked).
+fn names_known_device(app: &App, event: &DeviceEvent) -> bool {
+    let known = |id: &String| {
+        app.ledger.device(id).ok().flatten().is_some()
+            || app
+                .ledger
+                .serials_by_device(id)
+                .is_ok_and(|s| !s.is_empty())
+    };
+    if [&event.serial, &event.udid]
+        .into_iter()
+        .flatten()
+        .any(known)
+    {
+        return true;
+    }
+    event.serial.is_none()
+        && event.udid.is_none()
+        && event.mdm_id.is_some()
+        && app
+            .config
+            .webhooks
+            .get(&event.source)
+            .is_some_and(|w| w.api_url.is_some())
 }
 
 /// Records a delivery's events durably (synced); learns pairings.
@@ -244,7 +273,12 @@ pub fn accept(app: &App, parsed: Vec<Parsed>, body: &[u8], now: u64) -> Result<A
                     outcome: None,
                 };
                 match app.ledger.record_event(&stored).map_err(internal)? {
-                    Recorded::New => out.new.push(event),
+                    Recorded::New => {
+                        if !names_known_device(app, &event) {
+                            out.unknown_devices += 1;
+                        }
+                        out.new.push(event)
+                    }
                     Recorded::Duplicate => out.duplicates += 1,
                     Recorded::Conflict => {
                         return Err(Refusal::Conflict(format!(

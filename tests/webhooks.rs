@@ -392,3 +392,147 @@ async fn a_fleet_lock_by_host_id_is_resolved_through_the_fleet_api() {
         serde_json::from_slice(&custos(&data, &["devices", "show", "C02LOCKED"]).stdout).unwrap();
     assert_eq!(device["status"], "lost");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kind_takes_its_fixture_with_its_credentials() {
+    use base64::Engine;
+    let fixture = |name: &str| {
+        std::fs::read(format!(
+            "{}/tests/data/mdm/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::write(
+        dir.path().join("custos.toml"),
+        "[webhooks.jamf]\nkind = \"jamf\"\nusername = \"jamf\"\npassword = \"jamf-pass\"\n\
+         [webhooks.nano]\nkind = \"nanomdm\"\nhmac_key = \"nano-key\"\n\
+         [webhooks.micro]\nkind = \"micromdm\"\ntoken = \"micro-token\"\n\
+         [webhooks.fleet]\nkind = \"fleet\"\ntoken = \"fleet-token\"\n",
+    )
+    .unwrap();
+    assert!(custos(&data, &["init"]).status.success());
+    for args in [
+        &["devices", "add", "--serial", "C8EM25KSG5PT"][..],
+        &["devices", "add", "--serial", "C02MT66KFLHH"],
+        &["devices", "add", "--serial", "C08VQ2AXHT96"],
+        &[
+            "devices",
+            "add",
+            "--serial",
+            "MICRO1",
+            "--udid",
+            "A5EF1BA1-586D-4F29-B4F3-759DADAC2DDD",
+        ],
+    ] {
+        assert!(custos(&data, args).status.success());
+    }
+    let server = Server::start(&data, &[]);
+    let http = server.https_client();
+    let url = |name: &str| format!("{}/webhooks/{name}", server.https_url);
+    let status = |r: reqwest::Response| r.status().as_u16();
+
+    // Jamf: HTTP Basic.
+    let jamf = fixture("jamf_mobiledeviceunenrolled_rubyjss.json");
+    let wrong = http
+        .post(url("jamf"))
+        .basic_auth("jamf", Some("nope"))
+        .body(jamf.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(wrong), 401);
+    let ok = http
+        .post(url("jamf"))
+        .basic_auth("jamf", Some("jamf-pass"))
+        .body(jamf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(ok), 200);
+
+    // NanoMDM: X-Hmac-Signature over the body; Authenticate teaches the UDID.
+    let hmac = |body: &[u8]| {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"nano-key");
+        base64::engine::general_purpose::STANDARD.encode(aws_lc_rs::hmac::sign(&key, body))
+    };
+    let auth = fixture("nanomdm_authenticate.json");
+    let forged = http
+        .post(url("nano"))
+        .header("x-hmac-signature", hmac(b"another body"))
+        .body(auth.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(forged), 401);
+    let ok = http
+        .post(url("nano"))
+        .header("x-hmac-signature", hmac(&auth))
+        .body(auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(ok), 202);
+
+    // MicroMDM: a bearer token; CheckOut by UDID.
+    let checkout = fixture("micromdm_checkout.json");
+    let none = http
+        .post(url("micro"))
+        .body(checkout.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(none), 401);
+    let ok = http
+        .post(url("micro"))
+        .bearer_auth("micro-token")
+        .body(checkout)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(ok), 200);
+
+    // Fleet: the token in the query.
+    let ok = http
+        .post(format!("{}?token=fleet-token", url("fleet")))
+        .body(fixture("fleet_mdm_unenrolled_COMPOSED.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(ok), 200);
+
+    // A device nobody knows: 202, recorded, nothing done.
+    let unknown = http
+        .post(format!("{}?token=fleet-token", url("fleet")))
+        .body(r#"{"type":"deleted_host","details":{"host_serial":"NOBODY"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(unknown), 202);
+    // Over 256 KiB: refused before anything is read into the ledger.
+    let big = http
+        .post(format!("{}?token=fleet-token", url("fleet")))
+        .body(vec![b' '; 300 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(big), 413);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(server);
+    let show = |id: &str| -> serde_json::Value {
+        let o = custos(&data, &["devices", "show", id]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    for serial in ["C8EM25KSG5PT", "MICRO1", "C08VQ2AXHT96"] {
+        assert_eq!(show(serial)["status"], "unenrolled", "{serial}");
+    }
+    assert_eq!(show("C02MT66KFLHH")["status"], "active");
+    assert_eq!(
+        show("66ADE930-5FDF-5EC4-8429-15640684C489")["serial"],
+        "C02MT66KFLHH"
+    );
+}

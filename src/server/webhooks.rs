@@ -2,7 +2,8 @@
 //! (`[webhooks.<name>]`), parse, record every event durably, answer, then
 //! process (revocations, device status) off the request. Unknown source:
 //! 404; bad credentials: 401; unreadable payload: 400; an event id reused
-//! with another body: 409; only unknown event types: 202.
+//! with another body: 409; only unknown event types, or only devices
+//! custos does not know: 202.
 
 use crate::app::App;
 use crate::ca::build::unix_now;
@@ -100,13 +101,18 @@ async fn receive(
             }
         });
     }
-    let status = if new == 0 && accepted.duplicates == 0 {
+    // 202: nothing will be acted on (only unknown event types, or only
+    // devices custos does not know: recorded, logged, nothing revoked).
+    let status = if accepted.duplicates == 0 && new == accepted.unknown_devices {
+        if accepted.unknown_devices > 0 {
+            tracing::info!(source = %name, events = new, "webhook names no known device");
+        }
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
     };
     answer(
         status,
-        serde_json::json!({"accepted": new, "duplicates": accepted.duplicates, "ignored": accepted.ignored}),
+        serde_json::json!({"accepted": new, "duplicates": accepted.duplicates, "unknown_devices": accepted.unknown_devices, "ignored": accepted.ignored}),
     )
 }
