@@ -16,6 +16,7 @@ use crate::ledger::{Ledger, OutboxEntry, OutboxState};
 use custos_webhooks::standard::Secret;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 const POLL: Duration = Duration::from_millis(200);
 /// Most entries enqueued or attempted per round.
 const BATCH: usize = 500;
+/// Rounds between two counts of the outbox for the gauges (10 s).
+const COUNT_EVERY: u64 = 50;
 /// The event type in every message.
 pub const EVENT_TYPE: &str = "certificate.revoked";
 
@@ -163,6 +166,8 @@ pub struct Notifier {
     config: NotifyConfig,
     targets: BTreeMap<String, Target>,
     metrics: NotifyMetrics,
+    rounds: AtomicU64,
+    changed: AtomicBool,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -210,6 +215,8 @@ impl Notifier {
             config: config.clone(),
             targets,
             metrics: NotifyMetrics::new(registry),
+            rounds: AtomicU64::new(0),
+            changed: AtomicBool::new(false),
         })
     }
 
@@ -218,21 +225,40 @@ impl Notifier {
     pub async fn round(self: &Arc<Self>, now: u64) -> anyhow::Result<usize> {
         let names: Vec<String> = self.targets.keys().cloned().collect();
         let ledger = self.ledger.clone();
-        let (due, dead) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            ledger.enqueue_notifications(&names, now, BATCH)?;
-            let pending = ledger.outbox(OutboxState::Pending, usize::MAX)?;
-            let dead = ledger.outbox(OutboxState::Dead, usize::MAX)?.len();
-            Ok((pending, dead))
+        // Counting walks every entry: only after a round that changed the
+        // outbox, or every COUNT_EVERY rounds, so that a long backlog (a
+        // subscriber down for days) costs little per round.
+        let changed = self.changed.swap(false, Ordering::Relaxed);
+        let count = changed || self.rounds.fetch_add(1, Ordering::Relaxed) % COUNT_EVERY == 0;
+        let (due, counts) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let queued = ledger.enqueue_notifications(&names, now, BATCH)?;
+            // One subscriber's messages go in order: only the head of each
+            // queue can be due, so a batch from each is enough.
+            let mut due = Vec::new();
+            for name in &names {
+                due.extend(ledger.outbox_of(name, OutboxState::Pending, BATCH)?);
+            }
+            let counts = if count || queued > 0 {
+                Some((
+                    ledger.outbox_count(OutboxState::Pending)?,
+                    ledger.outbox_count(OutboxState::Dead)?,
+                ))
+            } else {
+                None
+            };
+            Ok((due, counts))
         })
         .await??;
-        self.metrics
-            .entries
-            .with_label_values(&["pending"])
-            .set(due.len() as i64);
-        self.metrics
-            .entries
-            .with_label_values(&["dead"])
-            .set(dead as i64);
+        if let Some((pending, dead)) = counts {
+            self.metrics
+                .entries
+                .with_label_values(&["pending"])
+                .set(pending as i64);
+            self.metrics
+                .entries
+                .with_label_values(&["dead"])
+                .set(dead as i64);
+        }
         let mut per_sub: BTreeMap<String, Vec<OutboxEntry>> = BTreeMap::new();
         for e in due {
             if e.next_attempt_at <= now && self.targets.contains_key(&e.subscriber) {
@@ -248,6 +274,9 @@ impl Notifier {
         let mut attempts = 0;
         while let Some(n) = tasks.join_next().await {
             attempts += n??;
+        }
+        if attempts > 0 {
+            self.changed.store(true, Ordering::Relaxed);
         }
         Ok(attempts)
     }

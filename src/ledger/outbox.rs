@@ -134,7 +134,38 @@ impl Ledger {
         state: OutboxState,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, LedgerError> {
+        self.outbox_prefix(state_prefix(state), limit)
+    }
+
+    /// One subscriber's entries in `state`, oldest first, at most `limit`.
+    pub fn outbox_of(
+        &self,
+        subscriber: &str,
+        state: OutboxState,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, LedgerError> {
+        let prefix = [state_prefix(state), subscriber.as_bytes(), b"/"].concat();
+        self.outbox_prefix(&prefix, limit)
+    }
+
+    /// How many entries are in `state` (walks them: not for every request).
+    pub fn outbox_count(&self, state: OutboxState) -> Result<usize, LedgerError> {
         let prefix = state_prefix(state);
+        let mut n = 0;
+        for item in self.db.iterator_cf(
+            self.cf(CF_EVENTS),
+            IteratorMode::From(prefix, Direction::Forward),
+        ) {
+            let (key, _) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn outbox_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<OutboxEntry>, LedgerError> {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(
             self.cf(CF_EVENTS),
