@@ -12,9 +12,12 @@
 //! `CUSTOS_LOAD_CERTS` (certificates in the ledger, default 1000000),
 //! `CUSTOS_LOAD_SECS` (seconds per scenario, default 10),
 //! `CUSTOS_LOAD_CONNS` (connections, default 64),
-//! `CUSTOS_LOAD_REVOCATIONS` (revocation-visibility samples, default 1000).
+//! `CUSTOS_LOAD_REVOCATIONS` (revocation-visibility samples, default 1000),
+//! `CUSTOS_LOAD_ONLY` (comma list of `get`, `nonce`, `peers`, `revocation`,
+//! `rss`: run only these besides the baselines and POST without nonce).
 //! Prints requests/s, p50 and p99 per scenario with the ratio to the
-//! baseline, the revocation-visibility latency, and the peak RSS.
+//! baseline, the revocation-visibility latency, and the RSS of the real
+//! `custos serve` binary on the filled ledger against an empty one.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -285,7 +288,14 @@ async fn baseline_server() -> SocketAddr {
 }
 
 fn rss_mb(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status_mb(
+        &std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
+        field,
+    )
+}
+
+/// A `kB` field of a `/proc/<pid>/status` text, in MB.
+fn status_mb(status: &str, field: &str) -> f64 {
     status
         .lines()
         .find(|l| l.starts_with(field))
@@ -617,6 +627,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let serve_args = (hashes.clone(), serials.clone());
     rt.block_on(async move {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let custos_addr = listener.local_addr().unwrap();
@@ -652,29 +663,34 @@ fn main() {
         };
         line("baseline GET (1 KB)", conns, &base_get, &base_get);
         line("baseline POST (1 KB)", conns, &base_post, &base_post);
-        let g = run(custos_addr, "get", gets, conns, false, "/ocsp").await.unwrap();
-        line("custos GET", conns, &g, &base_get);
+        if wanted("get") {
+            let g = run(custos_addr, "get", gets, conns, false, "/ocsp").await.unwrap();
+            line("custos GET", conns, &g, &base_get);
+        }
         let p = run(custos_addr, "post", posts, conns, false, "/ocsp").await.unwrap();
         line("custos POST no nonce", conns, &p, &base_post);
-        let n = run(custos_addr, "post", nonces, conns, false, "/ocsp").await.unwrap();
-        line("custos POST nonce", conns, &n, &base_post);
-        for peer in &peers {
+        if wanted("nonce") {
+            let n = run(custos_addr, "post", nonces, conns, false, "/ocsp").await.unwrap();
+            line("custos POST nonce", conns, &n, &base_post);
+            let raw = raw_signing_rate(&app);
+            println!(
+                "\nresponder key ({}) raw signing on {} threads: {:.0} signatures/s; custos POST nonce is {:.1} % of it",
+                app.responder.key_algorithm(),
+                2,
+                raw,
+                100.0 * n.rate() / raw
+            );
+        }
+        for peer in peers.iter().filter(|_| wanted("peers")) {
             let o = run(peer.addr, "post", peer.posts.clone(), peer.conns, peer.fresh, "/").await.unwrap();
             line(&format!("{} POST", peer.name), peer.conns, &o, &base_post);
             println!("{:<30}                custos POST no nonce / this: {:.1}x", "", p.rate() / o.rate().max(1e-9));
         }
-        let raw = raw_signing_rate(&app);
-        println!(
-            "\nresponder key ({}) raw signing on {} threads: {:.0} signatures/s; custos POST nonce is {:.1} % of it",
-            app.responder.key_algorithm(),
-            2,
-            raw,
-            100.0 * n.rate() / raw
-        );
 
         // Revocation visibility: revoke, then GET until the answer says revoked.
         let mut sender = connect(custos_addr).await.unwrap();
         let mut visible = Vec::new();
+        let revocations = if wanted("revocation") { revocations } else { 0 };
         for i in 0..revocations.min(certs) {
             let serial = serials[(i * 104_729 + 13) % certs].clone();
             let path = percent_path(&ocsp_request(&hashes, &serial, None));
@@ -705,10 +721,85 @@ fn main() {
         }
         shutdown.cancel();
     });
+    drop(rt);
     println!(
-        "RSS at the end: {:.0} MB; peak {:.0} MB including the fill (ocsp.cache_mb = 64)",
+        "RSS of this process at the end: {:.0} MB; peak {:.0} MB including the fill",
         rss_mb("VmRSS:"),
         rss_mb("VmHWM:")
+    );
+    if wanted("rss") {
+        serve_rss(dir.path(), &serve_args.0, &serve_args.1, conns);
+    }
+}
+
+fn wanted(scenario: &str) -> bool {
+    let only = std::env::var("CUSTOS_LOAD_ONLY").unwrap_or_default();
+    only.is_empty() || only.split(',').any(|o| o.trim() == scenario)
+}
+
+/// Memory of `custos serve` itself: the real binary on the filled ledger,
+/// GET load over serials spread across the whole ledger (so the hot cache
+/// and RocksDB's block cache fill and evict), then the same on an empty
+/// ledger. The difference is what the ledger's size costs.
+fn serve_rss(filled: &std::path::Path, hashes: &IssuerHashes, serials: &[Serial], conns: usize) {
+    let step = (serials.len() / 200_000).max(1);
+    let gets: Vec<String> = serials
+        .iter()
+        .step_by(step)
+        .map(|s| percent_path(&ocsp_request(hashes, s, None)))
+        .collect();
+    let empty = tempfile::tempdir().unwrap();
+    println!(
+        "\ncustos serve (separate process, ocsp.cache_mb = 64), GET over {} distinct certificates:",
+        gets.len()
+    );
+    let mut measured = Vec::new();
+    for (name, data) in [("filled ledger", filled), ("empty ledger", empty.path())] {
+        let _ = std::fs::remove_file(data.join("server.json"));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
+            .arg("--data-dir")
+            .arg(data)
+            .args(["serve", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let info = loop {
+            if let Ok(bytes) = std::fs::read(data.join("server.json")) {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    break v;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "custos serve did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let url = info["http_url"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("http://");
+        let addr: SocketAddr = url.trim_end_matches('/').parse().unwrap();
+        let o = run_client(addr, "get", &gets, conns, false, "/ocsp");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        let field = |f: &str| status_mb(&status, f);
+        let (rss, hwm) = (field("VmRSS:"), field("VmHWM:"));
+        let _ = child.kill();
+        let _ = child.wait();
+        println!(
+            "  {name:<14} {:>8.0} req/s  p99 {:.3} ms  RSS {rss:.0} MB  peak {hwm:.0} MB",
+            o.rate(),
+            o.p99_ms
+        );
+        measured.push(hwm);
+    }
+    println!(
+        "  peak RSS the filled ledger adds: {:.0} MB (budget: ocsp.cache_mb 64 + RocksDB write buffers 32)",
+        measured[0] - measured[1]
     );
 }
 

@@ -469,6 +469,27 @@ impl Responder {
         })
     }
 
+    /// A certificate's status now. A current precomputed response saying
+    /// `good` settles it from the hot cache (a revocation re-makes the
+    /// precomputed responses in the same write that records it); anything
+    /// else is read from the certificate's record.
+    fn current_status(&self, alg: HashAlg, serial: &Serial, now: u64) -> Result<Status, OcspError> {
+        let internal = |e: LedgerError| OcspError::Internal(e.to_string());
+        if let Some(p) = self
+            .ledger
+            .get_precomputed(alg.tag(), serial)
+            .map_err(internal)?
+        {
+            if p.status == 0 && p.next_update > now {
+                return Ok(Status::Good);
+            }
+        }
+        Ok(match self.ledger.get(serial).map_err(internal)? {
+            Some(rec) => to_status(&rec),
+            None => Status::Unknown,
+        })
+    }
+
     fn try_answer(&self, der: &[u8], now: u64) -> Result<Answer, OcspError> {
         if let Some(q) = parse_simple(der) {
             let serial = self
@@ -477,7 +498,6 @@ impl Responder {
             return self.precomputed_answer(serial, now);
         }
         let req = parse_request(der, self.settings.max_nonce_len)?;
-        let internal = |e: LedgerError| OcspError::Internal(e.to_string());
         if req.queries.len() == 1 && (req.nonce.is_none() || !self.settings.fresh_signing) {
             let serial = self
                 .query_serial(&req.queries[0])
@@ -493,10 +513,7 @@ impl Responder {
         for q in &req.queries {
             let status = match self.query_serial(q) {
                 None => None,
-                Some((_, serial)) => Some(match self.ledger.get(&serial).map_err(internal)? {
-                    Some(rec) => to_status(&rec),
-                    None => Status::Unknown,
-                }),
+                Some((alg, serial)) => Some(self.current_status(alg, &serial, now)?),
             };
             statuses.push(status);
             answers.push(SingleAnswer {

@@ -128,7 +128,9 @@ pub struct RevokeOutcome {
 pub struct LedgerOptions {
     /// Bytes of memory for precomputed OCSP responses, whatever the
     /// ledger's size: three quarters for the in-memory hot cache, one
-    /// quarter for RocksDB's block cache.
+    /// quarter for RocksDB's block cache (shared by every column family,
+    /// index and filter blocks included). Memtables take a further fixed
+    /// 32 MiB at most.
     pub ocsp_cache_bytes: usize,
 }
 
@@ -289,6 +291,9 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("ledger records serialise")
 }
 
+/// What all memtables together may hold before RocksDB flushes one.
+const MEMTABLE_BUDGET: usize = 32 << 20;
+
 impl Ledger {
     /// Opens (or creates) the ledger at `path` with default options.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
@@ -302,24 +307,33 @@ impl Ledger {
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
         opts.set_keep_log_file_num(4);
-        let mut point = Options::default();
-        let mut table = BlockBasedOptions::default();
-        table.set_bloom_filter(10.0, false);
-        point.set_block_based_table_factory(&table);
-        let mut ocsp = Options::default();
-        let mut ocsp_table = BlockBasedOptions::default();
-        ocsp_table.set_bloom_filter(10.0, false);
-        ocsp_table.set_block_cache(&rocksdb::Cache::new_lru_cache(
-            (options.ocsp_cache_bytes / 4).max(1 << 20),
-        ));
-        ocsp.set_block_based_table_factory(&ocsp_table);
+        // Memory is bounded by configuration, not by the ledger's size: all
+        // memtables together share one budget, and every column family reads
+        // through one LRU block cache that also holds index and filter blocks
+        // (RocksDB otherwise keeps those outside any cache, growing with the
+        // number of table files).
+        opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
+        let block_cache =
+            rocksdb::Cache::new_lru_cache((options.ocsp_cache_bytes / 4).max(1 << 20));
+        let table_options = |bloom: bool| {
+            let mut table = BlockBasedOptions::default();
+            if bloom {
+                table.set_bloom_filter(10.0, false);
+            }
+            table.set_block_cache(&block_cache);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            table
+        };
+        let cf_options = |bloom: bool| {
+            let mut cf = Options::default();
+            cf.set_write_buffer_size(MEMTABLE_BUDGET / 4);
+            cf.set_block_based_table_factory(&table_options(bloom));
+            cf
+        };
         let cfs = ALL_CFS.iter().map(|name| {
-            let cf_opts = match *name {
-                CF_CERTS | CF_CERT_DER => point.clone(),
-                CF_OCSP => ocsp.clone(),
-                _ => Options::default(),
-            };
-            ColumnFamilyDescriptor::new(*name, cf_opts)
+            let point_lookups = matches!(*name, CF_CERTS | CF_CERT_DER | CF_OCSP);
+            ColumnFamilyDescriptor::new(*name, cf_options(point_lookups))
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
             let text = e.to_string();
