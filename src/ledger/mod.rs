@@ -321,7 +321,16 @@ impl Ledger {
                 table.set_bloom_filter(10.0, false);
             }
             table.set_block_cache(&block_cache);
+            // Index and filters in small partitions that live in the cache,
+            // with only their top level pinned: a read that misses loads
+            // one partition, not a whole file's index, so a ledger far
+            // larger than the cache does not thrash it.
+            table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+            table.set_partition_filters(bloom);
+            table.set_metadata_block_size(4096);
             table.set_cache_index_and_filter_blocks(true);
+            table.set_cache_index_and_filter_blocks_with_high_priority(true);
+            table.set_pin_top_level_index_and_filter(true);
             table.set_pin_l0_filter_and_index_blocks_in_cache(true);
             table
         };
