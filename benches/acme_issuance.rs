@@ -51,37 +51,44 @@ fn crypto_floor_rate(threads: usize, secs: f64, client: bool) -> f64 {
     let device = key(&ECDSA_P256_SHA256_ASN1_SIGNING);
     let ca = key(&ECDSA_P384_SHA384_FIXED_SIGNING);
     let responder = key(&ECDSA_P256_SHA256_ASN1_SIGNING);
+    let jws = UnparsedPublicKey::new(
+        &ECDSA_P256_SHA256_FIXED,
+        account.public_key().as_ref().to_vec(),
+    );
+    let csr = UnparsedPublicKey::new(
+        &ECDSA_P256_SHA256_ASN1,
+        device.public_key().as_ref().to_vec(),
+    );
+    let csr_sig = device.sign(&rng, b"certification request info").unwrap();
+    let body = [0x5au8; 300];
+    let jws_sig = account.sign(&rng, &body).unwrap();
+    let tbs = [0x5au8; 600];
+    per_second(threads, secs, || {
+        for _ in 0..JWS_PER_ISSUANCE {
+            if client {
+                account.sign(&rng, &body).unwrap();
+            }
+            jws.verify(&body, jws_sig.as_ref()).unwrap();
+        }
+        csr.verify(b"certification request info", csr_sig.as_ref())
+            .unwrap();
+        ca.sign(&rng, &tbs).unwrap();
+        responder.sign(&rng, &tbs[..400]).unwrap();
+        responder.sign(&rng, &tbs[..400]).unwrap();
+    })
+}
+
+/// How many times per second `threads` threads together run `round`,
+/// each looping for `secs` seconds.
+fn per_second(threads: usize, secs: f64, round: impl Fn() + Sync) -> f64 {
     let start = Instant::now();
     let total: u64 = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
-                    let rng = SystemRandom::new();
-                    let jws = UnparsedPublicKey::new(
-                        &ECDSA_P256_SHA256_FIXED,
-                        account.public_key().as_ref().to_vec(),
-                    );
-                    let csr = UnparsedPublicKey::new(
-                        &ECDSA_P256_SHA256_ASN1,
-                        device.public_key().as_ref().to_vec(),
-                    );
-                    let csr_sig = device.sign(&rng, b"certification request info").unwrap();
-                    let body = [0x5au8; 300];
-                    let jws_sig = account.sign(&rng, &body).unwrap();
-                    let tbs = [0x5au8; 600];
                     let mut n = 0u64;
                     while start.elapsed().as_secs_f64() < secs {
-                        for _ in 0..JWS_PER_ISSUANCE {
-                            if client {
-                                account.sign(&rng, &body).unwrap();
-                            }
-                            jws.verify(&body, jws_sig.as_ref()).unwrap();
-                        }
-                        csr.verify(b"certification request info", csr_sig.as_ref())
-                            .unwrap();
-                        ca.sign(&rng, &tbs).unwrap();
-                        responder.sign(&rng, &tbs[..400]).unwrap();
-                        responder.sign(&rng, &tbs[..400]).unwrap();
+                        round();
                         n += 1;
                     }
                     n
@@ -97,25 +104,10 @@ fn raw_p384_rate(threads: usize, secs: f64) -> f64 {
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
     let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let start = Instant::now();
-    let total: u64 = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let rng = SystemRandom::new();
-                    let mut n = 0u64;
-                    let tbs = [0x5au8; 600];
-                    while start.elapsed().as_secs_f64() < secs {
-                        key.sign(&rng, &tbs).unwrap();
-                        n += 1;
-                    }
-                    n
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).sum()
-    });
-    total as f64 / start.elapsed().as_secs_f64()
+    let tbs = [0x5au8; 600];
+    per_second(threads, secs, || {
+        key.sign(&rng, &tbs).unwrap();
+    })
 }
 
 /// instant-acme's client with TCP_NODELAY, as certbot (urllib3), lego and
