@@ -696,7 +696,7 @@ fn main() {
             let path = percent_path(&ocsp_request(&hashes, &serial, None));
             let t = Instant::now();
             let a = app.clone();
-            tokio::task::spawn_blocking(move || a.authority.revoke_serial(&serial, Reason::KeyCompromise, custos::ca::build::unix_now()))
+            tokio::task::spawn_blocking(move || a.authority.revoke_serial(&serial, Reason::KeyCompromise, None, custos::ca::build::unix_now()))
                 .await
                 .unwrap()
                 .unwrap();

@@ -206,7 +206,13 @@ impl AcmeDomain {
     ) -> Result<String, Problem> {
         let issued = self
             .authority
-            .issue_verified(csr, profile, identity, crate::ca::build::unix_now())
+            .issue_verified(
+                csr,
+                profile,
+                identity,
+                &format!("acme:{}", identity.acme_account.as_deref().unwrap_or("?")),
+                crate::ca::build::unix_now(),
+            )
             .map_err(issue_problem)?;
         Ok(issued.record.serial.to_hex())
     }
@@ -255,6 +261,11 @@ impl AcmeDomain {
         };
         let device = self.device_in_good_standing(&id.value)?;
         self.check_mdm(&device.serial)?;
+        // Checked again and issued under the device's lock, so a `lost`
+        // event processed meanwhile either comes first (and this is
+        // refused) or after (and revokes this certificate).
+        let _one_at_a_time = crate::devices::device_lock(&device.serial);
+        let device = self.device_in_good_standing(&id.value)?;
         let proved: crate::attestation::AttestedDevice = attestations
             .first()
             .and_then(|v| serde_json::from_value(v.clone()).ok())
@@ -263,10 +274,14 @@ impl AcmeDomain {
         if csr.spki.subject_public_key.raw_bytes() != proved.public_key.as_slice() {
             return Err(bad_csr("CSR key is not the attested (hardware-bound) key"));
         }
-        let profile_name = order
-            .profile
-            .as_deref()
-            .unwrap_or(self.device_attest.profile.as_str());
+        // Device certificates come from the device profile only: an order
+        // may not ask for, say, a serverAuth profile for an attested key.
+        let profile_name = self.device_attest.profile.as_str();
+        if let Some(asked) = order.profile.as_deref().filter(|p| *p != profile_name) {
+            return Err(Problem::malformed(format!(
+                "device orders use the device profile {profile_name:?}, not {asked:?}"
+            )));
+        }
         let profile = self
             .authority
             .profiles()
@@ -278,7 +293,14 @@ impl AcmeDomain {
             device: crate::ledger::DeviceIds {
                 serial_number: Some(device.serial.clone()),
                 udid: device.udid.clone().or(proved.udid.clone()),
-                permanent_id: Some(id.value.clone()),
+                // The inventory's spelling, not the client's.
+                permanent_id: Some(
+                    if crate::ledger::normalize_device_id(&id.value) == device.serial {
+                        device.serial.clone()
+                    } else {
+                        crate::ledger::normalize_device_id(&id.value)
+                    },
+                ),
             },
             acme_account: Some(account.id.clone()),
             ..Identity::default()
@@ -322,7 +344,21 @@ impl Domain for AcmeDomain {
                     ))
                 }
             }
-            "permanent-identifier" => self.device_in_good_standing(&id.value).map(|_| ()),
+            // Any ACME account may ask, so the answer must not tell whether
+            // a serial is on the inventory: unknown and refused devices
+            // get the same words. The reason is logged for the helpdesk,
+            // and a device that proves itself by attestation is told it.
+            "permanent-identifier" => match self.device_in_good_standing(&id.value) {
+                Ok(_) => Ok(()),
+                Err(p) if p.kind == ProblemType::ServerInternal => Err(p),
+                Err(p) => {
+                    tracing::info!(identifier = %id.value, reason = %p, "device order refused");
+                    Err(rejected(format!(
+                        "device {} may not enrol; its administrator can see why in custos's log",
+                        id.value
+                    )))
+                }
+            },
             other => Err(Problem::new(
                 ProblemType::UnsupportedIdentifier,
                 format!("identifier type {other:?} is not supported"),
@@ -412,11 +448,8 @@ impl Domain for AcmeDomain {
         // Learn the serial↔UDID pairing from the attestation.
         if device.udid.is_none() {
             if let Some(udid) = &proved.udid {
-                let mut learned = device.clone();
-                learned.udid = Some(crate::ledger::normalize_device_id(udid));
-                learned.updated_at = crate::ca::build::unix_now();
                 self.ledger
-                    .put_devices(&[learned])
+                    .learn_udid(&device.serial, udid, crate::ca::build::unix_now())
                     .map_err(|e| Problem::internal(e.to_string()))?;
             }
         }
@@ -550,14 +583,22 @@ impl Domain for AcmeDomain {
         }))
     }
 
-    fn revoke(&self, serial: &str, reason: u8) -> Result<(), Problem> {
+    fn revoke(&self, serial: &str, reason: u8, account: Option<&str>) -> Result<(), Problem> {
         let serial: Serial = serial
             .parse()
             .map_err(|_| Problem::internal("stored serial does not parse"))?;
         let reason = crate::revocation::Reason::from_code(reason)
             .map_err(|e| Problem::new(ProblemType::BadRevocationReason, e.to_string()))?;
         self.authority
-            .revoke_serial(&serial, reason, crate::ca::build::unix_now())
+            .revoke_serial(
+                &serial,
+                reason,
+                Some(&match account {
+                    Some(a) => format!("acme:{a}"),
+                    None => "acme:certificate-key".to_string(),
+                }),
+                crate::ca::build::unix_now(),
+            )
             .map(|_| ())
             .map_err(|e| {
                 tracing::error!(error = %e, "ACME revocation failed");

@@ -39,8 +39,11 @@ pub fn spawn(app: Arc<App>, shutdown: CancellationToken) {
     let Some(mut queue) = queue else {
         return;
     };
+    let own = own_endpoints(&app.config);
     let client = match reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::limited(5))
+        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+            redirect_allowed(&own, attempt)
+        }))
         .timeout(Duration::from_secs(app.config.acme.validation_timeout_secs))
         .build()
     {
@@ -105,6 +108,79 @@ pub fn spawn(app: Arc<App>, shutdown: CancellationToken) {
             });
         }
     });
+}
+
+/// custos's own listeners (host, port), which http-01 redirects may not
+/// lead to: a client must not make custos send requests to itself.
+fn own_endpoints(config: &crate::config::Config) -> Vec<(String, u16)> {
+    let mut out = vec![
+        (
+            config.http_listen.ip().to_string(),
+            config.http_listen.port(),
+        ),
+        (
+            config.https_listen.ip().to_string(),
+            config.https_listen.port(),
+        ),
+    ];
+    for url in [&config.public_http_url, &config.public_https_url]
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(u) = reqwest::Url::parse(url) {
+            if let (Some(h), Some(p)) = (u.host_str(), u.port_or_known_default()) {
+                out.push((h.trim_matches(['[', ']']).to_ascii_lowercase(), p));
+            }
+        }
+    }
+    out
+}
+
+/// http-01 follows at most 5 redirects, only to http or https on ports 80
+/// and 443 (RFC 8555 §8.3 and what public CAs do), never to a loopback
+/// address or to custos's own listeners.
+fn redirect_allowed(
+    own: &[(String, u16)],
+    attempt: reqwest::redirect::Attempt<'_>,
+) -> reqwest::redirect::Action {
+    if attempt.previous().len() >= 5 {
+        return attempt.error("more than 5 redirects");
+    }
+    let url = attempt.url();
+    let port = url.port_or_known_default();
+    let scheme_ok = matches!(url.scheme(), "http" | "https");
+    if !scheme_ok || !matches!(port, Some(80) | Some(443)) {
+        return attempt.error("redirect to a port other than 80 or 443");
+    }
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_ascii_lowercase();
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback() || ip.is_unspecified());
+    let ours = own
+        .iter()
+        .any(|(h, p)| Some(*p) == port && (*h == host || h == "0.0.0.0" || h == "::"));
+    if loopback || ours {
+        return attempt.error("redirect to this server or a loopback address");
+    }
+    attempt.follow()
+}
+
+/// A problem that says what failed without passing on the network's own
+/// error text (which can reveal what lies behind the address).
+fn connection_problem(url: &str, e: &reqwest::Error) -> Problem {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_redirect() {
+        "was redirected to an address validation does not follow (only ports 80 and 443, never this server)"
+    } else {
+        "could not be fetched"
+    };
+    Problem::new(ProblemType::Connection, format!("{url} {what}"))
 }
 
 /// The dns-01 resolver: `acme.dns_resolver` or the system's, without a
@@ -221,10 +297,8 @@ async fn http01(app: &App, client: &reqwest::Client, job: &ValidationJob) -> Res
         app.config.acme.http01_port, job.token
     );
     let mut response = client.get(&url).send().await.map_err(|e| {
-        Problem::new(
-            ProblemType::Connection,
-            format!("fetching {url}: {}", error_chain(&e)),
-        )
+        tracing::debug!(url = %url, error = %error_chain(&e), "http-01 fetch failed");
+        connection_problem(&url, &e)
     })?;
     if !response.status().is_success() {
         return Err(Problem::unauthorized(format!(
@@ -236,7 +310,7 @@ async fn http01(app: &App, client: &reqwest::Client, job: &ValidationJob) -> Res
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| Problem::new(ProblemType::Connection, format!("reading {url}: {e}")))?
+        .map_err(|e| connection_problem(&url, &e))?
     {
         body.extend_from_slice(&chunk);
         if body.len() > MAX_RESPONSE_BYTES {

@@ -21,6 +21,20 @@ pub struct AdminClient {
     token: AdminToken,
 }
 
+/// How the command line names whoever runs it in the audit log:
+/// `cli:<login name>`.
+pub fn cli_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let user: String = user
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(32)
+        .collect();
+    format!("cli:{user}")
+}
+
 impl AdminClient {
     /// Finds the server of a data dir from `server.json`, `admin.token` and `ca/root.pem`.
     pub fn for_data_dir(data_dir: &Path) -> anyhow::Result<AdminClient> {
@@ -47,6 +61,7 @@ impl AdminClient {
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
         let resp = req
             .bearer_auth(self.token.expose())
+            .header("x-custos-client", cli_actor())
             .send()
             .await
             .map_err(|e| anyhow!("cannot reach the running server at {}: {e}", self.base))?;
@@ -67,10 +82,12 @@ impl AdminClient {
         &self,
         csr_pem: String,
         profile: Option<String>,
+        device: Option<String>,
     ) -> anyhow::Result<CertView> {
         let body = IssueBody {
             csr: csr_pem,
             profile,
+            device,
         };
         self.send(
             self.http
@@ -227,19 +244,49 @@ impl AdminClient {
         &self,
         after: u64,
         limit: usize,
+        filter: &crate::ledger::AuditFilter,
     ) -> anyhow::Result<Vec<crate::ledger::AuditEntry>> {
         #[derive(serde::Deserialize)]
         struct Page {
             entries: Vec<crate::ledger::AuditEntry>,
         }
+        let mut q = vec![("after", after.to_string()), ("limit", limit.to_string())];
+        for (k, v) in [
+            ("kind", filter.kind.clone()),
+            ("device", filter.device.clone()),
+            ("serial", filter.serial.clone()),
+            ("since", filter.since.map(|t| t.to_string())),
+            ("until", filter.until.map(|t| t.to_string())),
+        ] {
+            if let Some(v) = v {
+                q.push((k, v));
+            }
+        }
         let page: Page = self
             .send(
                 self.http
                     .get(format!("{}/admin/audit", self.base))
-                    .query(&[("after", after.to_string()), ("limit", limit.to_string())]),
+                    .query(&q),
             )
             .await?;
         Ok(page.entries)
+    }
+
+    /// `GET /admin/audit/verify`: entries read and what is wrong.
+    pub async fn audit_verify(&self) -> anyhow::Result<(u64, Vec<String>)> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            entries: u64,
+            problems: Vec<String>,
+        }
+        let a: Answer = self
+            .send(
+                self.http
+                    .get(format!("{}/admin/audit/verify", self.base))
+                    .timeout(Duration::from_secs(24 * 3600)),
+            )
+            .await?;
+        Ok((a.entries, a.problems))
     }
 
     /// `GET /admin/webhooks/outbox`.
@@ -292,6 +339,27 @@ impl AdminClient {
             self.http
                 .post(format!("{}/admin/ocsp/refresh", self.base))
                 .timeout(Duration::from_secs(3600)),
+        )
+        .await
+    }
+
+    /// `POST /admin/ledger/verify` (may take long on a large ledger).
+    pub async fn ledger_verify(&self) -> anyhow::Result<crate::verify::VerifyReport> {
+        self.send(
+            self.http
+                .post(format!("{}/admin/ledger/verify", self.base))
+                .timeout(Duration::from_secs(24 * 3600)),
+        )
+        .await
+    }
+
+    /// `POST /admin/backup`: the server writes the backup to `out`.
+    pub async fn backup(&self, out: &Path) -> anyhow::Result<crate::backup::BackupManifest> {
+        self.send(
+            self.http
+                .post(format!("{}/admin/backup", self.base))
+                .json(&serde_json::json!({ "out": out }))
+                .timeout(Duration::from_secs(24 * 3600)),
         )
         .await
     }

@@ -95,6 +95,7 @@ pub fn crl_settings(config: &Config) -> CrlSettings {
         validity_secs: u64::from(c.validity_hours) * 3600,
         expired_grace_secs: u64::from(c.expired_grace_hours) * 3600,
         debounce: std::time::Duration::from_millis(c.debounce_ms),
+        backdate_secs: c.backdate_secs,
         publish_dir: c.publish_dir.clone(),
         refresh_schedule: c.refresh_schedule.clone(),
     }

@@ -23,10 +23,21 @@ pub struct AppleProfileOptions {
     pub organization: String,
 }
 
-fn uuid_v4() -> String {
+/// A payload UUID that stays the same for one CA, group and payload, so
+/// that an MDM sees a regenerated profile as the same profile (a new UUID
+/// is a new profile to it): SHA-256 of the root certificate and the payload
+/// identifier, laid out as an RFC 9562 version 8 (name-based, SHA-256) UUID.
+fn stable_uuid(root_der: &[u8], identifier: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"custos payload uuid\0");
+    h.update(root_der);
+    h.update(b"\0");
+    h.update(identifier.as_bytes());
+    let digest = h.finalize();
     let mut b = [0u8; 16];
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
+    b.copy_from_slice(&digest[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode_upper(b);
     format!(
@@ -39,11 +50,14 @@ fn uuid_v4() -> String {
     )
 }
 
-fn payload(kind: &str, identifier: &str, name: &str) -> Dictionary {
+fn payload(kind: &str, identifier: &str, name: &str, root_der: &[u8]) -> Dictionary {
     let mut d = Dictionary::new();
     d.insert("PayloadType".into(), kind.into());
     d.insert("PayloadIdentifier".into(), identifier.into());
-    d.insert("PayloadUUID".into(), uuid_v4().into());
+    d.insert(
+        "PayloadUUID".into(),
+        stable_uuid(root_der, identifier).into(),
+    );
     d.insert("PayloadVersion".into(), 1.into());
     d.insert("PayloadDisplayName".into(), name.into());
     d
@@ -62,6 +76,7 @@ pub fn build(options: &AppleProfileOptions) -> anyhow::Result<Vec<u8>> {
         "com.apple.security.acme",
         &format!("{base}.acme"),
         "Device certificate (custos)",
+        &options.root_der,
     );
     acme.insert("DirectoryURL".into(), options.directory_url.clone().into());
     acme.insert(
@@ -91,6 +106,7 @@ pub fn build(options: &AppleProfileOptions) -> anyhow::Result<Vec<u8>> {
         "com.apple.security.root",
         &format!("{base}.root"),
         "custos root CA",
+        &options.root_der,
     );
     root.insert(
         "PayloadContent".into(),
@@ -101,7 +117,7 @@ pub fn build(options: &AppleProfileOptions) -> anyhow::Result<Vec<u8>> {
         Some(g) => format!("{} device certificate ({g})", options.organization),
         None => format!("{} device certificate", options.organization),
     };
-    let mut top = payload("Configuration", &base, &name);
+    let mut top = payload("Configuration", &base, &name, &options.root_der);
     top.insert(
         "PayloadOrganization".into(),
         options.organization.clone().into(),
@@ -156,5 +172,26 @@ mod tests {
             Some(&[0x30, 0x03, 0x02, 0x01, 0x01][..])
         );
         assert_ne!(acme["PayloadUUID"], root["PayloadUUID"]);
+    }
+
+    #[test]
+    fn payload_uuids_are_stable_per_ca_and_group() {
+        let opts = |group: &str, root: u8| AppleProfileOptions {
+            directory_url: "https://ca.corp.example/acme/directory".into(),
+            client_identifier: "$SERIALNUMBER".into(),
+            group: Some(group.into()),
+            root_der: vec![0x30, 0x03, 0x02, 0x01, root],
+            organization: "Corp".into(),
+        };
+        let uuid = |o: &AppleProfileOptions| {
+            let v = Value::from_reader_xml(build(o).unwrap().as_slice()).unwrap();
+            v.as_dictionary().unwrap()["PayloadUUID"]
+                .as_string()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(uuid(&opts("a", 1)), uuid(&opts("a", 1)));
+        assert_ne!(uuid(&opts("a", 1)), uuid(&opts("b", 1)));
+        assert_ne!(uuid(&opts("a", 1)), uuid(&opts("a", 2)));
     }
 }

@@ -67,18 +67,9 @@ pub enum Command {
         #[command(subcommand)]
         command: CrlCommand,
     },
-    /// The audit log: device events and the revocations they caused.
-    Audit {
-        /// Entries after this sequence number.
-        #[arg(long, default_value_t = 0)]
-        after: u64,
-        /// At most this many.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    /// The audit log: every change, who made it and what came of it, in a
+    /// hash chain (`custos audit verify` checks it).
+    Audit(AuditArgs),
     /// Enrolment profiles for MDMs.
     Profile {
         /// What to make.
@@ -97,11 +88,98 @@ pub enum Command {
         #[command(subcommand)]
         command: EabCommand,
     },
+    /// Ledger tools.
+    Ledger {
+        /// What to do.
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    /// Take a consistent copy of the data dir (ledger checkpoint, CA files,
+    /// tokens and secrets) while the server runs.
+    Backup {
+        /// Directory to create (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into a new data dir (--data-dir, which must not exist).
+    Restore {
+        /// The backup directory.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// MDM webhooks and outbound revocation notifications.
     Webhooks {
         /// What to do.
         #[command(subcommand)]
         command: WebhooksCommand,
+    },
+}
+
+/// `custos audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// `verify`: check the hash chain.
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+    /// Entries after this sequence number.
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+    /// At most this many.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Only this kind (event, revocation, issuance, device, eab,
+    /// ocsp.refresh, crl.generate, outbox.retry, backup).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only entries naming this device (serial number or UDID).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Only entries naming this certificate serial.
+    #[arg(long)]
+    pub serial: Option<String>,
+    /// Only entries at or after this time (RFC 3339 or Unix seconds).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only entries before this time (RFC 3339 or Unix seconds).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Print a JSON array.
+    #[arg(long, conflicts_with = "jsonl")]
+    pub json: bool,
+    /// Print one JSON object per line (for a SIEM).
+    #[arg(long)]
+    pub jsonl: bool,
+}
+
+/// `custos audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain: exits non-zero if an entry was
+    /// removed, changed or cut off the end.
+    Verify,
+}
+
+fn parse_time(flag: &str, text: &str) -> anyhow::Result<u64> {
+    if let Ok(n) = text.trim().parse::<u64>() {
+        return Ok(n);
+    }
+    time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp().max(0) as u64)
+        .map_err(|_| {
+            anyhow!("--{flag} {text:?}: give RFC 3339 (2026-12-01T10:00:00Z) or Unix seconds")
+        })
+}
+
+/// `custos ledger …`.
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Check, read-only, that stored OCSP responses, CRLs, device statuses
+    /// and indexes agree with the certificate records; exits non-zero on
+    /// any mismatch.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -308,6 +386,10 @@ pub struct IssueArgs {
     /// Write the PEM certificate here instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Link the certificate to this inventory device (serial number or
+    /// UDID), so `custos revoke --device` and MDM events reach it.
+    #[arg(long)]
+    pub device: Option<String>,
 }
 
 /// `custos certs …`.
@@ -326,10 +408,14 @@ pub enum CertsCommand {
         json: bool,
     },
     /// Show one certificate.
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["serial", "serial_arg"]))]
     Show {
-        /// Serial (hex).
+        /// Serial (hex), as `--serial HEX` or positionally.
         #[arg(long)]
-        serial: String,
+        serial: Option<String>,
+        /// Serial (hex).
+        #[arg(value_name = "SERIAL")]
+        serial_arg: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -351,8 +437,8 @@ pub struct RevokeArgs {
     pub reason: String,
 }
 
-/// Entry point of the binary.
-pub async fn main() -> anyhow::Result<()> {
+/// Entry point of the binary: the process's exit code, or an error to print.
+pub async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     // One crypto provider everywhere: rustls and reqwest use aws-lc-rs.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -369,19 +455,24 @@ pub async fn main() -> anyhow::Result<()> {
     };
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     init_logging(&config, matches!(cli.command, Command::Serve(_)));
-    match cli.command {
+    let done = match cli.command {
         Command::Init(args) => init(config, args),
         Command::Serve(_) => serve(config).await,
         Command::Issue(args) => issue(config, args).await,
         Command::Certs { command } => certs(config, command).await,
         Command::Revoke(args) => revoke(config, args).await,
         Command::Status => status(config).await,
-        Command::Ocsp { command } => ocsp(config, command).await,
+        Command::Ocsp { command } => return ocsp(config, command).await,
         Command::Crl { command } => crl(config, command).await,
         Command::Eab { command } => eab(config, command).await,
         Command::Devices { command } => devices(config, command).await,
         Command::Profile { command } => profile(config, command),
-        Command::Audit { after, limit, json } => audit(config, after, limit, json).await,
+        Command::Audit(args) => return audit(config, args).await,
+        Command::Ledger {
+            command: LedgerCommand::Verify { json },
+        } => return ledger_verify(config, json).await,
+        Command::Backup { out } => backup(config, out).await,
+        Command::Restore { from } => restore(config, from),
         Command::Webhooks {
             command:
                 WebhooksCommand::Outbox {
@@ -390,7 +481,104 @@ pub async fn main() -> anyhow::Result<()> {
                     json,
                 },
         } => outbox(config, dead, retry_dead, json).await,
+    };
+    done.map(|()| std::process::ExitCode::SUCCESS)
+}
+
+async fn ledger_verify(config: Config, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    let report = match target(config)? {
+        Target::Direct(app) => {
+            let total = app.ledger.count()?;
+            let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                indicatif::ProgressBar::new(total)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} certificates ({eta} left)",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let report = crate::verify::verify(&app, unix_now(), |n| bar.set_position(n))?;
+            bar.finish_and_clear();
+            report
+        }
+        Target::Remote(client) => {
+            let spinner = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                indicatif::ProgressBar::new_spinner()
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            spinner.set_message("verifying on the running server…");
+            spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+            let report = client.ledger_verify().await;
+            spinner.finish_and_clear();
+            report?
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("certificates:              {}", report.certificates);
+        println!(
+            "stored OCSP responses:     {} verified, {} to be signed on request",
+            report.responses_checked, report.responses_missing
+        );
+        println!(
+            "revocations in CRLs:       {} checked, {} awaiting regeneration",
+            report.crl_entries_checked, report.crl_regeneration_pending
+        );
+        println!("devices:                   {}", report.devices_checked);
+        if report.clean() {
+            println!("ledger verified: no mismatches");
+        } else {
+            println!("{} mismatches:", report.mismatches.len());
+            for m in &report.mismatches {
+                println!("  {m}");
+            }
+        }
     }
+    Ok(if report.clean() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
+}
+
+async fn backup(config: Config, out: PathBuf) -> anyhow::Result<()> {
+    let out = std::path::absolute(&out).with_context(|| format!("{}: bad path", out.display()))?;
+    let manifest = match target(config)? {
+        Target::Direct(app) => {
+            let m = crate::backup::backup(&app.ledger, &app.config.data_dir, &out, unix_now())?;
+            app.authority.audit(
+                &crate::admin_client::cli_actor(),
+                "backup",
+                serde_json::json!({"out": out.display().to_string(), "certificates": m.certificates, "outcome": "written"}),
+                unix_now(),
+            );
+            m
+        }
+        Target::Remote(client) => client.backup(&out).await?,
+    };
+    println!(
+        "backup of {} certificates and {} revocation events in {}",
+        manifest.certificates,
+        manifest.revocation_events,
+        out.display()
+    );
+    Ok(())
+}
+
+fn restore(config: Config, from: PathBuf) -> anyhow::Result<()> {
+    let manifest = crate::backup::restore(&from, &config.data_dir)?;
+    println!(
+        "restored {} certificates into {}; check it with `custos --data-dir {} ledger verify`",
+        manifest.certificates,
+        config.data_dir.display(),
+        config.data_dir.display()
+    );
+    Ok(())
 }
 
 async fn outbox(config: Config, dead: bool, retry_dead: bool, json: bool) -> anyhow::Result<()> {
@@ -398,7 +586,16 @@ async fn outbox(config: Config, dead: bool, retry_dead: bool, json: bool) -> any
     let target = target(config)?;
     if retry_dead {
         let n = match &target {
-            Target::Direct(app) => app.ledger.retry_dead_notifications(unix_now())?,
+            Target::Direct(app) => {
+                let n = app.ledger.retry_dead_notifications(unix_now())?;
+                app.authority.audit(
+                    &crate::admin_client::cli_actor(),
+                    "outbox.retry",
+                    serde_json::json!({"requeued": n, "outcome": "requeued"}),
+                    unix_now(),
+                );
+                n
+            }
             Target::Remote(c) => c.outbox_retry().await?,
         };
         println!("{n} dead notifications queued again");
@@ -436,26 +633,66 @@ async fn outbox(config: Config, dead: bool, retry_dead: bool, json: bool) -> any
     Ok(())
 }
 
-async fn audit(config: Config, after: u64, limit: usize, json: bool) -> anyhow::Result<()> {
-    let limit = limit.clamp(1, crate::server::admin::MAX_PAGE);
-    let entries = match target(config)? {
-        Target::Direct(app) => app.ledger.audit(after, limit)?,
-        Target::Remote(c) => c.audit(after, limit).await?,
+async fn audit(config: Config, args: AuditArgs) -> anyhow::Result<std::process::ExitCode> {
+    if let Some(AuditCommand::Verify) = args.command {
+        let (entries, problems) = match target(config)? {
+            Target::Direct(app) => app.ledger.verify_audit()?,
+            Target::Remote(c) => c.audit_verify().await?,
+        };
+        if problems.is_empty() {
+            println!("audit log verified: {entries} entries, chain intact");
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        println!(
+            "audit log BROKEN: {} problems in {entries} entries:",
+            problems.len()
+        );
+        for p in &problems {
+            println!("  {p}");
+        }
+        return Ok(std::process::ExitCode::from(1));
+    }
+    let filter = crate::ledger::AuditFilter {
+        kind: args.kind.clone(),
+        device: args.device.clone(),
+        serial: args.serial.clone(),
+        since: args
+            .since
+            .as_deref()
+            .map(|t| parse_time("since", t))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|t| parse_time("until", t))
+            .transpose()?,
     };
-    if json {
+    let limit = args.limit.clamp(1, crate::server::admin::MAX_PAGE);
+    let entries = match target(config)? {
+        Target::Direct(app) => app.ledger.audit_filtered(args.after, limit, &filter)?,
+        Target::Remote(c) => c.audit(args.after, limit, &filter).await?,
+    };
+    if args.json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else if args.jsonl {
+        for e in &entries {
+            println!("{}", serde_json::to_string(e)?);
+        }
+    } else if entries.is_empty() {
+        println!("no audit entries after sequence number {}", args.after);
     } else {
         for e in entries {
             println!(
-                "{:>6}  {}  {:<10} {}",
+                "{:>6}  {}  {:<12} {:<24} {}",
                 e.seq,
                 crate::ra::rfc3339(e.time),
                 e.kind,
+                e.actor,
                 e.detail
             );
         }
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn profile(config: Config, command: ProfileCommand) -> anyhow::Result<()> {
@@ -465,6 +702,9 @@ fn profile(config: Config, command: ProfileCommand) -> anyhow::Result<()> {
         client_identifier,
         organization,
     } = command;
+    for w in config.loopback_warnings(false, true) {
+        eprintln!("custos: warning: {w}");
+    }
     let root = crate::ca::CaPaths::new(&config.data_dir).root_cert();
     let pem = crate::files::read_named(&root, "root certificate (run `custos init` first)")?;
     let root_der = {
@@ -521,7 +761,16 @@ async fn devices(config: Config, command: DevicesCommand) -> anyhow::Result<()> 
                 notes,
             };
             let device = match &target {
-                Target::Direct(app) => ops::add(&app.ledger, new, unix_now())?,
+                Target::Direct(app) => {
+                    let d = ops::add(&app.ledger, new, unix_now())?;
+                    ops::audit_add(
+                        &app.authority,
+                        &crate::admin_client::cli_actor(),
+                        &d,
+                        unix_now(),
+                    );
+                    d
+                }
                 Target::Remote(c) => c.device_add(&new).await?,
             };
             print(&device)?;
@@ -529,7 +778,16 @@ async fn devices(config: Config, command: DevicesCommand) -> anyhow::Result<()> 
         DevicesCommand::Import { file } => {
             let csv = crate::files::read_named(&file, "device CSV")?;
             let result = match &target {
-                Target::Direct(app) => ops::import(&app.ledger, &csv, unix_now())?,
+                Target::Direct(app) => {
+                    let r = ops::import(&app.ledger, &csv, unix_now())?;
+                    app.authority.audit(
+                        &crate::admin_client::cli_actor(),
+                        "device",
+                        serde_json::json!({"action": "import", "imported": r.imported, "added": r.added, "outcome": "imported"}),
+                        unix_now(),
+                    );
+                    r
+                }
                 Target::Remote(c) => c.device_import(csv).await?,
             };
             println!(
@@ -580,12 +838,23 @@ async fn devices(config: Config, command: DevicesCommand) -> anyhow::Result<()> 
         } => {
             let change = StatusChange { status, compliant };
             let device = match &target {
-                Target::Direct(app) => app.ledger.set_device_status(
-                    &id,
-                    change.status,
-                    change.compliant,
-                    unix_now(),
-                )?,
+                Target::Direct(app) => {
+                    let d = app.ledger.set_device_status(
+                        &id,
+                        change.status,
+                        change.compliant,
+                        unix_now(),
+                    )?;
+                    if let Some(d) = &d {
+                        ops::audit_status(
+                            &app.authority,
+                            &crate::admin_client::cli_actor(),
+                            d,
+                            unix_now(),
+                        );
+                    }
+                    d
+                }
                 Target::Remote(c) => c.device_set_status(&id, &change).await?,
             };
             match device {
@@ -602,7 +871,14 @@ async fn eab(config: Config, command: EabCommand) -> anyhow::Result<()> {
     let key = match target(config)? {
         Target::Direct(app) => {
             let secret = crate::eab::EabSecret::ensure(&app.config.data_dir)?;
-            crate::eab::create(&app.ledger, &secret, &name, unix_now())?
+            let key = crate::eab::create(&app.ledger, &secret, &name, unix_now())?;
+            crate::eab::audit_create(
+                &app.authority,
+                &crate::admin_client::cli_actor(),
+                &key,
+                unix_now(),
+            );
+            key
         }
         Target::Remote(client) => client.eab_create(&name).await?,
     };
@@ -715,6 +991,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         app.ca.crl_url(0)
     );
     print_ca(&app.ca, &data_dir);
+    for w in app.config.loopback_warnings(true, true) {
+        eprintln!("custos: warning: {w}");
+        tracing::warn!("{w}");
+    }
     tracing::info!(http = %http_addr, https = %https_addr, "listening");
 
     let app = Arc::new(app);
@@ -788,22 +1068,44 @@ fn target(config: Config) -> anyhow::Result<Target> {
     }
 }
 
+/// Whether a file holds a private key (PEM), which must never be sent.
+fn holds_private_key(bytes: &[u8]) -> bool {
+    bytes
+        .windows(b"PRIVATE KEY-----".len())
+        .any(|w| w == b"PRIVATE KEY-----")
+}
+
 async fn issue(config: Config, args: IssueArgs) -> anyhow::Result<()> {
-    let csr = read_named(&args.csr, "CSR")?;
+    let csr = zeroize::Zeroizing::new(read_named(&args.csr, "CSR")?);
+    if holds_private_key(&csr) {
+        anyhow::bail!(
+            "{}: this file holds a private key, not a certificate request; nothing was sent. Give the CSR (openssl req -new -key KEY -out device.csr)",
+            args.csr.display()
+        );
+    }
+    for w in config.loopback_warnings(true, false) {
+        eprintln!("custos: warning: {w}");
+    }
     let view = match target(config)? {
         Target::Direct(app) => {
             let now = unix_now();
             let issued = app
                 .authority
-                .issue_csr(&csr, args.profile.as_deref(), now)
+                .issue_csr_for_device(
+                    &csr,
+                    args.profile.as_deref(),
+                    args.device.as_deref(),
+                    &crate::admin_client::cli_actor(),
+                    now,
+                )
                 .map_err(|e| anyhow!("{}: {e}", args.csr.display()))?;
             CertView::new(&issued.record, now, Some(&issued.der))
         }
         Target::Remote(client) => {
-            let text = String::from_utf8(csr.clone())
+            let text = String::from_utf8(csr.to_vec())
                 .unwrap_or_else(|_| crate::ca::build::der_to_csr_pem(&csr));
             client
-                .issue(text, args.profile)
+                .issue(text, args.profile, args.device)
                 .await
                 .map_err(|e| anyhow!("{}: {e}", args.csr.display()))?
         }
@@ -881,7 +1183,12 @@ async fn certs(config: Config, command: CertsCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        CertsCommand::Show { serial, json } => {
+        CertsCommand::Show {
+            serial,
+            serial_arg,
+            json,
+        } => {
+            let serial = serial.or(serial_arg).unwrap_or_default();
             let parsed: Serial = serial.parse()?;
             let view = match &target {
                 Target::Direct(app) => app.authority.show(&parsed, unix_now())?,
@@ -908,8 +1215,18 @@ async fn revoke(config: Config, args: RevokeArgs) -> anyhow::Result<()> {
         Target::Direct(app) => {
             let now = unix_now();
             match (&serial, &args.device) {
-                (Some(s), _) => vec![app.authority.revoke_serial(s, reason, now)?],
-                (None, Some(d)) => app.authority.revoke_device(d, reason, now)?,
+                (Some(s), _) => vec![app.authority.revoke_serial(
+                    s,
+                    reason,
+                    Some(&crate::admin_client::cli_actor()),
+                    now,
+                )?],
+                (None, Some(d)) => app.authority.revoke_device(
+                    d,
+                    reason,
+                    Some(&crate::admin_client::cli_actor()),
+                    now,
+                )?,
                 (None, None) => unreachable!("clap requires --serial or --device"),
             }
         }
@@ -959,7 +1276,14 @@ async fn status(config: Config) -> anyhow::Result<()> {
             println!("revocation events: {}", s.revocation_events);
             println!("issuer id:         {}", s.issuer_id);
             println!("ocsp signer until: {}", s.ocsp_signer_not_after);
+            let paths = crate::ca::CaPaths::new(&data_dir);
+            println!("  root certificate:  {}", paths.root_cert().display());
+            println!("  issuing chain:     {}", paths.chain().display());
             println!("  root SHA-256:      {}", s.root_fingerprint);
+            println!(
+                "  admin token:       {}",
+                crate::instance::admin_token_path(&data_dir).display()
+            );
         }
     }
     Ok(())
@@ -982,6 +1306,12 @@ async fn crl(config: Config, command: CrlCommand) -> anyhow::Result<()> {
     let crls = match (command, target(config)?) {
         (CrlCommand::Generate, Target::Direct(app)) => {
             let made = app.crl.generate_all(unix_now())?;
+            app.authority.audit(
+                &crate::admin_client::cli_actor(),
+                "crl.generate",
+                serde_json::json!({"shards": made.iter().map(|c| c.shard).collect::<Vec<_>>(), "numbers": made.iter().map(|c| c.number).collect::<Vec<_>>(), "outcome": "signed"}),
+                unix_now(),
+            );
             made.iter().map(|c| CrlInfo::new(&app, c)).collect()
         }
         (CrlCommand::Show, Target::Direct(app)) => (0..app.crl.shard_count())
@@ -999,7 +1329,64 @@ async fn crl(config: Config, command: CrlCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ocsp(config: Config, command: OcspCommand) -> anyhow::Result<()> {
+enum CheckOutcome {
+    Good,
+    Revoked,
+    Unknown,
+}
+
+async fn ocsp_check(
+    config: &Config,
+    cert: &Path,
+    url: Option<String>,
+) -> anyhow::Result<CheckOutcome> {
+    let data_dir = &config.data_dir;
+    let pem = read_named(cert, "certificate")?;
+    let leaf = crate::ca::parse_pem_bundle(&pem).map_err(|e| anyhow!("{}: {e}", cert.display()))?;
+    // Ask where the certificate itself says to ask, as a relying party
+    // does; then the running server; then public_http_url.
+    let url = match url {
+        Some(u) => u,
+        None => match crate::ocsp_check::aia_ocsp_url(&leaf[0]) {
+            Some(u) => u,
+            None => match ServerInfo::read(data_dir) {
+                Ok(info) => format!("{}/ocsp", info.http_url),
+                Err(_) => format!("{}/ocsp", config.http_base(None)),
+            },
+        },
+    };
+    let issuer_path = crate::ca::CaPaths::new(data_dir).issuer_cert();
+    let issuer_pem = read_named(&issuer_path, "issuing CA certificate")?;
+    let issuer = crate::ca::parse_pem_bundle(&issuer_pem)
+        .map_err(|e| anyhow!("{}: {e}", issuer_path.display()))?;
+    let result = crate::ocsp_check::check(&url, &issuer[0], &leaf[0])
+        .await
+        .map_err(|e| anyhow!("{}: {e}", cert.display()))?;
+    match &result.revoked {
+        Some((time, reason)) => println!(
+            "{}: revoked at {time}{}",
+            cert.display(),
+            reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ),
+        None => println!("{}: {}", cert.display(), result.status),
+    }
+    println!("  responder:   {url}");
+    println!("  this update: {}", result.this_update);
+    if let Some(n) = &result.next_update {
+        println!("  next update: {n}");
+    }
+    println!("  response verified against {}", issuer_path.display());
+    Ok(match result.status.as_str() {
+        "good" => CheckOutcome::Good,
+        "revoked" => CheckOutcome::Revoked,
+        _ => CheckOutcome::Unknown,
+    })
+}
+
+async fn ocsp(config: Config, command: OcspCommand) -> anyhow::Result<std::process::ExitCode> {
     match command {
         OcspCommand::Refresh => match target(config)? {
             Target::Direct(app) => {
@@ -1015,6 +1402,12 @@ async fn ocsp(config: Config, command: OcspCommand) -> anyhow::Result<()> {
                     .responder
                     .refresh_all(unix_now(), |n| bar.set_position(n))?;
                 bar.finish_and_clear();
+                app.authority.audit(
+                    &crate::admin_client::cli_actor(),
+                    "ocsp.refresh",
+                    serde_json::json!({"refreshed": done, "outcome": "signed"}),
+                    unix_now(),
+                );
                 println!("re-signed OCSP responses for {done} unexpired certificates");
             }
             Target::Remote(client) => {
@@ -1030,41 +1423,18 @@ async fn ocsp(config: Config, command: OcspCommand) -> anyhow::Result<()> {
             }
         },
         OcspCommand::Check { cert, url } => {
-            let data_dir = config.data_dir.clone();
-            let url = match url {
-                Some(u) => u,
-                None => match ServerInfo::read(&data_dir) {
-                    Ok(info) => format!("{}/ocsp", info.http_url),
-                    Err(_) => format!("{}/ocsp", config.http_base(None)),
-                },
-            };
-            let pem = read_named(&cert, "certificate")?;
-            let leaf = crate::ca::parse_pem_bundle(&pem)
-                .map_err(|e| anyhow!("{}: {e}", cert.display()))?;
-            let issuer_path = crate::ca::CaPaths::new(&data_dir).issuer_cert();
-            let issuer_pem = read_named(&issuer_path, "issuing CA certificate")?;
-            let issuer = crate::ca::parse_pem_bundle(&issuer_pem)
-                .map_err(|e| anyhow!("{}: {e}", issuer_path.display()))?;
-            let result = crate::ocsp_check::check(&url, &issuer[0], &leaf[0])
-                .await
-                .map_err(|e| anyhow!("{}: {e}", cert.display()))?;
-            match &result.revoked {
-                Some((time, reason)) => println!(
-                    "{}: revoked at {time}{}",
-                    cert.display(),
-                    reason
-                        .as_deref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                ),
-                None => println!("{}: {}", cert.display(), result.status),
-            }
-            println!("  this update: {}", result.this_update);
-            if let Some(n) = &result.next_update {
-                println!("  next update: {n}");
-            }
-            println!("  response verified against {}", issuer_path.display());
+            // Exit codes a script can test: 0 good, 1 revoked, 2 unknown or
+            // any failure to get a verified answer.
+            return Ok(match ocsp_check(&config, &cert, url).await {
+                Ok(CheckOutcome::Good) => std::process::ExitCode::SUCCESS,
+                Ok(CheckOutcome::Revoked) => std::process::ExitCode::from(1),
+                Ok(CheckOutcome::Unknown) => std::process::ExitCode::from(2),
+                Err(e) => {
+                    eprintln!("custos: error: {}", format!("{e:#}").replace('\n', " "));
+                    std::process::ExitCode::from(2)
+                }
+            });
         }
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

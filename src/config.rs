@@ -103,6 +103,33 @@ impl Default for OcspConfig {
     }
 }
 
+/// `[http]`: limits both listeners put on every client connection.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Seconds a client may take to send a request's headers (HTTP/1).
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may sit with no request under way and no bytes
+    /// moving before it is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds a client may take to send a request's body.
+    pub body_timeout_secs: u64,
+    /// Open connections per listener; past it new connections wait in the
+    /// kernel's accept queue (counted in `custos_http_connections_waited_total`).
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            body_timeout_secs: 10,
+            max_connections: 10_000,
+        }
+    }
+}
+
 /// `[crl]`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -118,6 +145,9 @@ pub struct CrlConfig {
     /// Revocations arriving within this many milliseconds are published
     /// in one regeneration of their shard.
     pub debounce_ms: u64,
+    /// How far thisUpdate is set before the signing time, for relying
+    /// parties' clock skew.
+    pub backdate_secs: u64,
     /// Also write every CRL (`<issuer-id>/<shard>.crl` and `.pem`) here,
     /// atomically, for a web server or CDN to serve.
     pub publish_dir: Option<PathBuf>,
@@ -131,6 +161,7 @@ impl Default for CrlConfig {
             refresh_schedule: "0 0 * * * *".into(),
             expired_grace_hours: 24,
             debounce_ms: 200,
+            backdate_secs: 300,
             publish_dir: None,
         }
     }
@@ -385,6 +416,8 @@ pub struct Config {
     pub profiles: BTreeMap<String, ProfileConfig>,
     /// Logging.
     pub log: LogConfig,
+    /// Connection limits of both listeners.
+    pub http: HttpConfig,
     /// OCSP responder.
     pub ocsp: OcspConfig,
     /// CRL publishing.
@@ -465,10 +498,16 @@ pub struct WebhookSource {
     pub allowed_ips: Vec<String>,
     /// jamf: smart group name → event kind (lost, noncompliant, …).
     pub smart_groups: BTreeMap<String, String>,
-    /// fleet: base URL of Fleet's API, to turn a host id into a serial.
+    /// fleet, jamf: base URL of the MDM's API, to turn a device id into a
+    /// serial (jamf: defaults to `acme.device_attest.mdm.url` when that is
+    /// a Jamf Pro server).
     pub api_url: Option<String>,
     /// fleet: API token for `api_url`.
     pub api_token: Option<String>,
+    /// jamf: Jamf Pro API client id for `api_url`.
+    pub client_id: Option<String>,
+    /// jamf: Jamf Pro API client secret for `api_url`.
+    pub client_secret: Option<String>,
 }
 
 /// `[webhook_reasons]`: the revocation reason of each event kind.
@@ -520,6 +559,7 @@ impl Default for Config {
             default_profile: "default".into(),
             profiles,
             log: LogConfig::default(),
+            http: HttpConfig::default(),
             ocsp: OcspConfig::default(),
             crl: CrlConfig::default(),
             acme: AcmeConfig::default(),
@@ -557,6 +597,7 @@ const ENV_KEYS: &[&str] = &[
     "default_profile",
     "profiles",
     "log",
+    "http",
     "ocsp",
     "crl",
     "acme",
@@ -587,9 +628,15 @@ impl Config {
         // Only variables naming a configuration section or key are read:
         // other CUSTOS_* variables (CUSTOS_CONFIG, the benches' knobs) are
         // not configuration and must not be refused as unknown fields.
+        check_env_names(std::env::vars().map(|(k, _)| k))?;
         figment = figment.merge(
             Env::prefixed("CUSTOS_")
                 .filter(|key| {
+                    // CUSTOS_LOG is a tracing filter (read when logging
+                    // starts), not the [log] table.
+                    if key.as_str().eq_ignore_ascii_case("log") {
+                        return false;
+                    }
                     let top = key.as_str().split("__").next().unwrap_or_default();
                     ENV_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
                 })
@@ -597,7 +644,7 @@ impl Config {
         );
         let mut config: Config = figment
             .extract()
-            .map_err(|e| anyhow!("configuration error: {}", one_line(&e)))?;
+            .map_err(|e| anyhow!("configuration error: {}", describe(&e)))?;
         if let Some(d) = &overrides.data_dir {
             config.data_dir = d.clone();
         }
@@ -668,6 +715,9 @@ impl Config {
         if c.validity_hours == 0 || c.validity_hours > 24 * 10 {
             bail!("configuration error: crl.validity_hours must be between 1 and 240");
         }
+        if c.backdate_secs >= u64::from(c.validity_hours) * 3600 {
+            bail!("configuration error: crl.backdate_secs must be shorter than crl.validity_hours");
+        }
         if c.debounce_ms > 1000 {
             bail!("configuration error: crl.debounce_ms must be at most 1000 (revocations are published within a second)");
         }
@@ -677,6 +727,19 @@ impl Config {
                 c.refresh_schedule
             )
         })?;
+        let h = &self.http;
+        for (key, v) in [
+            ("header_timeout_secs", h.header_timeout_secs),
+            ("idle_timeout_secs", h.idle_timeout_secs),
+            ("body_timeout_secs", h.body_timeout_secs),
+        ] {
+            if v == 0 || v > 3600 {
+                bail!("configuration error: http.{key} must be between 1 and 3600");
+            }
+        }
+        if h.max_connections == 0 || h.max_connections > 1_000_000 {
+            bail!("configuration error: http.max_connections must be between 1 and 1000000");
+        }
         let o = &self.ocsp;
         if o.response_validity_hours == 0 || o.response_validity_hours > 24 * 7 {
             bail!("configuration error: ocsp.response_validity_hours must be between 1 and 168");
@@ -714,6 +777,27 @@ impl Config {
         Ok(())
     }
 
+    /// Warnings for URLs that would name this machine's loopback address
+    /// in what custos hands out (certificates' OCSP, CRL and CA issuer
+    /// URLs; the ACME directory URL in enrolment profiles): only this
+    /// machine can reach them. Each names the key to set.
+    pub fn loopback_warnings(&self, http: bool, https: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        if http && self.public_http_url.is_none() && self.http_listen.ip().is_loopback() {
+            out.push(format!(
+                "public_http_url is not set: certificates will carry OCSP and CRL URLs under {}, which only this machine can reach; set public_http_url to the address relying parties use",
+                self.http_base(None)
+            ));
+        }
+        if https && self.public_https_url.is_none() && self.https_listen.ip().is_loopback() {
+            out.push(format!(
+                "public_https_url is not set: devices will be sent to {}, which only this machine can reach; set public_https_url to the address devices use",
+                self.https_base(None)
+            ));
+        }
+        out
+    }
+
     /// Public base URL of the HTTP listener (no trailing slash).
     pub fn http_base(&self, bound: Option<SocketAddr>) -> String {
         self.public_http_url
@@ -733,6 +817,156 @@ impl Config {
     }
 }
 
-fn one_line(e: &figment::Error) -> String {
-    e.to_string().replace('\n', " ")
+/// `CUSTOS_*` variables that are not configuration keys but are read by
+/// custos, its tests or its benches.
+const OTHER_ENV: &[&str] = &["CONFIG", "LOG", "TEST_HOLD_EVENTS"];
+/// Prefixes of the benches' and tests' own `CUSTOS_*` knobs.
+const OTHER_ENV_PREFIXES: &[&str] = &["LOAD_", "BENCH_", "ACME_", "WEBHOOK_", "CRL_SIZES", "SOAK_"];
+
+/// Refuses a `CUSTOS_*` variable that looks like a misspelt configuration
+/// key (`CUSTOS_HTTP_LISTN`), which would otherwise be silently ignored.
+fn check_env_names(names: impl Iterator<Item = String>) -> anyhow::Result<()> {
+    for name in names {
+        let Some(rest) = name.strip_prefix("CUSTOS_") else {
+            continue;
+        };
+        let top = rest.split("__").next().unwrap_or_default();
+        let known = ENV_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top));
+        if known
+            || OTHER_ENV.iter().any(|k| k.eq_ignore_ascii_case(rest))
+            || OTHER_ENV_PREFIXES.iter().any(|p| rest.starts_with(p))
+        {
+            continue;
+        }
+        let lower = top.to_ascii_lowercase();
+        let hint = ENV_KEYS
+            .iter()
+            .map(|k| (strsim::levenshtein(k, &lower), k))
+            .filter(|(d, _)| *d <= 2)
+            .min();
+        if let Some((_, k)) = hint {
+            bail!(
+                "configuration error: environment variable {name} is not a configuration key (did you mean CUSTOS_{}?)",
+                k.to_ascii_uppercase()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One line naming where the fault is (file or environment), the key, and
+/// what is wrong, with a suggestion for a misspelt key.
+fn describe(e: &figment::Error) -> String {
+    use figment::error::Kind;
+    let mut out = Vec::new();
+    for e in e.clone() {
+        let path: Vec<&str> = e
+            .path
+            .iter()
+            .map(String::as_str)
+            .skip_while(|p| *p == "default" || *p == "global")
+            .collect();
+        let key = path.join(".");
+        let source = match e.metadata.as_ref() {
+            Some(m) => match &m.source {
+                Some(figment::Source::File(f)) => f.display().to_string(),
+                _ if m.name.contains("environment") => {
+                    let var = format!("CUSTOS_{}", path.join("__").to_ascii_uppercase());
+                    format!("environment variable {var}")
+                }
+                _ => m.name.to_string(),
+            },
+            None => "configuration".to_string(),
+        };
+        let what = match &e.kind {
+            Kind::UnknownField(field, expected) => {
+                let parent: Vec<&str> = path[..path.len().saturating_sub(1)].to_vec();
+                let full = |f: &str| {
+                    let mut p = parent.clone();
+                    p.push(f);
+                    p.join(".")
+                };
+                let hint = expected
+                    .iter()
+                    .map(|k| (strsim::levenshtein(k, field), *k))
+                    .filter(|(d, _)| *d <= 3)
+                    .min()
+                    .map(|(_, k)| format!(" (did you mean {}?)", full(k)))
+                    .unwrap_or_default();
+                format!("unknown key {}{hint}", full(field))
+            }
+            Kind::InvalidType(actual, expected) => {
+                format!("{key}: expected {expected}, found {actual}")
+            }
+            Kind::InvalidValue(actual, expected) => {
+                format!("{key}: expected {expected}, found {actual}")
+            }
+            Kind::UnknownVariant(v, expected) => {
+                format!("{key}: {v:?} is not one of {}", expected.join(", "))
+            }
+            Kind::MissingField(f) => {
+                let mut p = path.clone();
+                p.push(f);
+                format!("missing key {}", p.join("."))
+            }
+            other if key.is_empty() => other.to_string(),
+            other => format!("{key}: {other}"),
+        };
+        out.push(format!("{source}: {what}"));
+    }
+    out.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(text: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("custos.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), &Overrides::default())
+    }
+
+    #[test]
+    fn a_misspelt_key_is_named_with_a_suggestion() {
+        let e = load_toml("[crl]\nshard = 3\n").unwrap_err().to_string();
+        assert!(
+            e.contains("custos.toml: unknown key crl.shard (did you mean crl.shards?)"),
+            "{e}"
+        );
+        let e = load_toml("http_listn = \"127.0.0.1:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown key http_listn (did you mean http_listen?)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_key() {
+        let e = load_toml("[crl]\nshards = \"many\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("custos.toml: crl.shards: expected"), "{e}");
+    }
+
+    #[test]
+    fn misspelt_environment_variables_are_refused() {
+        let e = check_env_names(["CUSTOS_HTTP_LISTN".to_string()].into_iter())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean CUSTOS_HTTP_LISTEN?"), "{e}");
+        for fine in [
+            "CUSTOS_HTTP_LISTEN",
+            "CUSTOS_CRL__SHARDS",
+            "CUSTOS_LOG",
+            "CUSTOS_CONFIG",
+            "CUSTOS_LOAD_CERTS",
+            "PATH",
+        ] {
+            check_env_names([fine.to_string()].into_iter()).unwrap();
+        }
+    }
 }

@@ -38,6 +38,9 @@ pub struct CrlSettings {
     pub expired_grace_secs: u64,
     /// Revocations within this window share one regeneration.
     pub debounce: Duration,
+    /// thisUpdate is this many seconds before the signing time (relying
+    /// parties' clock skew).
+    pub backdate_secs: u64,
     /// Where CRL files are also written, if anywhere.
     pub publish_dir: Option<PathBuf>,
     /// The regeneration job's cron expression (for HTTP freshness).
@@ -295,6 +298,14 @@ impl CrlPublisher {
 
     fn try_generate(&self, shard: u32, now: u64) -> Result<Arc<PublishedCrl>, PublishError> {
         let _one_at_a_time = self.generating.lock().unwrap_or_else(|e| e.into_inner());
+        // Taken under the lock: a generation that waited for another must
+        // not publish a higher CRL number with an older thisUpdate.
+        let backdate = self.settings.backdate_secs;
+        let now = match self.current(shard) {
+            Some(prev) => now.max(prev.this_update.saturating_add(backdate)),
+            None => now,
+        };
+        let this_update = now.saturating_sub(backdate);
         // Read before streaming: every revocation below it is in the index.
         let covers_seq = self.ledger.next_revocation_seq()?;
         let issuer_name = self
@@ -310,7 +321,7 @@ impl CrlPublisher {
         let params = CrlParams {
             issuer_name_der: &issuer_name,
             authority_key_id: &key_id,
-            this_update: now,
+            this_update,
             next_update: now + self.settings.validity_secs,
             crl_number: number,
             distribution_point: Some(&url),
@@ -346,7 +357,7 @@ impl CrlPublisher {
         let stored = StoredCrl {
             shard,
             number,
-            this_update: now,
+            this_update,
             next_update: params.next_update,
             entries,
             covers_seq,

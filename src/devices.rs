@@ -75,6 +75,11 @@ pub struct Device {
     pub created_at: u64,
     /// Last changed (Unix seconds).
     pub updated_at: u64,
+    /// When what set the current status happened (an MDM event's
+    /// `occurred_at`, or an administrator's change): an event that
+    /// happened before this does not change the status.
+    #[serde(default)]
+    pub status_at: u64,
 }
 
 impl Device {
@@ -97,6 +102,20 @@ impl Device {
         }
         None
     }
+}
+
+/// A lock per device (by normalised serial number), striped over a fixed
+/// set so that memory does not grow with the devices senders name. Held
+/// while a device's MDM event is processed and while a certificate is
+/// issued to it, so an issuance cannot slip past a `lost` event.
+pub fn device_lock(key: &str) -> std::sync::MutexGuard<'static, ()> {
+    use std::hash::{Hash, Hasher};
+    static STRIPES: std::sync::OnceLock<Vec<std::sync::Mutex<()>>> = std::sync::OnceLock::new();
+    let stripes = STRIPES.get_or_init(|| (0..64).map(|_| std::sync::Mutex::new(())).collect());
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    let i = (h.finish() % stripes.len() as u64) as usize;
+    stripes[i].lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A device to add, as given by an administrator or a CSV row.
@@ -132,8 +151,8 @@ fn non_empty(v: &Option<String>) -> Option<String> {
 
 fn parse_bool(v: &str) -> Result<bool, String> {
     match v.trim().to_ascii_lowercase().as_str() {
-        "" | "true" | "yes" | "1" => Ok(true),
-        "false" | "no" | "0" => Ok(false),
+        "" | "true" => Ok(true),
+        "false" => Ok(false),
         other => Err(format!("compliant must be true or false, not {other:?}")),
     }
 }
@@ -171,6 +190,7 @@ impl NewDevice {
             notes: non_empty(&self.notes).unwrap_or_default(),
             created_at: now,
             updated_at: now,
+            status_at: now,
         })
     }
 }
@@ -190,6 +210,28 @@ pub fn parse_csv(text: &[u8], now: u64) -> Result<Vec<Device>, String> {
         return Err("CSV header has no \"serial\" column".into());
     }
     let lower: csv::StringRecord = headers.iter().map(|h| h.to_ascii_lowercase()).collect();
+    const COLUMNS: [&str; 7] = [
+        "serial",
+        "udid",
+        "owner",
+        "group",
+        "status",
+        "compliant",
+        "notes",
+    ];
+    for (i, h) in lower.iter().enumerate() {
+        if !COLUMNS.contains(&h) {
+            return Err(format!(
+                "CSV header: unknown column {:?} (column {}); columns are {}",
+                headers.get(i).unwrap_or_default(),
+                i + 1,
+                COLUMNS.join(", ")
+            ));
+        }
+        if lower.iter().filter(|o| *o == h).count() > 1 {
+            return Err(format!("CSV header: column {h:?} appears twice"));
+        }
+    }
     let mut devices = Vec::new();
     for (i, row) in reader.records().enumerate() {
         let line = i + 2;
@@ -225,6 +267,13 @@ mod tests {
         assert!(parse_csv(b"serial\na b\n", 0)
             .unwrap_err()
             .contains("line 2"));
+        let unknown = parse_csv(b"serial,colour\nA1,red\n", 0).unwrap_err();
+        assert!(unknown.contains("unknown column \"colour\""), "{unknown}");
+        let yes = parse_csv(b"serial,compliant\nA1,yes\n", 0).unwrap_err();
+        assert!(
+            yes.contains("line 2") && yes.contains("true or false"),
+            "{yes}"
+        );
     }
 }
 
@@ -257,6 +306,40 @@ pub mod ops {
         let device = new.into_device(now).map_err(anyhow::Error::msg)?;
         ledger.put_devices(std::slice::from_ref(&device))?;
         Ok(ledger.device(&device.serial)?.unwrap_or(device))
+    }
+
+    /// The audit entry of a device added or replaced.
+    pub fn audit_add(authority: &crate::ra::Authority, actor: &str, d: &Device, now: u64) {
+        authority.audit(
+            actor,
+            "device",
+            serde_json::json!({
+                "action": "add",
+                "device": d.serial,
+                "udid": d.udid,
+                "status": d.status.name(),
+                "compliant": d.compliant,
+                "outcome": "stored",
+            }),
+            now,
+        );
+    }
+
+    /// The audit entry of a status change.
+    pub fn audit_status(authority: &crate::ra::Authority, actor: &str, d: &Device, now: u64) {
+        authority.audit(
+            actor,
+            "device",
+            serde_json::json!({
+                "action": "set-status",
+                "device": d.serial,
+                "udid": d.udid,
+                "status": d.status.name(),
+                "compliant": d.compliant,
+                "outcome": "changed",
+            }),
+            now,
+        );
     }
 
     /// Imports a CSV inventory; all rows or none.

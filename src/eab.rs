@@ -128,3 +128,13 @@ pub fn usable_key(
     }
     Ok(Some(key))
 }
+
+/// The audit entry of a new key: its id and name, never the MAC key.
+pub fn audit_create(authority: &crate::ra::Authority, actor: &str, key: &EabKey, now: u64) {
+    authority.audit(
+        actor,
+        "eab",
+        serde_json::json!({"kid": key.kid, "name": key.name, "outcome": "created"}),
+        now,
+    );
+}

@@ -27,20 +27,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8], visibility: Visibility) -> std::i
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
     let mode = match visibility {
         Visibility::Secret => 0o600,
         Visibility::Public => 0o644,
     };
-    {
-        let mut file = OpenOptions::new()
+    // A fresh temp file, never an existing one and never through a symlink
+    // someone planted in the directory: create_new (O_EXCL) refuses both.
+    let mut attempt = 0u32;
+    let (tmp, mut file) = loop {
+        let tmp = dir.join(format!(
+            ".{file_name}.tmp{}.{}",
+            std::process::id(),
+            temp_suffix(attempt)
+        ));
+        match OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(mode)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+            .open(&tmp)
+        {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 16 => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let written = file.write_all(bytes).and_then(|_| file.sync_all());
+    drop(file);
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
     fs::rename(&tmp, path)?;
     // Make the rename itself durable.
@@ -48,6 +66,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8], visibility: Visibility) -> std::i
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// A suffix that differs between calls and processes.
+fn temp_suffix(attempt: u32) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{:x}{:x}{attempt}",
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
 }
 
 /// Reads a file, turning "not found" and other failures into one line that

@@ -16,6 +16,7 @@
 //! - [`instance`]: how a running server is found; [`admin_client`]: the CLI's client for it.
 //! - [`ocsp_check`]: the CLI's OCSP client.
 //! - [`jobs`]: scheduled work (OCSP refresh, responder renewal).
+//! - [`verify`]: `custos ledger verify`; [`backup`]: online backups and restores.
 //! - [`cli`]: the `custos` command line; [`metrics`], [`files`]: support.
 
 pub mod acme_domain;
@@ -25,6 +26,7 @@ pub mod admin_client;
 pub mod app;
 pub mod apple_profile;
 pub mod attestation;
+pub mod backup;
 pub mod ca;
 pub mod cli;
 pub mod config;
@@ -47,4 +49,5 @@ pub mod responder;
 pub mod revocation;
 pub mod serial;
 pub mod server;
+pub mod verify;
 pub mod webhook_events;

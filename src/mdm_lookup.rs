@@ -171,6 +171,76 @@ impl Jamf {
     }
 }
 
+impl Jamf {
+    /// A Jamf Pro API client with these credentials.
+    pub fn new(
+        url: &str,
+        client_id: &str,
+        client_secret: &str,
+        timeout: Duration,
+    ) -> Result<Jamf, String> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("Jamf API client: {e}"))?;
+        Ok(Jamf {
+            http,
+            url: url.trim_end_matches('/').to_string(),
+            client_id: client_id.to_string(),
+            client_secret: client_secret.to_string(),
+            token: Mutex::new(None),
+        })
+    }
+
+    /// The serial number of the device Jamf knows as `mdm_id`
+    /// (`computers/<id>` or `mobile-devices/<id>`, as the webhook parser
+    /// names it). `Ok(None)`: Jamf has no such device; `Err`: Jamf could
+    /// not be asked (try again later).
+    pub async fn serial_of(&self, mdm_id: &str) -> Result<Option<String>, String> {
+        let Some((inventory, id)) = mdm_id.split_once('/') else {
+            return Ok(None);
+        };
+        if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let (path, pointer) = match inventory {
+            "computers" => (
+                format!("/api/v1/computers-inventory/{id}?section=HARDWARE"),
+                "/hardware/serialNumber",
+            ),
+            "mobile-devices" => (format!("/api/v2/mobile-devices/{id}"), "/serialNumber"),
+            _ => return Ok(None),
+        };
+        let token = self.token().await?;
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| format!("Jamf API: {}", e.without_url()))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(format!(
+                "Jamf API {path} answered HTTP {}",
+                resp.status().as_u16()
+            ));
+        }
+        let v: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| format!("Jamf API answer: {e}"))?;
+        Ok(v.pointer(pointer)
+            .and_then(|s| s.as_str())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty()))
+    }
+}
+
 impl MdmLookup for Jamf {
     fn is_managed<'a>(&'a self, serial: &'a str) -> Lookup<'a> {
         Box::pin(async move {

@@ -5,8 +5,8 @@
 //! depend on them. Nothing here changes state outside the counters.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The process's metrics.
@@ -23,6 +23,13 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// HTTP request latency by listener and route.
     pub latency: HistogramVec,
+    /// Open client connections by listener.
+    pub connections_open: IntGaugeVec,
+    /// Connections that had to wait for a slot (`http.max_connections`).
+    pub connections_waited: IntCounterVec,
+    /// Connections closed by a limit: `header_timeout`, `idle_timeout`,
+    /// `tls_handshake_timeout`.
+    pub connections_closed: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -73,8 +80,32 @@ impl Metrics {
             &["listener", "route"],
         )
         .expect("valid metric");
+        let connections_open = IntGaugeVec::new(
+            Opts::new("custos_http_connections_open", "Open client connections"),
+            &["listener"],
+        )
+        .expect("valid metric");
+        let connections_waited = IntCounterVec::new(
+            Opts::new(
+                "custos_http_connections_waited_total",
+                "Connections accepted only after waiting for a slot under http.max_connections",
+            ),
+            &["listener"],
+        )
+        .expect("valid metric");
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "custos_http_connections_closed_total",
+                "Connections closed by a limit (idle_timeout, tls_handshake_timeout)",
+            ),
+            &["listener", "limit"],
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(issued.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections_open.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections_waited.clone()),
+            Box::new(connections_closed.clone()),
+            Box::new(issued.clone()),
             Box::new(revoked.clone()),
             Box::new(ledger_certificates.clone()),
             Box::new(requests.clone()),
@@ -89,6 +120,9 @@ impl Metrics {
             ledger_certificates,
             requests,
             latency,
+            connections_open,
+            connections_waited,
+            connections_closed,
         }
     }
 

@@ -25,6 +25,8 @@ pub struct CheckResult {
     pub this_update: String,
     /// nextUpdate (RFC 3339), when present.
     pub next_update: Option<String>,
+    /// Revocation time (Unix seconds) and reason code, when revoked.
+    pub revoked_unix: Option<(u64, Option<u8>)>,
 }
 
 fn nonce_ext(nonce: &[u8]) -> anyhow::Result<Extension> {
@@ -69,6 +71,17 @@ pub fn read_response(
     issuer: &Certificate,
     nonce: &[u8],
 ) -> anyhow::Result<CheckResult> {
+    read_verified(der, issuer, Some(nonce))
+}
+
+/// Checks a response's signature (by the issuer, or by a responder
+/// certificate the issuer signed) and, when `nonce` is given, that it
+/// echoes it; returns the status of its first certificate.
+pub fn read_verified(
+    der: &[u8],
+    issuer: &Certificate,
+    nonce: Option<&[u8]>,
+) -> anyhow::Result<CheckResult> {
     let resp = OcspResponse::from_der(der).context("the answer is not an OCSP response")?;
     if resp.response_status != OcspResponseStatus::Successful {
         bail!("responder answered {:?}", resp.response_status);
@@ -104,8 +117,10 @@ pub fn read_response(
         .response_extensions
         .as_ref()
         .and_then(|exts| exts.iter().find(|e| e.extn_id == ID_PKIX_OCSP_NONCE));
-    if echoed != Some(&nonce_ext(nonce)?) {
-        bail!("the response does not echo our nonce");
+    if let Some(nonce) = nonce {
+        if echoed != Some(&nonce_ext(nonce)?) {
+            bail!("the response does not echo our nonce");
+        }
     }
     let single = basic
         .tbs_response_data
@@ -119,15 +134,51 @@ pub fn read_response(
             "revoked",
             Some((
                 time_text(&info.revocation_time),
-                info.revocation_reason.map(|r| format!("{r:?}")),
+                info.revocation_reason.map(|r| {
+                    crate::revocation::Reason::from_code(r as u8)
+                        .map(|r| r.name().to_string())
+                        .unwrap_or_else(|_| format!("reason code {}", r as u8))
+                }),
             )),
         ),
+    };
+    let revoked_unix = match &single.cert_status {
+        CertStatus::Revoked(info) => Some((
+            info.revocation_time.0.to_unix_duration().as_secs(),
+            info.revocation_reason.map(|r| r as u8),
+        )),
+        _ => None,
     };
     Ok(CheckResult {
         status: status.into(),
         revoked,
+        revoked_unix,
         this_update: time_text(&single.this_update),
         next_update: single.next_update.as_ref().map(time_text),
+    })
+}
+
+/// The OCSP URL a certificate names in its Authority Information Access
+/// extension, if any.
+pub fn aia_ocsp_url(cert: &Certificate) -> Option<String> {
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::AuthorityInfoAccessSyntax;
+    const ID_PE_AIA: der::oid::ObjectIdentifier =
+        der::oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.1");
+    const ID_AD_OCSP: der::oid::ObjectIdentifier =
+        der::oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
+    let ext = cert
+        .tbs_certificate
+        .extensions
+        .as_ref()?
+        .iter()
+        .find(|e| e.extn_id == ID_PE_AIA)?;
+    let aia = AuthorityInfoAccessSyntax::from_der(ext.extn_value.as_bytes()).ok()?;
+    aia.0.iter().find_map(|a| match &a.access_location {
+        GeneralName::UniformResourceIdentifier(u) if a.access_method == ID_AD_OCSP => {
+            Some(u.to_string())
+        }
+        _ => None,
     })
 }
 
@@ -140,7 +191,11 @@ pub async fn check(
     let mut nonce = [0u8; 16];
     aws_lc_rs::rand::fill(&mut nonce).map_err(|_| anyhow!("CSPRNG unavailable"))?;
     let body = build_request(issuer, cert, &nonce)?;
-    let resp = reqwest::Client::new()
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| anyhow!("HTTP client: {e}"))?;
+    let resp = client
         .post(url)
         .header("content-type", custos_ocsp::REQUEST_MEDIA_TYPE)
         .body(body)
@@ -150,6 +205,9 @@ pub async fn check(
     if !resp.status().is_success() {
         bail!("OCSP responder at {url} answered HTTP {}", resp.status());
     }
-    let der = resp.bytes().await?;
-    read_response(&der, issuer, &nonce)
+    let der = resp
+        .bytes()
+        .await
+        .map_err(|e| anyhow!("OCSP responder at {url}: reading the answer: {e}"))?;
+    read_response(&der, issuer, &nonce).map_err(|e| anyhow!("OCSP responder at {url}: {e}"))
 }

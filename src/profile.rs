@@ -42,9 +42,25 @@ fn eku_oid(name: &str) -> Result<ObjectIdentifier, String> {
         "codesigning" => "1.3.6.1.5.5.7.3.3",
         "emailprotection" => "1.3.6.1.5.5.7.3.4",
         "ipsecike" => "1.3.6.1.5.5.7.3.17",
+        "ocspsigning" => "1.3.6.1.5.5.7.3.9",
+        "anyextendedkeyusage" => "2.5.29.37.0",
         _ => name,
     };
     ObjectIdentifier::from_str(dotted).map_err(|_| format!("unknown extended key usage {name:?}"))
+}
+
+/// Why an extended key usage may not appear in an end-entity profile.
+fn refused_eku(oid: &ObjectIdentifier) -> Option<&'static str> {
+    match oid.to_string().as_str() {
+        // A certificate with OCSPSigning issued by our CA could sign OCSP
+        // answers for every certificate we issued (RFC 6960 §4.2.2.2).
+        "1.3.6.1.5.5.7.3.9" => {
+            Some("OCSPSigning makes a certificate a delegated OCSP responder for this CA")
+        }
+        // anyExtendedKeyUsage includes OCSPSigning for relying parties that honour it.
+        "2.5.29.37.0" => Some("anyExtendedKeyUsage allows every usage, OCSP signing included"),
+        _ => None,
+    }
 }
 
 impl Profile {
@@ -75,11 +91,16 @@ impl Profile {
         if usage.is_empty() {
             return Err("key_usage must name at least one usage".into());
         }
-        let ext_key_usage = cfg
+        let ext_key_usage: Vec<ObjectIdentifier> = cfg
             .extended_key_usage
             .iter()
             .map(|n| eku_oid(n))
             .collect::<Result<_, _>>()?;
+        for oid in &ext_key_usage {
+            if let Some(why) = refused_eku(oid) {
+                return Err(format!("extended key usage {oid} is refused: {why}"));
+            }
+        }
         Ok(Profile {
             name: name.to_string(),
             validity_secs: u64::from(cfg.validity_days) * 86_400,
@@ -127,5 +148,27 @@ impl Profiles {
     /// Profile names.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_eku(eku: &str) -> Result<Profile, String> {
+        let cfg = ProfileConfig {
+            extended_key_usage: vec!["clientAuth".into(), eku.into()],
+            ..ProfileConfig::default()
+        };
+        Profile::from_config("p", &cfg)
+    }
+
+    #[test]
+    fn ocsp_signing_and_any_usage_are_refused() {
+        let e = with_eku("1.3.6.1.5.5.7.3.9").unwrap_err();
+        assert!(e.contains("OCSPSigning"), "{e}");
+        let e = with_eku("2.5.29.37.0").unwrap_err();
+        assert!(e.contains("anyExtendedKeyUsage"), "{e}");
+        assert!(with_eku("serverAuth").is_ok());
     }
 }

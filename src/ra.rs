@@ -202,11 +202,36 @@ impl Authority {
         &self.profiles
     }
 
-    /// Issues for a CSR the administrator vouches for.
+    /// Issues for a CSR the administrator vouches for (audited as done by
+    /// the library's caller).
     pub fn issue_csr(
         &self,
         csr: &[u8],
         profile: Option<&str>,
+        now: u64,
+    ) -> Result<Issued, AdminError> {
+        self.issue_csr_for_device(csr, profile, None, "library", now)
+    }
+
+    /// Appends one audit entry; a failure is logged, not returned: the
+    /// change it records is already durable and acknowledged.
+    pub fn audit(&self, actor: &str, kind: &str, detail: serde_json::Value, now: u64) {
+        let entry = crate::ledger::AuditEntry::new(now, kind, actor, detail);
+        if let Err(e) = self.issuer.ledger().append_audit(&entry) {
+            tracing::error!(error = %e, kind, actor, "could not write the audit entry");
+        }
+    }
+
+    /// Issues for a CSR the administrator vouches for, linked to an
+    /// inventory device (serial number or UDID) when `device` is given, so
+    /// that `revoke --device` and the MDM webhooks reach it. The device
+    /// must be known, active and compliant, as for ACME device orders.
+    pub fn issue_csr_for_device(
+        &self,
+        csr: &[u8],
+        profile: Option<&str>,
+        device: Option<&str>,
+        actor: &str,
         now: u64,
     ) -> Result<Issued, AdminError> {
         let profile = self
@@ -214,8 +239,29 @@ impl Authority {
             .get(profile)
             .ok_or_else(|| AdminError::UnknownProfile(profile.unwrap_or_default().to_string()))?;
         let csr = verify_csr(csr).map_err(IssueError::from)?;
-        let identity = Identity::vouched_from_csr(&csr)?;
-        self.issue_verified(&csr, profile, &identity, now)
+        let mut identity = Identity::vouched_from_csr(&csr)?;
+        let mut _device_guard = None;
+        if let Some(id) = device {
+            if let Some(d) = self.issuer.ledger().device(id)? {
+                // Checked and issued under the device's lock: a `lost`
+                // event processed meanwhile waits, then revokes this one.
+                _device_guard = Some(crate::devices::device_lock(&d.serial));
+            }
+            let found = self.issuer.ledger().device(id)?.ok_or_else(|| {
+                IssueError::Refused(format!(
+                    "device {id:?} is not in the inventory (add it with `custos devices add --serial {id}`)"
+                ))
+            })?;
+            if let Some(why) = found.refusal() {
+                return Err(IssueError::Refused(why).into());
+            }
+            identity.device = crate::ledger::DeviceIds {
+                serial_number: Some(found.serial.clone()),
+                udid: found.udid.clone(),
+                permanent_id: None,
+            };
+        }
+        self.issue_verified(&csr, profile, &identity, actor, now)
     }
 
     /// Issues for a verified CSR to an identity the caller has proven (ACME
@@ -225,10 +271,26 @@ impl Authority {
         csr: &crate::csr::VerifiedCsr,
         profile: &crate::profile::Profile,
         identity: &Identity,
+        actor: &str,
         now: u64,
     ) -> Result<Issued, AdminError> {
         let issued = self.issuer.issue(csr, profile, identity, now)?;
         self.metrics.issued.inc();
+        let r = &issued.record;
+        self.audit(
+            actor,
+            "issuance",
+            serde_json::json!({
+                "certificate": r.serial.to_hex(),
+                "subject": r.subject,
+                "profile": profile.name,
+                "device": r.device.serial_number,
+                "udid": r.device.udid,
+                "not_after": r.not_after,
+                "outcome": "issued",
+            }),
+            now,
+        );
         if let Err(e) = self.responder.on_issued(&issued.record, now) {
             // Not fatal: the responder signs on demand when nothing is stored.
             tracing::warn!(serial = %issued.record.serial, error = %e, "could not precompute OCSP responses");
@@ -242,10 +304,11 @@ impl Authority {
         &self,
         serial: &Serial,
         reason: Reason,
+        actor: Option<&str>,
         now: u64,
     ) -> Result<RevokeResult, AdminError> {
         let outcome = self.revoke_one(serial, reason, now)?;
-        self.after_revoke(&outcome);
+        self.after_revoke(&outcome, actor, now);
         Ok(RevokeResult::from_outcome(&outcome))
     }
 
@@ -254,6 +317,7 @@ impl Authority {
         &self,
         device: &str,
         reason: Reason,
+        actor: Option<&str>,
         now: u64,
     ) -> Result<Vec<RevokeResult>, AdminError> {
         let ledger = self.issuer.ledger();
@@ -280,13 +344,30 @@ impl Authority {
         })?;
         let mut results = Vec::new();
         for outcome in &outcomes {
-            self.after_revoke(outcome);
+            self.after_revoke(outcome, actor, now);
             results.push(RevokeResult::from_outcome(outcome));
         }
         Ok(results)
     }
 
-    fn after_revoke(&self, outcome: &RevokeOutcome) {
+    /// Metrics, the CRL trigger and (when `actor` is given: callers that
+    /// do not audit the revocation themselves) one audit entry.
+    fn after_revoke(&self, outcome: &RevokeOutcome, actor: Option<&str>, now: u64) {
+        if let (Some(actor), true) = (actor, outcome.change != RevokeChange::Unchanged) {
+            let r = RevokeResult::from_outcome(outcome);
+            self.audit(
+                actor,
+                "revocation",
+                serde_json::json!({
+                    "certificate": r.serial,
+                    "device": outcome.record.device.serial_number,
+                    "udid": outcome.record.device.udid,
+                    "reason": r.reason,
+                    "outcome": r.change,
+                }),
+                now,
+            );
+        }
         if outcome.change != RevokeChange::Unchanged {
             // The shard's CRL is re-signed within crl.debounce_ms (when a
             // server runs; the offline CLI's revocations are published at

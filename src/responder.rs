@@ -282,12 +282,18 @@ impl Responder {
         })
     }
 
-    /// Makes and stores the responses for a just-issued certificate.
-    pub fn on_issued(&self, record: &CertRecord, now: u64) -> Result<(), LedgerError> {
+    /// Makes and stores the responses for `record` (a just-issued
+    /// certificate, or one being refreshed). Nothing is stored when the
+    /// certificate's revocation state changed since `record` was read: the
+    /// change (a revocation) wrote its own responses in its synced batch,
+    /// and a response signed from the older record must not replace them.
+    /// Returns whether the responses were stored.
+    pub fn on_issued(&self, record: &CertRecord, now: u64) -> Result<bool, LedgerError> {
         let set = self
             .precompute(record, now)
             .map_err(|e| LedgerError::Status(e.to_string()))?;
-        self.ledger.store_precomputed(&record.serial, &set)
+        self.ledger
+            .store_precomputed(&record.serial, record.revocation.as_ref(), &set)
     }
 
     /// Re-signs one certificate's responses from its current record.
@@ -296,6 +302,8 @@ impl Responder {
         let tags: Vec<u8> = HashAlg::ALL.iter().map(|a| a.tag()).collect();
         match self.ledger.get(serial)? {
             Some(rec) if rec.not_after >= now => {
+                // Refused only when a revocation landed in between, which
+                // wrote fresh responses itself: nothing left to do.
                 self.on_issued(&rec, now)?;
                 Ok(true)
             }
@@ -344,14 +352,24 @@ impl Responder {
     pub fn update_gauges(&self, now: u64) -> Result<(), LedgerError> {
         let backlog = self.ledger.precomputed_due(now, 100_000)?.len();
         self.metrics.backlog.set(backlog as i64);
-        let refresh_span =
-            (self.settings.validity_secs as f64 * self.settings.refresh_fraction) as u64;
-        if let Some(earliest) = self.ledger.earliest_precomputed_due()? {
-            // A response due at `earliest` was signed about `refresh_span` before it.
-            let signed = earliest.saturating_sub(refresh_span);
-            self.metrics
-                .oldest_age
-                .set(now.saturating_sub(signed) as i64);
+        // The response due first is (to within the refresh spread) the
+        // oldest; its stored thisUpdate, less the backdating, is when it was
+        // really signed.
+        if let Some((_, serial)) = self.ledger.precomputed_due(u64::MAX, 1)?.first() {
+            let mut signed = None;
+            for alg in HashAlg::ALL {
+                if let Some(p) = self.ledger.get_precomputed(alg.tag(), serial)? {
+                    let at = p.this_update + self.settings.backdate_secs;
+                    signed = Some(signed.map_or(at, |s: u64| s.min(at)));
+                }
+            }
+            if let Some(signed) = signed {
+                self.metrics
+                    .oldest_age
+                    .set(now.saturating_sub(signed) as i64);
+            }
+        } else {
+            self.metrics.oldest_age.set(0);
         }
         Ok(())
     }
@@ -424,16 +442,35 @@ impl Responder {
         let p = match stored {
             Some(p) if p.next_update > now => p,
             _ => {
-                // Never precomputed, or stale: make it now from the record.
-                let rec = self
-                    .ledger
-                    .get(&serial)
-                    .map_err(internal)?
-                    .ok_or(OcspError::Unauthorized)?;
-                let set = self.precompute(&rec, now)?;
-                self.ledger
-                    .store_precomputed(&serial, &set)
-                    .map_err(internal)?;
+                // Never precomputed, or stale: make it now from the record,
+                // under the signing limit like any other fresh signature.
+                let _permit = self.signing.clone().try_acquire_owned().map_err(|_| {
+                    self.metrics.shed.inc();
+                    OcspError::TryLater
+                })?;
+                // A revocation may land between reading the record and
+                // storing what was signed from it; the store then refuses,
+                // and the answer is made again from the newer record.
+                let mut attempt = 0;
+                let set = loop {
+                    let rec = self
+                        .ledger
+                        .get(&serial)
+                        .map_err(internal)?
+                        .ok_or(OcspError::Unauthorized)?;
+                    let set = self.precompute(&rec, now)?;
+                    if self
+                        .ledger
+                        .store_precomputed(&serial, rec.revocation.as_ref(), &set)
+                        .map_err(internal)?
+                    {
+                        break set;
+                    }
+                    attempt += 1;
+                    if attempt >= 3 {
+                        return Err(OcspError::TryLater);
+                    }
+                };
                 let der = set
                     .responses
                     .iter()

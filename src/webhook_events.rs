@@ -42,7 +42,7 @@ pub fn check_source(name: &str, w: &WebhookSource) -> Result<(), String> {
         return Err("the name may hold only letters, digits, '-' and '_'".into());
     }
     let need = |v: &Option<String>, key: &str| match v {
-        Some(s) if !s.is_empty() => Ok(()),
+        Some(s) if !s.trim().is_empty() => Ok(()),
         _ => Err(format!("{key} is required for kind {:?}", w.kind)),
     };
     match w.kind.as_str() {
@@ -56,12 +56,17 @@ pub fn check_source(name: &str, w: &WebhookSource) -> Result<(), String> {
         }
         "nanomdm" => need(&w.hmac_key, "hmac_key")?,
         "jamf" => {
-            let basic = w.username.is_some() && w.password.is_some();
-            let header = w.header_name.is_some() && w.header_value.is_some();
+            let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+            let basic = set(&w.username) && set(&w.password);
+            let header = set(&w.header_name) && set(&w.header_value);
             if !basic && !header {
                 return Err(
                     "jamf needs username and password, or header_name and header_value".into(),
                 );
+            }
+            let api = [&w.api_url, &w.client_id, &w.client_secret];
+            if api.iter().any(|v| v.is_some()) && !api.iter().all(|v| set(v)) {
+                return Err("api_url, client_id and client_secret go together".into());
             }
         }
         "micromdm" => need(&w.token, "token")?,
@@ -133,7 +138,10 @@ impl std::fmt::Debug for Delivery<'_> {
 pub fn authenticate(w: &WebhookSource, d: &Delivery<'_>) -> Result<(), Refusal> {
     let no = |why: &str| Err(Refusal::Unauthenticated(why.to_string()));
     if !w.allowed_ips.is_empty() {
-        let allowed = d.peer.is_some_and(|ip| {
+        // An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d;
+        // compare it as the IPv4 address it is.
+        let peer = d.peer.map(|ip| ip.to_canonical());
+        let allowed = peer.is_some_and(|ip| {
             w.allowed_ips
                 .iter()
                 .filter_map(|r| r.parse::<ipnet::IpNet>().ok())
@@ -254,7 +262,27 @@ fn names_known_device(app: &App, event: &DeviceEvent) -> bool {
             .config
             .webhooks
             .get(&event.source)
-            .is_some_and(|w| w.api_url.is_some())
+            .is_some_and(|w| match w.kind.as_str() {
+                "fleet" => w.api_url.is_some(),
+                "jamf" => jamf_api(app, w).is_some(),
+                _ => false,
+            })
+}
+
+/// The Jamf Pro API a `jamf` source resolves device ids through: its own
+/// `api_url`/`client_id`/`client_secret`, else `acme.device_attest.mdm`
+/// when that is a Jamf Pro server.
+fn jamf_api(app: &App, w: &WebhookSource) -> Option<(String, String, String)> {
+    if let (Some(u), Some(id), Some(secret)) = (&w.api_url, &w.client_id, &w.client_secret) {
+        return Some((u.clone(), id.clone(), secret.clone()));
+    }
+    let m = &app.config.acme.device_attest.mdm;
+    match (m.kind.as_deref(), &m.client_id, &m.client_secret) {
+        (Some("jamf"), Some(id), Some(secret)) if !m.url.is_empty() => {
+            Some((m.url.clone(), id.clone(), secret.clone()))
+        }
+        _ => None,
+    }
 }
 
 /// Records a delivery's events durably (synced); learns pairings.
@@ -289,13 +317,9 @@ pub fn accept(app: &App, parsed: Vec<Parsed>, body: &[u8], now: u64) -> Result<A
                 }
             }
             Parsed::Pairing { serial, udid } => {
-                if let Some(mut d) = app.ledger.device(&serial).map_err(internal)? {
-                    if d.udid.is_none() {
-                        d.udid = Some(crate::ledger::normalize_device_id(&udid));
-                        d.updated_at = now;
-                        app.ledger.put_devices(&[d]).map_err(internal)?;
-                    }
-                }
+                app.ledger
+                    .learn_udid(&serial, &udid, now)
+                    .map_err(internal)?;
                 out.ignored.push("serial/UDID pairing learned".into());
             }
             Parsed::Ignored(why) => out.ignored.push(why),
@@ -334,7 +358,7 @@ fn process_resumed(
     now: u64,
     resumed_since: Option<u64>,
 ) -> anyhow::Result<String> {
-    let looked_up = fleet_serial(app, event)?;
+    let looked_up = mdm_serial(app, event)?;
     let ids: Vec<&String> = [&event.serial, &event.udid, &looked_up]
         .into_iter()
         .flatten()
@@ -342,6 +366,24 @@ fn process_resumed(
     let device = ids
         .iter()
         .find_map(|id| app.ledger.device(id).ok().flatten());
+    // One device's events are processed one at a time, and each event
+    // once: the delivery's own processing and the retry job may both pick
+    // up a pending event; whoever comes second finds it done.
+    let lock_key = device
+        .as_ref()
+        .map(|d| d.serial.clone())
+        .or_else(|| ids.first().map(|s| crate::ledger::normalize_device_id(s)))
+        .unwrap_or_else(|| event.event_id.clone());
+    let _one_at_a_time = crate::devices::device_lock(&lock_key);
+    if !app.ledger.event_pending(&event.source, &event.event_id)? {
+        return Ok("already processed".into());
+    }
+    // Re-read under the lock: an event processed just before may have
+    // changed the device.
+    let device = match &device {
+        Some(d) => app.ledger.device(&d.serial)?,
+        None => None,
+    };
     let mut revoked = Vec::new();
     let mut audits = Vec::new();
     if let Some(reason) = reason_for(app, event.kind) {
@@ -352,7 +394,7 @@ fn process_resumed(
             lookup.extend(d.udid.clone());
         }
         for id in lookup {
-            let results = match app.authority.revoke_device(&id, reason, now) {
+            let results = match app.authority.revoke_device(&id, reason, None, now) {
                 Ok(results) => results,
                 Err(crate::ra::AdminError::UnknownDevice(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -365,17 +407,18 @@ fn process_resumed(
                     || resumed_since.is_some_and(|since| revoked_since(app, &r.serial, since));
                 if ours {
                     revoked.push(r.serial.clone());
-                    audits.push(AuditEntry {
-                        seq: 0,
-                        time: now,
-                        kind: "revocation".into(),
-                        detail: serde_json::json!({
-                            "serial": r.serial,
+                    audits.push(AuditEntry::new(
+                        now,
+                        "revocation",
+                        &format!("webhook:{}", event.source),
+                        serde_json::json!({
+                            "certificate": r.serial,
+                            "device": device.as_ref().map(|d| d.serial.clone()),
                             "reason": r.reason,
-                            "source": event.source,
+                            "outcome": r.change,
                             "event_id": event.event_id,
                         }),
-                    });
+                    ));
                 }
             }
         }
@@ -418,28 +461,45 @@ fn revoked_since(app: &App, serial: &str, since: u64) -> bool {
         .is_some_and(|rev| rev.time >= since)
 }
 
-/// The serial of a Fleet host named only by its id, from Fleet's API
-/// (`api_url`, `api_token`). An unreachable API is an error: the event
-/// stays pending and is retried.
-fn fleet_serial(app: &App, event: &DeviceEvent) -> anyhow::Result<Option<String>> {
-    let (None, None, Some(host)) = (&event.serial, &event.udid, &event.mdm_id) else {
+/// The serial of a device an event names only by the MDM's own id: a
+/// Fleet host id through Fleet's API (`api_url`, `api_token`), a Jamf
+/// computer or mobile device id through the Jamf Pro API (see
+/// [`jamf_api`]). An unreachable API is an error: the event stays pending
+/// and is retried.
+fn mdm_serial(app: &App, event: &DeviceEvent) -> anyhow::Result<Option<String>> {
+    let (None, None, Some(id)) = (&event.serial, &event.udid, &event.mdm_id) else {
         return Ok(None);
     };
     let Some(source) = app.config.webhooks.get(&event.source) else {
         return Ok(None);
     };
-    let (Some(url), Some(token)) = (&source.api_url, &source.api_token) else {
-        return Ok(None);
-    };
-    if source.kind != "fleet" {
-        return Ok(None);
-    }
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return Ok(None);
     };
     // Called on the blocking pool: waiting here holds no async worker.
-    rt.block_on(crate::mdm_lookup::fleet_host_serial(url, token, host))
-        .map_err(anyhow::Error::msg)
+    match source.kind.as_str() {
+        "fleet" => {
+            let (Some(url), Some(token)) = (&source.api_url, &source.api_token) else {
+                return Ok(None);
+            };
+            rt.block_on(crate::mdm_lookup::fleet_host_serial(url, token, id))
+                .map_err(anyhow::Error::msg)
+        }
+        "jamf" => {
+            let Some((url, client_id, secret)) = jamf_api(app, source) else {
+                return Ok(None);
+            };
+            let jamf = crate::mdm_lookup::Jamf::new(
+                &url,
+                &client_id,
+                &secret,
+                std::time::Duration::from_secs(10),
+            )
+            .map_err(anyhow::Error::msg)?;
+            rt.block_on(jamf.serial_of(id)).map_err(anyhow::Error::msg)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Finishes events accepted before a crash (or whose processing failed);

@@ -327,7 +327,12 @@ fn precomputed_responses_are_made_at_issuance_and_refreshed_when_due() {
     assert_ne!(second.etag, first.etag);
     // Revocation re-signs within the same call.
     app.authority
-        .revoke_serial(serial, custos::revocation::Reason::KeyCompromise, later)
+        .revoke_serial(
+            serial,
+            custos::revocation::Reason::KeyCompromise,
+            None,
+            later,
+        )
         .unwrap();
     assert_eq!(
         app.ledger

@@ -172,13 +172,17 @@ async fn a_signed_lost_event_revokes_the_device_certificates() {
         String::from_utf8_lossy(&audit.stderr)
     );
     let entries: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    // (The device's enrolment is audited too: look at what the event did.)
     let kinds: Vec<&str> = entries
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
+        .filter(|k| matches!(*k, "event" | "revocation"))
         .collect();
     assert_eq!(kinds, ["event", "revocation"], "{entries}");
+    let revocation = entries.as_array().unwrap().last().unwrap();
+    assert_eq!(revocation["actor"], "webhook:mdm", "{revocation}");
     drop(server);
     let device: serde_json::Value =
         serde_json::from_slice(&custos(&data, &["devices", "show", "C02STOLEN"]).stdout).unwrap();
@@ -260,7 +264,111 @@ fn audit_kinds(data: &std::path::Path) -> Vec<String> {
         .unwrap()
         .iter()
         .map(|e| e["kind"].as_str().unwrap().to_string())
+        .filter(|k| matches!(k.as_str(), "event" | "revocation"))
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jamf_smart_group_event_is_resolved_through_the_jamf_api() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    // A Jamf Pro API: OAuth client credentials, then computer 21's
+    // hardware section. It can be switched off to play an outage.
+    let up = Arc::new(AtomicBool::new(false));
+    let api = {
+        let up = up.clone();
+        let up2 = up.clone();
+        axum::Router::new()
+            .route(
+                "/api/oauth/token",
+                axum::routing::post(move |body: String| {
+                    let up = up.clone();
+                    async move {
+                        if !up.load(Ordering::SeqCst) {
+                            return Err(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+                        }
+                        if body.contains("client_id=custos") && body.contains("client_secret=jamf-s3cret") {
+                            Ok(axum::Json(serde_json::json!({"access_token": "jt", "expires_in": 600})))
+                        } else {
+                            Err(axum::http::StatusCode::UNAUTHORIZED)
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/api/v1/computers-inventory/{id}",
+                axum::routing::get(
+                    move |axum::extract::Path(id): axum::extract::Path<u64>,
+                          headers: axum::http::HeaderMap| {
+                        let up = up2.clone();
+                        async move {
+                            if !up.load(Ordering::SeqCst) {
+                                return Err(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+                            }
+                            if headers.get("authorization").is_none_or(|v| v != "Bearer jt") {
+                                return Err(axum::http::StatusCode::UNAUTHORIZED);
+                            }
+                            match id {
+                                21 => Ok(axum::Json(serde_json::json!({"id": "21", "hardware": {"serialNumber": "C02JAMF1"}}))),
+                                _ => Err(axum::http::StatusCode::NOT_FOUND),
+                            }
+                        }
+                    },
+                ),
+            )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ca = TestAttestationCa::new();
+    standard_config(dir.path(), &ca);
+    let mut toml = std::fs::read_to_string(dir.path().join("custos.toml")).unwrap();
+    toml.push_str(&format!(
+        "[webhooks.jamf]\nkind = \"jamf\"\nusername = \"hook\"\npassword = \"hook-pw\"\napi_url = \"{api_url}\"\nclient_id = \"custos\"\nclient_secret = \"jamf-s3cret\"\n[webhooks.jamf.smart_groups]\n\"Lost Macs\" = \"lost\"\n"
+    ));
+    std::fs::write(dir.path().join("custos.toml"), toml).unwrap();
+    assert!(custos(&data, &["init"]).status.success());
+    assert!(custos(&data, &["devices", "add", "--serial", "C02JAMF1"])
+        .status
+        .success());
+    let server = Server::start(&data, &[]);
+    let chain = device_certificate(&server, &ca, "C02JAMF1").await;
+    let leaf = dir.path().join("leaf.pem");
+    std::fs::write(&leaf, &chain).unwrap();
+
+    let body = r#"{"webhook":{"id":7,"name":"lost","webhookEvent":"SmartGroupComputerMembershipChange","eventTimestamp":1767225600000},"event":{"computer":true,"name":"Lost Macs","smartGroup":true,"groupAddedDevicesIds":[21],"groupRemovedDevicesIds":[]}}"#;
+    let post = || {
+        server
+            .https_client()
+            .post(format!("{}/webhooks/jamf", server.https_url))
+            .basic_auth("hook", Some("hook-pw"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    // Jamf's API is down: the event is accepted (the device id can be
+    // resolved later), stays pending, and revokes nothing yet.
+    let r = post().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(common::ocsp_says(&server, &leaf).contains(": good"));
+    drop(server);
+
+    // The API is back: the pending event is finished at the next start.
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let server = Server::start(&data, &[]);
+    let t = Instant::now();
+    while !common::ocsp_says(&server, &leaf).contains(": revoked") {
+        assert!(t.elapsed() < Duration::from_secs(10), "not revoked in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(server);
+    let device: serde_json::Value =
+        serde_json::from_slice(&custos(&data, &["devices", "show", "C02JAMF1"]).stdout).unwrap();
+    assert_eq!(device["status"], "lost");
 }
 
 #[tokio::test(flavor = "multi_thread")]

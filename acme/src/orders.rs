@@ -313,6 +313,12 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
                 if state != AuthzStatus::Pending {
                     return Err(Problem::malformed("the authorization is no longer pending"));
                 }
+                // An account or address past its failed-validation limit
+                // gets no more validations (which would make us fetch
+                // URLs or ask DNS on its behalf) until the window moves.
+                let ip = req.client_ip.map(|ip| ip.to_string());
+                self.limiter
+                    .check(Event::FailedValidation, &account.id, ip.as_deref(), req.now)?;
                 authz.challenges[index].status = ChallengeStatus::Processing;
                 self.store.update_authz(&authz)?;
                 let c = &authz.challenges[index];

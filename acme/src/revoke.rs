@@ -97,7 +97,11 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
                 "the certificate is already revoked",
             ));
         }
-        self.domain.revoke(&facts.serial, reason)?;
+        let account = match &signer {
+            Verified::Account(a) => Some(a.id.as_str()),
+            Verified::Key(_) => None,
+        };
+        self.domain.revoke(&facts.serial, reason, account)?;
         Ok(Response::empty(200))
     }
 

@@ -134,8 +134,10 @@ pub trait Domain: Send + Sync {
     fn certificate(&self, serial: &str) -> Result<Option<IssuedCertificate>, Problem>;
     /// Facts about a certificate given as DER, if this CA issued it.
     fn certificate_facts(&self, der: &[u8]) -> Result<Option<CertificateFacts>, Problem>;
-    /// Revokes a certificate (RFC 5280 reason code); durable when it returns.
-    fn revoke(&self, serial: &str, reason: u8) -> Result<(), Problem>;
+    /// Revokes a certificate (RFC 5280 reason code) at the request of
+    /// `account` (`None`: a request signed with the certificate's own
+    /// key); durable when it returns.
+    fn revoke(&self, serial: &str, reason: u8, account: Option<&str>) -> Result<(), Problem>;
     /// ARI facts about the certificate with this AKI keyIdentifier and
     /// serial (DER INTEGER content bytes), if this CA issued it.
     fn renewal_facts(

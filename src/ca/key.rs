@@ -130,6 +130,8 @@ impl SigningKey {
     pub fn from_pem(pem: &[u8]) -> Result<Self, KeyError> {
         let (label, der) =
             der::pem::decode_vec(pem).map_err(|e| KeyError::NotPem(e.to_string()))?;
+        // The private key's bytes are wiped when this copy goes.
+        let der = zeroize::Zeroizing::new(der);
         if label != "PRIVATE KEY" && label != "EC PRIVATE KEY" {
             return Err(KeyError::NotPem(format!("found a {label:?} block")));
         }
@@ -138,9 +140,12 @@ impl SigningKey {
     }
 
     /// PKCS#8 PEM of the private key, for the 0600 key file.
-    pub fn to_pkcs8_pem(&self) -> Result<String, KeyError> {
+    /// The text is wiped from memory when dropped.
+    pub fn to_pkcs8_pem(&self) -> Result<zeroize::Zeroizing<String>, KeyError> {
         let doc = self.pair.to_pkcs8v1().map_err(|_| KeyError::SignFailed)?;
-        der::pem::encode_string("PRIVATE KEY", der::pem::LineEnding::LF, doc.as_ref())
+        let der = zeroize::Zeroizing::new(doc.as_ref().to_vec());
+        der::pem::encode_string("PRIVATE KEY", der::pem::LineEnding::LF, &der)
+            .map(zeroize::Zeroizing::new)
             .map_err(|_| KeyError::SignFailed)
     }
 
@@ -206,7 +211,7 @@ mod tests {
             let back = SigningKey::from_pem(pem.as_bytes()).unwrap();
             assert_eq!(back.algorithm(), alg);
             assert_eq!(back.spki_der(), key.spki_der());
-            assert!(!format!("{key:?}").contains(&pem));
+            assert!(!format!("{key:?}").contains(pem.as_str()));
         }
     }
 

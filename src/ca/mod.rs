@@ -206,7 +206,7 @@ fn load_cert(path: &Path, what: &str) -> anyhow::Result<Certificate> {
 }
 
 fn load_key(path: &Path, what: &str) -> anyhow::Result<SigningKey> {
-    let pem = read_named(path, what)?;
+    let pem = zeroize::Zeroizing::new(read_named(path, what)?);
     SigningKey::from_pem(&pem).map_err(|e| anyhow!("{}: {what}: {e}", path.display()))
 }
 

@@ -62,6 +62,34 @@ impl Ledger {
         Ok(added)
     }
 
+    /// Records a device's UDID if it has none yet, reading and writing the
+    /// record under the write lock: only that field changes, so a status
+    /// set meanwhile (a lost device) is never reverted by a stale copy.
+    /// `None` if the device is unknown.
+    pub fn learn_udid(
+        &self,
+        serial: &str,
+        udid: &str,
+        now: u64,
+    ) -> Result<Option<Device>, LedgerError> {
+        let _guard = self.lock();
+        let Some(mut d) = self.device(serial)? else {
+            return Ok(None);
+        };
+        if d.udid.is_some() {
+            return Ok(Some(d));
+        }
+        let udid = super::normalize_device_id(udid);
+        d.udid = Some(udid.clone());
+        d.updated_at = now;
+        let cf = self.cf(CF_DEVICES);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, udid_key(&udid), d.serial.as_bytes());
+        batch.put_cf(cf, device_key(&d.serial), super::encode(&d));
+        self.db.write_opt(batch, &sync_opts())?;
+        Ok(Some(d))
+    }
+
     /// Sets a device's status (and compliance, when given); `None` if the
     /// device is unknown.
     pub fn set_device_status(
@@ -73,23 +101,30 @@ impl Ledger {
     ) -> Result<Option<Device>, LedgerError> {
         let _guard = self.lock();
         let mut batch = WriteBatch::default();
-        let d = self.put_device_status(&mut batch, id, status, compliant, now)?;
+        let d = self.put_device_status(&mut batch, id, status, compliant, now, now)?;
         self.db.write_opt(batch, &sync_opts())?;
         Ok(d)
     }
 
-    /// Adds a device's status change to `batch` (caller holds the lock).
+    /// Adds a device's status change, as of `at`, to `batch` (caller holds
+    /// the lock). A change older than the one the device's status comes
+    /// from (a late delivery of an earlier event) changes nothing.
     pub(super) fn put_device_status(
         &self,
         batch: &mut WriteBatch,
         id: &str,
         status: DeviceStatus,
         compliant: Option<bool>,
+        at: u64,
         now: u64,
     ) -> Result<Option<Device>, LedgerError> {
         let Some(mut d) = self.device(id)? else {
             return Ok(None);
         };
+        if at < d.status_at {
+            return Ok(Some(d));
+        }
+        d.status_at = at;
         d.status = status;
         if let Some(c) = compliant {
             d.compliant = c;

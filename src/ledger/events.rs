@@ -35,18 +35,113 @@ pub enum Recorded {
     Conflict,
 }
 
-/// One audit log entry.
+/// One audit log entry. Entries form a hash chain: each carries the hash
+/// of the one before it (`prev`) and its own (`hash`, SHA-256 over its
+/// sequence number, time, kind, actor, detail and `prev`), and the ledger
+/// keeps the newest hash, so an entry deleted, edited or cut off the end is
+/// found by [`Ledger::verify_audit`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
-    /// Sequence number (ascending).
+    /// Sequence number (ascending, from 1, without gaps).
     #[serde(default)]
     pub seq: u64,
     /// When (Unix seconds).
     pub time: u64,
-    /// `event` or `revocation` or `device`.
+    /// What changed: `event`, `revocation`, `issuance`, `device`, `eab`,
+    /// `ocsp.refresh`, `crl.generate`, `outbox.retry`, `backup`.
     pub kind: String,
-    /// What, in words and ids.
+    /// Who: `admin-token`, `cli:<user>`, `acme:<account>`,
+    /// `webhook:<source>`, `job:<name>`, `serve`.
+    #[serde(default)]
+    pub actor: String,
+    /// What, in words and ids, and the outcome.
     pub detail: serde_json::Value,
+    /// Hash of the previous entry (hex; empty for the first).
+    #[serde(default)]
+    pub prev: String,
+    /// This entry's hash (hex).
+    #[serde(default)]
+    pub hash: String,
+}
+
+impl AuditEntry {
+    /// A new entry (sequence number and hashes are set when appended).
+    pub fn new(time: u64, kind: &str, actor: &str, detail: serde_json::Value) -> AuditEntry {
+        AuditEntry {
+            seq: 0,
+            time,
+            kind: kind.to_string(),
+            actor: actor.to_string(),
+            detail,
+            prev: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    /// The hash this entry must carry.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        let canonical = serde_json::to_vec(&(
+            self.seq,
+            self.time,
+            &self.kind,
+            &self.actor,
+            &self.detail,
+            &self.prev,
+        ))
+        .unwrap_or_default();
+        hex::encode(sha2::Sha256::digest(&canonical))
+    }
+
+    /// Whether the entry names `id` (case-insensitive) under one of `keys`
+    /// of its detail.
+    pub fn names(&self, keys: &[&str], id: &str) -> bool {
+        keys.iter().any(|k| {
+            self.detail
+                .get(*k)
+                .and_then(|v| v.as_str())
+                .is_some_and(|v| v.eq_ignore_ascii_case(id.trim()))
+        })
+    }
+}
+
+/// Which audit entries to list.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AuditFilter {
+    /// Only this kind.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Only entries naming this device (serial number or UDID).
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Only entries naming this certificate serial.
+    #[serde(default)]
+    pub serial: Option<String>,
+    /// Only entries at or after this time (Unix seconds).
+    #[serde(default)]
+    pub since: Option<u64>,
+    /// Only entries before this time (Unix seconds).
+    #[serde(default)]
+    pub until: Option<u64>,
+}
+
+impl AuditFilter {
+    /// Whether `e` passes.
+    pub fn accepts(&self, e: &AuditEntry) -> bool {
+        self.kind
+            .as_ref()
+            .is_none_or(|k| e.kind.eq_ignore_ascii_case(k))
+            && self.since.is_none_or(|t| e.time >= t)
+            && self.until.is_none_or(|t| e.time < t)
+            && self.device.as_ref().is_none_or(|d| {
+                e.names(&["device", "udid"], d) || (e.kind == "event" && e.names(&["serial"], d))
+            })
+            && self.serial.as_ref().is_none_or(|s| {
+                let s = s.replace(':', "");
+                e.names(&["certificate"], &s)
+                    || (e.kind == "revocation" && e.names(&["serial"], &s))
+            })
+    }
 }
 
 fn event_key(source: &str, id: &str) -> Vec<u8> {
@@ -62,6 +157,7 @@ const PENDING_PREFIX: &[u8] = b"pend/";
 
 const AUDIT_PREFIX: &[u8] = b"audit/";
 const META_AUDIT_SEQ: &[u8] = b"audit_seq";
+const META_AUDIT_HEAD: &[u8] = b"audit_head";
 
 impl Ledger {
     /// Stores an accepted event (synced) unless its id is known.
@@ -86,12 +182,12 @@ impl Ledger {
         );
         self.push_audit(
             &mut batch,
-            &[AuditEntry {
-                seq: 0,
-                time: stored.received_at,
-                kind: "event".into(),
-                detail: serde_json::to_value(&stored.event).unwrap_or_default(),
-            }],
+            &[AuditEntry::new(
+                stored.received_at,
+                "event",
+                &format!("webhook:{}", stored.event.source),
+                serde_json::to_value(&stored.event).unwrap_or_default(),
+            )],
         )?;
         self.db.write_opt(batch, &sync_opts())?;
         Ok(Recorded::New)
@@ -111,14 +207,19 @@ impl Ledger {
         audits: &[AuditEntry],
         device: Option<(&str, crate::devices::DeviceStatus, Option<bool>)>,
         now: u64,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<bool, LedgerError> {
         let _guard = self.lock();
         let cf = self.cf(CF_EVENTS);
         let key = event_key(source, id);
         let Some(old) = self.db.get_pinned_cf(cf, &key)? else {
-            return Ok(());
+            return Ok(false);
         };
         let mut stored: StoredEvent = super::decode(&old, "webhook event")?;
+        if stored.state == "done" {
+            // Finished already (by another delivery path): nothing twice.
+            return Ok(false);
+        }
+        let occurred_at = stored.event.occurred_at;
         stored.state = "done".into();
         stored.outcome = Some(outcome.to_string());
         let mut batch = WriteBatch::default();
@@ -126,10 +227,22 @@ impl Ledger {
         batch.delete_cf(cf, pending_key(source, id));
         self.push_audit(&mut batch, audits)?;
         if let Some((dev, status, compliant)) = device {
-            self.put_device_status(&mut batch, dev, status, compliant, now)?;
+            self.put_device_status(&mut batch, dev, status, compliant, occurred_at, now)?;
         }
         self.db.write(batch)?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// Whether an event is still waiting to be processed.
+    pub fn event_pending(&self, source: &str, id: &str) -> Result<bool, LedgerError> {
+        let cf = self.cf(CF_EVENTS);
+        match self.db.get_pinned_cf(cf, event_key(source, id))? {
+            None => Ok(false),
+            Some(v) => {
+                let stored: StoredEvent = super::decode(&v, "webhook event")?;
+                Ok(stored.state == "pending")
+            }
+        }
     }
 
     /// Events accepted but not processed (a crash in between, or a failure
@@ -166,10 +279,18 @@ impl Ledger {
         }
         let cf = self.cf(CF_EVENTS);
         let mut seq = super::u64_value(self.db.get_cf(cf, META_AUDIT_SEQ)?)?;
+        let mut head = self
+            .db
+            .get_cf(cf, META_AUDIT_HEAD)?
+            .map(|h| String::from_utf8_lossy(&h).into_owned())
+            .unwrap_or_default();
         for entry in entries {
             seq += 1;
             let mut e = entry.clone();
             e.seq = seq;
+            e.prev = head;
+            e.hash = e.digest();
+            head = e.hash.clone();
             batch.put_cf(
                 cf,
                 [AUDIT_PREFIX, &seq.to_be_bytes()].concat(),
@@ -177,7 +298,114 @@ impl Ledger {
             );
         }
         batch.put_cf(cf, META_AUDIT_SEQ, seq.to_be_bytes());
+        batch.put_cf(cf, META_AUDIT_HEAD, head.as_bytes());
         Ok(())
+    }
+
+    /// Walks the whole audit log and checks the hash chain: consecutive
+    /// sequence numbers, each entry's hash, each link to the entry before,
+    /// and that the last entry is the one the ledger recorded as newest.
+    /// Entries written before the chain existed (no hash) may only come
+    /// first. Returns how many entries were read and what is wrong.
+    pub fn verify_audit(&self) -> Result<(u64, Vec<String>), LedgerError> {
+        let cf = self.cf(CF_EVENTS);
+        let mut problems = Vec::new();
+        let mut count = 0u64;
+        let mut last_seq = 0u64;
+        let mut last_hash = String::new();
+        let mut chained = false;
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(AUDIT_PREFIX, Direction::Forward))
+        {
+            let (key, value) = item?;
+            if !key.starts_with(AUDIT_PREFIX) {
+                break;
+            }
+            count += 1;
+            let e: AuditEntry = match super::decode(&value, "audit entry") {
+                Ok(e) => e,
+                Err(err) => {
+                    problems.push(format!("entry after {last_seq}: {err}"));
+                    continue;
+                }
+            };
+            let key_seq = key
+                .get(AUDIT_PREFIX.len()..)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes);
+            if key_seq != Some(e.seq) {
+                problems.push(format!(
+                    "entry {}: stored under another sequence number",
+                    e.seq
+                ));
+            }
+            if e.seq != last_seq + 1 {
+                problems.push(format!(
+                    "entry {}: follows entry {last_seq} (entries missing)",
+                    e.seq
+                ));
+            }
+            if e.hash.is_empty() {
+                if chained {
+                    problems.push(format!("entry {}: carries no hash", e.seq));
+                }
+            } else {
+                chained = true;
+                if e.prev != last_hash {
+                    problems.push(format!(
+                        "entry {}: does not link to entry {last_seq} (an entry was removed or changed)",
+                        e.seq
+                    ));
+                }
+                if e.digest() != e.hash {
+                    problems.push(format!("entry {}: changed after it was written", e.seq));
+                }
+            }
+            last_seq = e.seq;
+            last_hash = e.hash;
+        }
+        let seq = super::u64_value(self.db.get_cf(cf, META_AUDIT_SEQ)?)?;
+        let head = self
+            .db
+            .get_cf(cf, META_AUDIT_HEAD)?
+            .map(|h| String::from_utf8_lossy(&h).into_owned())
+            .unwrap_or_default();
+        if seq != last_seq || (chained && head != last_hash) {
+            problems.push(format!(
+                "the log ends at entry {last_seq} but entry {seq} was written (entries cut off the end)"
+            ));
+        }
+        Ok((count, problems))
+    }
+
+    /// Audit entries after `after` that pass `filter`, oldest first, at
+    /// most `limit`.
+    pub fn audit_filtered(
+        &self,
+        after: u64,
+        limit: usize,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEntry>, LedgerError> {
+        let Some(first) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let start = [AUDIT_PREFIX, &first.to_be_bytes()].concat();
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(CF_EVENTS),
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
+            let (key, value) = item?;
+            if !key.starts_with(AUDIT_PREFIX) || out.len() >= limit {
+                break;
+            }
+            let e: AuditEntry = super::decode(&value, "audit entry")?;
+            if filter.accepts(&e) {
+                out.push(e);
+            }
+        }
+        Ok(out)
     }
 
     /// Appends one audit entry (synced).
@@ -191,18 +419,6 @@ impl Ledger {
 
     /// Audit entries after `after`, oldest first, at most `limit`.
     pub fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, LedgerError> {
-        let start = [AUDIT_PREFIX, &(after + 1).to_be_bytes()].concat();
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(
-            self.cf(CF_EVENTS),
-            IteratorMode::From(&start, Direction::Forward),
-        ) {
-            let (key, value) = item?;
-            if !key.starts_with(AUDIT_PREFIX) || out.len() >= limit {
-                break;
-            }
-            out.push(super::decode(&value, "audit entry")?);
-        }
-        Ok(out)
+        self.audit_filtered(after, limit, &AuditFilter::default())
     }
 }

@@ -37,6 +37,9 @@ pub struct IssueBody {
     /// Profile name (default profile when absent).
     #[serde(default)]
     pub profile: Option<String>,
+    /// Inventory device (serial number or UDID) to link the certificate to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// `POST /admin/revoke`: exactly one of `serial` and `device`.
@@ -159,6 +162,21 @@ impl From<AdminError> for ApiError {
     }
 }
 
+/// Who made an admin request, as the audit log records it: the admin
+/// token, and the client's own account of itself (`x-custos-client`, sent
+/// by the CLI) when it gives one.
+fn actor(headers: &axum::http::HeaderMap) -> String {
+    match headers
+        .get("x-custos-client")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 80 && v.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        Some(client) => format!("admin-token ({client})"),
+        None => "admin-token".to_string(),
+    }
+}
+
 fn bad_request(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
@@ -188,12 +206,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/crl/generate", post(crl_generate))
         .route("/admin/eab", post(eab_create))
         .route("/admin/audit", get(audit_list))
+        .route("/admin/audit/verify", get(audit_verify))
         .route("/admin/webhooks/outbox", get(outbox_list))
         .route("/admin/webhooks/outbox/retry", post(outbox_retry))
         .route("/admin/devices", post(device_add).get(device_list))
         .route("/admin/devices/import", post(device_import))
         .route("/admin/devices/{id}", get(device_show))
         .route("/admin/devices/{id}/status", post(device_status))
+        .route("/admin/ledger/verify", post(ledger_verify))
+        .route("/admin/backup", post(backup))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_token,
@@ -204,6 +225,14 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(super::acme::routes())
         .merge(super::webhooks::routes())
         .route("/healthz", get(super::plain::healthz))
+        .layer(axum::middleware::from_fn_with_state(
+            std::time::Duration::from_secs(app.config.http.body_timeout_secs),
+            super::conn::body_deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            std::time::Duration::from_secs(app.config.http.body_timeout_secs),
+            super::conn::h2_body_first,
+        ))
         .layer(axum::middleware::from_fn_with_state(observe, track))
         .with_state(app)
 }
@@ -232,12 +261,23 @@ async fn require_token(State(app): State<Arc<App>>, req: Request, next: Next) ->
     }
 }
 
-async fn issue(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
+async fn issue(
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let req: IssueBody = parse_json(&body)?;
+    let who = actor(&headers);
     let authority = app.authority.clone();
     let now = build_unix_now();
     let issued = tokio::task::spawn_blocking(move || {
-        authority.issue_csr(req.csr.as_bytes(), req.profile.as_deref(), now)
+        authority.issue_csr_for_device(
+            req.csr.as_bytes(),
+            req.profile.as_deref(),
+            req.device.as_deref(),
+            &who,
+            now,
+        )
     })
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
@@ -274,8 +314,13 @@ async fn show(
     Ok(Json(app.authority.show(&serial, build_unix_now())?))
 }
 
-async fn revoke(State(app): State<Arc<App>>, body: Bytes) -> Result<Json<RevokeAnswer>, ApiError> {
+async fn revoke(
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Json<RevokeAnswer>, ApiError> {
     let req: RevokeBody = parse_json(&body)?;
+    let who = actor(&headers);
     let reason: Reason = match req.reason.as_deref() {
         None => Reason::Unspecified,
         Some(r) => r
@@ -292,9 +337,9 @@ async fn revoke(State(app): State<Arc<App>>, body: Bytes) -> Result<Json<RevokeA
     // RocksDB's synced write blocks: keep it off the async workers.
     let revoked = tokio::task::spawn_blocking(move || match target {
         Ok(serial) => authority
-            .revoke_serial(&serial, reason, now)
+            .revoke_serial(&serial, reason, Some(&who), now)
             .map(|r| vec![r]),
-        Err(device) => authority.revoke_device(&device, reason, now),
+        Err(device) => authority.revoke_device(&device, reason, Some(&who), now),
     })
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
@@ -327,6 +372,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 async fn device_add(
     State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
     Json(new): Json<crate::devices::NewDevice>,
 ) -> Result<(StatusCode, Json<crate::devices::Device>), ApiError> {
     let ledger = app.ledger.clone();
@@ -336,11 +382,13 @@ async fn device_add(
     .await
     .map_err(internal)?
     .map_err(|e| bad_request(e.to_string()))?;
+    crate::devices::ops::audit_add(&app.authority, &actor(&headers), &device, build_unix_now());
     Ok((StatusCode::CREATED, Json(device)))
 }
 
 async fn device_import(
     State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<crate::devices::ImportResult>, ApiError> {
     let ledger = app.ledger.clone();
@@ -350,6 +398,12 @@ async fn device_import(
     .await
     .map_err(internal)?
     .map_err(|e| bad_request(e.to_string()))?;
+    app.authority.audit(
+        &actor(&headers),
+        "device",
+        serde_json::json!({"action": "import", "imported": result.imported, "added": result.added, "outcome": "imported"}),
+        build_unix_now(),
+    );
     Ok(Json(result))
 }
 
@@ -357,6 +411,11 @@ async fn device_import(
 struct AuditPage {
     after: Option<u64>,
     limit: Option<usize>,
+    kind: Option<String>,
+    device: Option<String>,
+    serial: Option<String>,
+    since: Option<u64>,
+    until: Option<u64>,
 }
 
 async fn audit_list(
@@ -366,9 +425,30 @@ async fn audit_list(
     let limit = page.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let entries = app
         .ledger
-        .audit(page.after.unwrap_or(0), limit)
+        .audit_filtered(
+            page.after.unwrap_or(0),
+            limit,
+            &crate::ledger::AuditFilter {
+                kind: page.kind,
+                device: page.device,
+                serial: page.serial,
+                since: page.since,
+                until: page.until,
+            },
+        )
         .map_err(internal)?;
     Ok(Json(serde_json::json!({ "entries": entries })))
+}
+
+async fn audit_verify(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let ledger = app.ledger.clone();
+    let (entries, problems) = tokio::task::spawn_blocking(move || ledger.verify_audit())
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    Ok(Json(
+        serde_json::json!({ "entries": entries, "problems": problems }),
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -385,11 +465,20 @@ async fn outbox_list(
     Ok(Json(serde_json::json!({ "entries": entries })))
 }
 
-async fn outbox_retry(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn outbox_retry(
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let n = app
         .ledger
         .retry_dead_notifications(crate::ca::build::unix_now())
         .map_err(internal)?;
+    app.authority.audit(
+        &actor(&headers),
+        "outbox.retry",
+        serde_json::json!({"requeued": n, "outcome": "requeued"}),
+        build_unix_now(),
+    );
     Ok(Json(serde_json::json!({ "requeued": n })))
 }
 
@@ -424,6 +513,7 @@ async fn device_show(
 
 async fn device_status(
     State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
     Path(id): Path<String>,
     Json(change): Json<crate::devices::StatusChange>,
 ) -> Result<Json<crate::devices::Device>, ApiError> {
@@ -437,6 +527,7 @@ async fn device_status(
     .map_err(internal)?
     .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device {id:?}")))?;
     tracing::info!(serial = %device.serial, status = device.status.name(), "device status changed");
+    crate::devices::ops::audit_status(&app.authority, &actor(&headers), &device, build_unix_now());
     Ok(Json(device))
 }
 
@@ -447,6 +538,7 @@ struct EabRequest {
 
 async fn eab_create(
     State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
     Json(req): Json<EabRequest>,
 ) -> Result<Json<crate::eab::EabKey>, ApiError> {
     let secret = crate::eab::EabSecret::ensure(&app.config.data_dir)
@@ -459,24 +551,89 @@ async fn eab_create(
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| bad_request(e.to_string()))?;
     tracing::info!(kid = %key.kid, name = %key.name, "external account binding key created");
+    crate::eab::audit_create(&app.authority, &actor(&headers), &key, build_unix_now());
     Ok(Json(key))
 }
 
-async fn crl_generate(State(app): State<Arc<App>>) -> Result<Json<Vec<CrlInfo>>, ApiError> {
+async fn crl_generate(
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<Vec<CrlInfo>>, ApiError> {
     let a = app.clone();
     let made = tokio::task::spawn_blocking(move || a.crl.generate_all(build_unix_now()))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    app.authority.audit(
+        &actor(&headers),
+        "crl.generate",
+        serde_json::json!({"shards": made.iter().map(|c| c.shard).collect::<Vec<_>>(), "numbers": made.iter().map(|c| c.number).collect::<Vec<_>>(), "outcome": "signed"}),
+        build_unix_now(),
+    );
     Ok(Json(made.iter().map(|c| CrlInfo::new(&app, c)).collect()))
 }
 
-async fn ocsp_refresh(State(app): State<Arc<App>>) -> Result<Json<RefreshAnswer>, ApiError> {
+async fn ocsp_refresh(
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<RefreshAnswer>, ApiError> {
     let responder = app.responder.clone();
     let refreshed =
         tokio::task::spawn_blocking(move || responder.refresh_all(build_unix_now(), |_| {}))
             .await
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
             .map_err(|e| ApiError::from(AdminError::from(e)))?;
+    app.authority.audit(
+        &actor(&headers),
+        "ocsp.refresh",
+        serde_json::json!({"refreshed": refreshed, "outcome": "signed"}),
+        build_unix_now(),
+    );
     Ok(Json(RefreshAnswer { refreshed }))
+}
+
+async fn ledger_verify(
+    State(app): State<Arc<App>>,
+) -> Result<Json<crate::verify::VerifyReport>, ApiError> {
+    let a = app.clone();
+    let report =
+        tokio::task::spawn_blocking(move || crate::verify::verify(&a, build_unix_now(), |_| {}))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+    Ok(Json(report))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupRequest {
+    out: std::path::PathBuf,
+}
+
+async fn backup(
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+    Json(req): Json<BackupRequest>,
+) -> Result<Json<crate::backup::BackupManifest>, ApiError> {
+    let out_text = req.out.display().to_string();
+    if !req.out.is_absolute() {
+        return Err(bad_request(
+            "\"out\" must be an absolute path on the server's machine",
+        ));
+    }
+    let a = app.clone();
+    let manifest = tokio::task::spawn_blocking(move || {
+        crate::backup::backup(&a.ledger, &a.config.data_dir, &req.out, build_unix_now())
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| bad_request(format!("{e:#}")))?;
+    tracing::info!(certificates = manifest.certificates, "backup taken");
+    app.authority.audit(
+        &actor(&headers),
+        "backup",
+        serde_json::json!({"out": out_text, "certificates": manifest.certificates, "outcome": "written"}),
+        build_unix_now(),
+    );
+    Ok(Json(manifest))
 }

@@ -10,6 +10,7 @@
 
 pub mod acme;
 pub mod admin;
+pub mod conn;
 pub mod crl;
 pub mod observe;
 pub mod ocsp;
@@ -19,18 +20,20 @@ pub mod webhooks;
 
 use crate::app::App;
 use axum::response::Response;
+use conn::{Activity, ConnLimits, TrackedIo};
 use hyper::body::Incoming;
 use hyper::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// How long in-flight requests may run after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -51,11 +54,15 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let plain_service = plain::service(app.clone());
     let https_service = TowerToHyperService::new(admin::router(app.clone()));
-    let a = tokio::spawn(accept_loop(http, plain_service, None, shutdown.clone()));
+    let limits = ConnLimits::from_config(&app.config.http);
+    let a = tokio::spawn(accept_loop(
+        Listener::new(&app, "http", http, None, limits),
+        plain_service,
+        shutdown.clone(),
+    ));
     let b = tokio::spawn(accept_loop(
-        https,
+        Listener::new(&app, "https", https, Some(tls), limits),
         https_service,
-        Some(tls),
         shutdown.clone(),
     ));
     let (ra, rb) = tokio::join!(a, b);
@@ -67,15 +74,44 @@ pub async fn run(
 /// Runs the plain-HTTP listener alone (benches and embedders) until
 /// `shutdown` is cancelled.
 pub async fn run_plain(app: Arc<App>, http: TcpListener, shutdown: CancellationToken) {
-    accept_loop(http, plain::service(app), None, shutdown).await;
+    let limits = ConnLimits::from_config(&app.config.http);
+    accept_loop(
+        Listener::new(&app, "http", http, None, limits),
+        plain::service(app),
+        shutdown,
+    )
+    .await;
 }
 
-async fn accept_loop<S>(
-    listener: TcpListener,
-    service: S,
+/// One listening socket and what its connections are held to.
+struct Listener {
+    name: &'static str,
+    socket: TcpListener,
     tls: Option<TlsAcceptor>,
-    shutdown: CancellationToken,
-) where
+    limits: ConnLimits,
+    metrics: crate::metrics::Metrics,
+}
+
+impl Listener {
+    fn new(
+        app: &App,
+        name: &'static str,
+        socket: TcpListener,
+        tls: Option<TlsAcceptor>,
+        limits: ConnLimits,
+    ) -> Listener {
+        Listener {
+            name,
+            socket,
+            tls,
+            limits,
+            metrics: app.metrics.clone(),
+        }
+    }
+}
+
+async fn accept_loop<S>(listener: Listener, service: S, shutdown: CancellationToken)
+where
     S: hyper::service::Service<Request<Incoming>, Response = Response, Error = Infallible>
         + Clone
         + Send
@@ -83,12 +119,45 @@ async fn accept_loop<S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let limits = listener.limits;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.idle_timeout);
+    let builder = Arc::new(builder);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let tracker = TaskTracker::new();
+    let name = listener.name;
+    let open = listener.metrics.connections_open.with_label_values(&[name]);
+    let limited = listener
+        .metrics
+        .connections_waited
+        .with_label_values(&[name]);
+    let closed = listener.metrics.connections_closed.clone();
     loop {
+        // A slot first: when all are taken, stop accepting and let new
+        // clients wait in the kernel's backlog.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(s) => s,
+            Err(_) => {
+                limited.inc();
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    s = slots.clone().acquire_owned() => match s {
+                        Ok(s) => s,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
+            accepted = listener.socket.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and similar: back off, keep serving.
@@ -99,24 +168,44 @@ async fn accept_loop<S>(
             },
         };
         let _ = stream.set_nodelay(true);
+        let activity = Activity::new();
         let inner = service.clone();
+        let requests = activity.clone();
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(PeerAddr(peer));
-            hyper::service::Service::call(&inner, req)
-        });
-        let watcher = graceful.watcher();
-        let builder = builder.clone();
-        match tls.clone() {
-            None => {
-                tokio::spawn(async move {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
+            let guard = requests.request();
+            let fut = hyper::service::Service::call(&inner, req);
+            async move {
+                let r = fut.await;
+                drop(guard);
+                r
             }
-            Some(acceptor) => {
-                tokio::spawn(async move {
+        });
+        let builder = builder.clone();
+        let shutdown = shutdown.clone();
+        let tls = listener.tls.clone();
+        let open = open.clone();
+        let closed = closed.clone();
+        open.inc();
+        tracker.spawn(async move {
+            let _slot = slot;
+            match tls {
+                None => {
+                    let io = TokioIo::new(TrackedIo::new(stream, activity.clone()));
+                    let conn = builder.serve_connection(io, service);
+                    drive(
+                        conn,
+                        |c| c.graceful_shutdown(),
+                        &activity,
+                        limits,
+                        &shutdown,
+                        peer,
+                        name,
+                        &closed,
+                    )
+                    .await;
+                }
+                Some(acceptor) => {
                     let tls_stream =
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                             .await
@@ -124,27 +213,97 @@ async fn accept_loop<S>(
                             Ok(Ok(s)) => s,
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                open.dec();
                                 return;
                             }
                             Err(_) => {
                                 tracing::debug!(%peer, "TLS handshake timed out");
+                                closed
+                                    .with_label_values(&[name, "tls_handshake_timeout"])
+                                    .inc();
+                                open.dec();
                                 return;
                             }
                         };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
+                    let io = TokioIo::new(TrackedIo::new(tls_stream, activity.clone()));
+                    let conn = builder.serve_connection_with_upgrades(io, service);
+                    drive(
+                        conn,
+                        |c| c.graceful_shutdown(),
+                        &activity,
+                        limits,
+                        &shutdown,
+                        peer,
+                        name,
+                        &closed,
+                    )
+                    .await;
+                }
             }
-        }
+            open.dec();
+        });
     }
     drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), tracker.wait())
         .await
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish within the grace period");
+    }
+}
+
+/// Serves one connection until it ends, shutting it down gracefully when
+/// it has been idle for `idle_timeout` or the server stops, and dropping it
+/// if it has not finished `SHUTDOWN_GRACE` after that.
+#[allow(clippy::too_many_arguments)]
+async fn drive<C, F>(
+    conn: C,
+    shut: F,
+    activity: &Activity,
+    limits: ConnLimits,
+    shutdown: &CancellationToken,
+    peer: std::net::SocketAddr,
+    listener: &'static str,
+    closed: &prometheus::IntCounterVec,
+) where
+    C: std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+    F: Fn(std::pin::Pin<&mut C>),
+{
+    tokio::pin!(conn);
+    let check_every = (limits.idle_timeout / 4).max(Duration::from_millis(250));
+    let mut tick = tokio::time::interval(check_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    let timed_out = e
+                        .downcast_ref::<hyper::Error>()
+                        .is_some_and(|h| h.is_timeout());
+                    if timed_out {
+                        closed.with_label_values(&[listener, "header_timeout"]).inc();
+                    }
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.cancelled(), if deadline.is_none() => {
+                shut(conn.as_mut());
+                deadline = Some(Box::pin(tokio::time::sleep(SHUTDOWN_GRACE)));
+            }
+            _ = tick.tick(), if deadline.is_none() => {
+                if activity.idle_for(limits.idle_timeout) {
+                    closed.with_label_values(&[listener, "idle_timeout"]).inc();
+                    shut(conn.as_mut());
+                    deadline = Some(Box::pin(tokio::time::sleep(SHUTDOWN_GRACE)));
+                }
+            }
+            _ = async { deadline.as_mut().expect("guarded").as_mut().await }, if deadline.is_some() => {
+                tracing::debug!(%peer, "connection dropped after the grace period");
+                return;
+            }
+        }
     }
 }

@@ -142,9 +142,16 @@ impl hyper::service::Service<hyper::Request<Incoming>> for PlainService {
                 (response, GET_ROUTE, "GET", &hot.get_latency)
             } else {
                 let (parts, body) = req.into_parts();
-                let response = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
-                    Ok(body) => post_answer(&app, &parts.headers, &body.to_bytes()),
+                let limit = Duration::from_secs(app.config.http.body_timeout_secs);
+                let read = Limited::new(body, MAX_REQUEST_BYTES).collect();
+                let response = match tokio::time::timeout(limit, read).await {
+                    Ok(Ok(body)) => post_answer(&app, &parts.headers, &body.to_bytes()),
                     Err(_) => (
+                        StatusCode::REQUEST_TIMEOUT,
+                        "OCSP request body not received within http.body_timeout_secs\n",
+                    )
+                        .into_response(),
+                    Ok(Err(_)) => (
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "OCSP request body over 16 KiB or unreadable\n",
                     )

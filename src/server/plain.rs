@@ -28,6 +28,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ca/{file}", get(ca_file))
         .merge(super::ocsp::routes())
         .merge(super::crl::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            std::time::Duration::from_secs(app.config.http.body_timeout_secs),
+            super::conn::body_deadline,
+        ))
         .layer(axum::middleware::from_fn_with_state(observe, track))
         .with_state(app)
 }

@@ -14,7 +14,7 @@ use crate::files::{read_named, write_atomic, Visibility};
 use crate::issuance::Identity;
 use crate::profile::Profile;
 use anyhow::{anyhow, Context};
-use der::{Decode, DecodePem};
+use der::Decode;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::IpAddr;
@@ -50,7 +50,13 @@ fn wanted_names(app: &App) -> Vec<String> {
     names
 }
 
-fn reusable(cert_path: &PathBuf, names_path: &PathBuf, names: &str) -> bool {
+fn reusable(
+    cert_path: &PathBuf,
+    key_path: &PathBuf,
+    names_path: &PathBuf,
+    names: &str,
+    issuer: &Certificate,
+) -> bool {
     let Ok(stored) = std::fs::read_to_string(names_path) else {
         return false;
     };
@@ -60,9 +66,22 @@ fn reusable(cert_path: &PathBuf, names_path: &PathBuf, names: &str) -> bool {
     let Ok(pem) = std::fs::read(cert_path) else {
         return false;
     };
-    let Ok(cert) = Certificate::from_pem(&pem) else {
+    // The file holds the leaf, then the issuing CA: the leaf is the first.
+    let Some(cert) = Certificate::load_pem_chain(&pem)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+    else {
         return false;
     };
+    // Issued by the CA in use now (a data dir's CA can be replaced).
+    if der::Encode::to_der(&cert.tbs_certificate.issuer).ok()
+        != der::Encode::to_der(&issuer.tbs_certificate.subject).ok()
+    {
+        return false;
+    }
+    if !key_path.is_file() {
+        return false;
+    }
     let v = &cert.tbs_certificate.validity;
     let nb = v.not_before.to_unix_duration().as_secs();
     let na = v.not_after.to_unix_duration().as_secs();
@@ -105,7 +124,13 @@ fn own_cert(app: &App) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateK
     let (cert_path, key_path, names_path) = paths(app);
     let names = wanted_names(app);
     let names_text = names.join("\n");
-    if !reusable(&cert_path, &names_path, &names_text) {
+    if !reusable(
+        &cert_path,
+        &key_path,
+        &names_path,
+        &names_text,
+        app.ca.issuer_cert(),
+    ) {
         let key = SigningKey::generate(KeyAlgorithm::P256)?;
         let mut identity = Identity::default();
         for n in &names {
@@ -134,6 +159,18 @@ fn own_cert(app: &App) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateK
         write_atomic(&cert_path, pem.as_bytes(), Visibility::Public)?;
         write_atomic(&names_path, names_text.as_bytes(), Visibility::Public)?;
         tracing::info!(serial = %issued.record.serial, "issued the HTTPS listener certificate");
+        app.authority.audit(
+            "serve",
+            "issuance",
+            serde_json::json!({
+                "certificate": issued.record.serial.to_hex(),
+                "subject": issued.record.subject,
+                "profile": "tls-server",
+                "not_after": issued.record.not_after,
+                "outcome": "issued",
+            }),
+            crate::ca::build::unix_now(),
+        );
     }
     let pem = read_named(&cert_path, "HTTPS listener certificate")?;
     let chain = Certificate::load_pem_chain(&pem)

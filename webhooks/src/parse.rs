@@ -103,12 +103,23 @@ pub fn jamf(
         .map(|ms| ms / 1000)
         .unwrap_or(now);
     let ev = &v["event"];
+    // Jamf ids are per inventory: say which, as the Jamf Pro API path
+    // (`computers/<id>` or `mobile-devices/<id>`), so the id can be turned
+    // into a serial number.
+    let inventory = if name.contains("Computer") {
+        "computers"
+    } else {
+        "mobile-devices"
+    };
     match name {
         "MobileDeviceUnEnrolled" | "ComputerUnEnrolled" => {
             let mut e = event(source, id, DeviceEventKind::Unenrolled, at);
             e.serial = ev.get("serialNumber").and_then(text);
             e.udid = ev.get("udid").and_then(text);
-            e.mdm_id = ev.get("jssID").and_then(text);
+            e.mdm_id = ev
+                .get("jssID")
+                .and_then(text)
+                .map(|jss| format!("{inventory}/{jss}"));
             Ok(vec![Parsed::Event(e)])
         }
         "SmartGroupMobileDeviceMembershipChange" | "SmartGroupComputerMembershipChange" => {
@@ -127,7 +138,7 @@ pub fn jamf(
                 .filter_map(text)
                 .map(|jss| {
                     let mut e = event(source, format!("{id}:{jss}"), *kind, at);
-                    e.mdm_id = Some(jss);
+                    e.mdm_id = Some(format!("{inventory}/{jss}"));
                     Parsed::Event(e)
                 })
                 .collect())
@@ -232,7 +243,7 @@ mod tests {
         let e = one(jamf("jamf", JAMF, &BTreeMap::new(), 9).unwrap());
         assert_eq!(e.kind, DeviceEventKind::Unenrolled);
         assert_eq!(e.serial.as_deref(), Some("C8EM25KSG5PT"));
-        assert_eq!(e.mdm_id.as_deref(), Some("158"));
+        assert_eq!(e.mdm_id.as_deref(), Some("mobile-devices/158"));
         assert_eq!(e.event_id, body_id(JAMF));
         let e = one(nanomdm("nano", CHECKOUT, 9).unwrap());
         assert_eq!(
@@ -284,7 +295,7 @@ mod tests {
         let events = jamf("j", body, &groups, 0).unwrap();
         assert_eq!(events.len(), 2);
         assert!(
-            matches!(&events[1], Parsed::Event(e) if e.kind == DeviceEventKind::Lost && e.mdm_id.as_deref() == Some("13") && e.occurred_at == 1_700_000_000)
+            matches!(&events[1], Parsed::Event(e) if e.kind == DeviceEventKind::Lost && e.mdm_id.as_deref() == Some("mobile-devices/13") && e.occurred_at == 1_700_000_000)
         );
     }
 }

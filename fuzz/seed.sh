@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Seeds each fuzz target's corpus from what the tests use: the MDM webhook
+# fixtures, OCSP requests made by the real `openssl ocsp` client (with and
+# without nonce, SHA-1 and SHA-256 CertIDs) and their GET encodings, and
+# ACME request shapes. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")"
+c=corpus
+mkdir -p $c/ocsp_request $c/ocsp_get_path $c/acme_jws $c/webhook_payloads $c/webhook_signature
+cp ../tests/data/mdm/*.json $c/webhook_payloads/
+printf '{"kind":"lost","serial":"C02X","occurred_at":"2026-01-01T00:00:00Z"}' > $c/webhook_payloads/standard.json
+printf '{"webhook":{"webhookEvent":"SmartGroupComputerMembershipChange","eventTimestamp":1700000000000},"event":{"name":"Lost Devices","groupAddedDevicesIds":[12,13]}}' > $c/webhook_payloads/jamf_smart_group.json
+printf 'msg_1\n1700000000\nv1,AAAA\n{"kind":"lost","serial":"X"}' > $c/webhook_signature/basic
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/ca.key" \
+  -out "$tmp/ca.pem" -subj /CN=seed -days 1 2>/dev/null
+n=0
+for extra in "-no_nonce" "" "-sha256 -no_nonce" "-sha256"; do
+  n=$((n + 1))
+  # shellcheck disable=SC2086
+  openssl ocsp -issuer "$tmp/ca.pem" -serial 0x1A2B3C4D5E6F $extra -reqout "$c/ocsp_request/req$n.der" 2>/dev/null
+  base64 -w0 "$c/ocsp_request/req$n.der" | sed 's#/#%2F#g; s#+#%2B#g; s#=#%3D#g' > "$c/ocsp_get_path/get$n"
+done
+printf '{"protected":"eyJhbGciOiJFUzI1NiIsIm5vbmNlIjoiYWJjIiwidXJsIjoiaHR0cHM6Ly9leGFtcGxlL2FjbWUvbmV3LWFjY291bnQiLCJqd2siOnsia3R5IjoiRUMiLCJjcnYiOiJQLTI1NiIsIngiOiJmODNPSjNEMnhGMUJnOHZ1YjlqTExCMUtTdTBQdTFDZGhaeTljUzFwMXJBIiwieSI6Ik5NR3h6SXhyRjZPMVg1dU9vaGRsN0RZdWdxNFhtc1BJdThqSTJ0VjhDMmMifX0","payload":"eyJ0ZXJtc09mU2VydmljZUFncmVlZCI6dHJ1ZX0","signature":"AAAA"}' > $c/acme_jws/new_account.json
+printf '{"protected":"eyJhbGciOiJIUzI1NiIsImtpZCI6ImsxIiwidXJsIjoiaHR0cHM6Ly9leGFtcGxlIn0","payload":"","signature":"AAAA"}' > $c/acme_jws/post_as_get.json
