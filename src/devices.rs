@@ -76,8 +76,9 @@ pub struct Device {
     /// Last changed (Unix seconds).
     pub updated_at: u64,
     /// When what set the current status happened (an MDM event's
-    /// `occurred_at`, or an administrator's change): an event that
-    /// happened before this does not change the status.
+    /// `occurred_at`, or an administrator's `set-status`; 0 for a status
+    /// from `devices add` or an import): an event that happened before
+    /// this does not change the status.
     #[serde(default)]
     pub status_at: u64,
 }
@@ -190,7 +191,10 @@ impl NewDevice {
             notes: non_empty(&self.notes).unwrap_or_default(),
             created_at: now,
             updated_at: now,
-            status_at: now,
+            // An inventory entry claims no time for its status: any MDM
+            // event, however old, may change it. Status changes by an
+            // administrator or an event are dated.
+            status_at: 0,
         })
     }
 }

@@ -113,11 +113,7 @@ async fn revocations_are_notified_with_retries_and_dead_letters() {
     std::fs::write(&csr, p256_csr(&["notify.example"])).unwrap();
     let o = custos(&data, &["issue", "--csr", csr.to_str().unwrap()]);
     assert!(o.status.success());
-    let serial = String::from_utf8_lossy(&o.stderr)
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .to_string();
+    let serial = common::issued_serial(&String::from_utf8_lossy(&o.stderr));
     // Nothing is sent before a revocation.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(received.hits.lock().unwrap().is_empty());

@@ -162,7 +162,7 @@ async fn serve_answers_health_admin_api_and_cli() {
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let cli_serial = stderr(&o).split_whitespace().nth(2).unwrap().to_string();
+    let cli_serial = common::issued_serial(&stderr(&o));
     let o = custos(
         &data,
         &[

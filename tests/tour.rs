@@ -104,12 +104,7 @@ fn the_readme_tour_runs_as_written() {
     );
     ok(&issued);
     let stderr = String::from_utf8_lossy(&issued.stderr);
-    let serial = stderr
-        .split_whitespace()
-        .skip_while(|w| *w != "serial")
-        .nth(1)
-        .expect("the serial is printed")
-        .to_string();
+    let serial = common::issued_serial(&stderr);
     let verify = openssl(&[
         "verify",
         "-CAfile",

@@ -644,3 +644,57 @@ async fn every_kind_takes_its_fixture_with_its_credentials() {
         "C02MT66KFLHH"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_older_event_does_not_override_a_newer_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ca = TestAttestationCa::new();
+    standard_config(dir.path(), &ca);
+    assert!(custos(&data, &["init"]).status.success());
+    assert!(custos(&data, &["devices", "add", "--serial", "C02ORDER"])
+        .status
+        .success());
+    let server = Server::start(&data, &[]);
+    let http = server.https_client();
+    let url = format!("{}/webhooks/mdm", server.https_url);
+    let secret = Secret::parse(SECRET).unwrap();
+    let send = |id: &'static str, body: &'static str| {
+        let ts = custos::ca::build::unix_now();
+        http.post(&url)
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", secret.sign(id, ts, body.as_bytes()))
+            .body(body)
+            .send()
+    };
+    // Lost at 10:00, delivered first; found at 09:00, delivered late.
+    let lost = send(
+        "msg_lost",
+        r#"{"kind":"lost","serial":"C02ORDER","occurred_at":"2026-11-30T10:00:00Z"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(lost.status(), 200);
+    let found = send(
+        "msg_found",
+        r#"{"kind":"found","serial":"C02ORDER","occurred_at":"2026-11-30T09:00:00Z"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(found.status(), 200);
+    // The same delivery again is a no-op.
+    let again = send(
+        "msg_lost",
+        r#"{"kind":"lost","serial":"C02ORDER","occurred_at":"2026-11-30T10:00:00Z"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.status(), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(server);
+    let device: serde_json::Value =
+        serde_json::from_slice(&custos(&data, &["devices", "show", "C02ORDER"]).stdout).unwrap();
+    assert_eq!(device["status"], "lost", "{device}");
+    assert_eq!(audit_kinds(&data), ["event", "event"]);
+}

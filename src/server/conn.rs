@@ -326,8 +326,8 @@ mod tests {
         let err = DeadlineBody::new(Never, Duration::from_millis(50))
             .collect()
             .await
-            .err()
-            .expect("times out");
+            .map(|_| ())
+            .expect_err("times out");
         assert!(err.to_string().contains("body_timeout_secs"), "{err}");
     }
 

@@ -52,7 +52,7 @@ fn wanted_names(app: &App) -> Vec<String> {
 
 fn reusable(
     cert_path: &PathBuf,
-    key_path: &PathBuf,
+    key_path: &std::path::Path,
     names_path: &PathBuf,
     names: &str,
     issuer: &Certificate,

@@ -35,6 +35,17 @@ pub fn openssl(args: &[&str]) -> Output {
         .expect("the openssl CLI must be installed (see .ci/setup)")
 }
 
+/// The serial `custos issue` reports on stderr (`issued serial <HEX> …`),
+/// whatever warnings come before it.
+pub fn issued_serial(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("issued serial "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("custos issue prints the serial")
+        .to_string()
+}
+
 /// Path of the built `custos` binary.
 pub fn custos_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_custos"))
@@ -119,6 +130,17 @@ impl Server {
         env: &[(&str, &str)],
     ) -> Server {
         let _ = std::fs::remove_file(data_dir.join("server.json"));
+        // Its output goes to a file beside the data dir (read it when a test
+        // fails): a pipe nobody reads fills up and stops the server.
+        let log_path = data_dir
+            .parent()
+            .unwrap_or(data_dir)
+            .join(format!("serve-{}.log", std::process::id()));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("server log file");
         let child = Command::new(custos_bin())
             .envs(env.iter().copied())
             .arg("--data-dir")
@@ -127,8 +149,8 @@ impl Server {
             .args(extra)
             .env_remove("CUSTOS_CONFIG")
             .current_dir(data_dir.parent().unwrap_or(data_dir))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::from(log.try_clone().expect("log file")))
+            .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn custos serve");
         let deadline = Instant::now() + Duration::from_secs(60);
