@@ -19,7 +19,8 @@ n=0
 for extra in "-no_nonce" "" "-sha256 -no_nonce" "-sha256"; do
   n=$((n + 1))
   # shellcheck disable=SC2086
-  openssl ocsp -issuer "$tmp/ca.pem" -serial 0x1A2B3C4D5E6F $extra -reqout "$c/ocsp_request/req$n.der" 2>/dev/null
+  # (digest options must come before -serial)
+  openssl ocsp $extra -issuer "$tmp/ca.pem" -serial 0x1A2B3C4D5E6F -reqout "$c/ocsp_request/req$n.der" 2>/dev/null
   base64 -w0 "$c/ocsp_request/req$n.der" | sed 's#/#%2F#g; s#+#%2B#g; s#=#%3D#g' > "$c/ocsp_get_path/get$n"
 done
 printf '{"protected":"eyJhbGciOiJFUzI1NiIsIm5vbmNlIjoiYWJjIiwidXJsIjoiaHR0cHM6Ly9leGFtcGxlL2FjbWUvbmV3LWFjY291bnQiLCJqd2siOnsia3R5IjoiRUMiLCJjcnYiOiJQLTI1NiIsIngiOiJmODNPSjNEMnhGMUJnOHZ1YjlqTExCMUtTdTBQdTFDZGhaeTljUzFwMXJBIiwieSI6Ik5NR3h6SXhyRjZPMVg1dU9vaGRsN0RZdWdxNFhtc1BJdThqSTJ0VjhDMmMifX0","payload":"eyJ0ZXJtc09mU2VydmljZUFncmVlZCI6dHJ1ZX0","signature":"AAAA"}' > $c/acme_jws/new_account.json

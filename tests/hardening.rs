@@ -35,10 +35,9 @@ fn record(serial: Serial) -> CertRecord {
     }
 }
 
-/// Fills a fresh data dir with `n` certificates and their precomputed
-/// responses, through the library (as fast as the ledger allows); returns
-/// their serials.
-fn fill(data: &Path, n: usize) -> Vec<Serial> {
+/// The configuration of a data dir (defaults) and its ledger, opened
+/// directly (no server may run on it).
+fn open_data_dir(data: &Path) -> (custos::config::Config, custos::ledger::Ledger) {
     let config = custos::config::Config::load(
         None,
         &custos::config::Overrides {
@@ -48,6 +47,14 @@ fn fill(data: &Path, n: usize) -> Vec<Serial> {
     )
     .unwrap();
     let ledger = custos::app::open_ledger(&config).unwrap();
+    (config, ledger)
+}
+
+/// Fills a fresh data dir with `n` certificates and their precomputed
+/// responses, through the library (as fast as the ledger allows); returns
+/// their serials.
+fn fill(data: &Path, n: usize) -> Vec<Serial> {
+    let (config, ledger) = open_data_dir(data);
     let app = custos::app::App::build(config, ledger, None, true).unwrap();
     let serials: Vec<Serial> = (0..n).map(|_| Serial::random()).collect();
     let batch: Vec<_> = serials
@@ -523,15 +530,7 @@ fn ledger_verify_finds_a_response_that_disagrees_with_its_record() {
     // Revoke one certificate's record behind the responder's back (as a
     // bug or a bad restore would), leaving its `good` responses in place.
     {
-        let config = custos::config::Config::load(
-            None,
-            &custos::config::Overrides {
-                data_dir: Some(data.clone()),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let ledger = custos::app::open_ledger(&config).unwrap();
+        let (_, ledger) = open_data_dir(&data);
         ledger
             .revoke(
                 &serials[3],

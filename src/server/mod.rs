@@ -182,28 +182,23 @@ where
             }
         });
         let builder = builder.clone();
-        let shutdown = shutdown.clone();
         let tls = listener.tls.clone();
-        let open = open.clone();
-        let closed = closed.clone();
-        open.inc();
+        let ctx = ConnCtx {
+            activity,
+            limits,
+            shutdown: shutdown.clone(),
+            peer,
+            listener: name,
+            closed: closed.clone(),
+            _open: OpenGuard::new(open.clone()),
+        };
         tracker.spawn(async move {
             let _slot = slot;
             match tls {
                 None => {
-                    let io = TokioIo::new(TrackedIo::new(stream, activity.clone()));
+                    let io = TokioIo::new(TrackedIo::new(stream, ctx.activity.clone()));
                     let conn = builder.serve_connection(io, service);
-                    drive(
-                        conn,
-                        |c| c.graceful_shutdown(),
-                        &activity,
-                        limits,
-                        &shutdown,
-                        peer,
-                        name,
-                        &closed,
-                    )
-                    .await;
+                    drive(conn, |c| c.graceful_shutdown(), &ctx).await;
                 }
                 Some(acceptor) => {
                     let tls_stream =
@@ -213,34 +208,21 @@ where
                             Ok(Ok(s)) => s,
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                open.dec();
                                 return;
                             }
                             Err(_) => {
                                 tracing::debug!(%peer, "TLS handshake timed out");
-                                closed
+                                ctx.closed
                                     .with_label_values(&[name, "tls_handshake_timeout"])
                                     .inc();
-                                open.dec();
                                 return;
                             }
                         };
-                    let io = TokioIo::new(TrackedIo::new(tls_stream, activity.clone()));
+                    let io = TokioIo::new(TrackedIo::new(tls_stream, ctx.activity.clone()));
                     let conn = builder.serve_connection_with_upgrades(io, service);
-                    drive(
-                        conn,
-                        |c| c.graceful_shutdown(),
-                        &activity,
-                        limits,
-                        &shutdown,
-                        peer,
-                        name,
-                        &closed,
-                    )
-                    .await;
+                    drive(conn, |c| c.graceful_shutdown(), &ctx).await;
                 }
             }
-            open.dec();
         });
     }
     drop(listener);
@@ -253,25 +235,53 @@ where
     }
 }
 
+/// Counts a connection in `custos_http_connections_open` while it lives.
+struct OpenGuard(prometheus::IntGauge);
+
+impl OpenGuard {
+    fn new(gauge: prometheus::IntGauge) -> OpenGuard {
+        gauge.inc();
+        OpenGuard(gauge)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// What serving one connection needs besides the connection.
+struct ConnCtx {
+    activity: Arc<Activity>,
+    limits: ConnLimits,
+    shutdown: CancellationToken,
+    peer: std::net::SocketAddr,
+    listener: &'static str,
+    closed: prometheus::IntCounterVec,
+    _open: OpenGuard,
+}
+
 /// Serves one connection until it ends, shutting it down gracefully when
 /// it has been idle for `idle_timeout` or the server stops, and dropping it
 /// if it has not finished `SHUTDOWN_GRACE` after that.
-#[allow(clippy::too_many_arguments)]
-async fn drive<C, F>(
-    conn: C,
-    shut: F,
-    activity: &Activity,
-    limits: ConnLimits,
-    shutdown: &CancellationToken,
-    peer: std::net::SocketAddr,
-    listener: &'static str,
-    closed: &prometheus::IntCounterVec,
-) where
+async fn drive<C, F>(conn: C, shut: F, ctx: &ConnCtx)
+where
     C: std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
     F: Fn(std::pin::Pin<&mut C>),
 {
+    let ConnCtx {
+        activity,
+        limits,
+        shutdown,
+        peer,
+        listener,
+        closed,
+        ..
+    } = ctx;
     tokio::pin!(conn);
     let check_every = (limits.idle_timeout / 4).max(Duration::from_millis(250));
+    let listener = *listener;
     let mut tick = tokio::time::interval(check_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
