@@ -166,6 +166,14 @@ async fn refreshes_never_undo_an_acknowledged_revocation() {
         }
     }
     assert_eq!(acknowledged.len(), 300);
+    // The oldest precomputed response was signed moments ago (by the last
+    // refresh round), and the gauge says so: it reads the real thisUpdate.
+    let metrics = http_get(&host_port(&server.http_url), "/metrics");
+    let age = metric(&metrics, "custos_ocsp_oldest_precomputed_age_seconds");
+    assert!(
+        age < 600.0,
+        "oldest precomputed age {age} s on a fresh ledger"
+    );
     assert!(
         wrong.is_empty(),
         "{} of {} acknowledged revocations answered otherwise: {:?}",
