@@ -174,3 +174,87 @@ mod tests {
         assert!(l.check(Event::FailedValidation, "a", None, 100).is_ok());
     }
 }
+
+/// Validations an account may have under way at once.
+pub const MAX_VALIDATIONS_PER_ACCOUNT: u32 = 8;
+/// Validations under way at once, all accounts together.
+pub const MAX_VALIDATIONS: u32 = 1024;
+
+/// Bounds the validations under way (queued or running), per account and
+/// in all, so that one account cannot fill the queue and nobody can grow
+/// it without end. Memory holds one entry per account with a validation
+/// under way, so at most [`MAX_VALIDATIONS`] entries.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    state: Mutex<(u32, HashMap<String, u32>)>,
+}
+
+impl InFlight {
+    /// Takes a slot for `account`, or says why not (`rateLimited`).
+    pub fn reserve(&self, account: &str) -> Result<(), Problem> {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, per) = &mut *g;
+        let mine = per.get(account).copied().unwrap_or(0);
+        if mine >= MAX_VALIDATIONS_PER_ACCOUNT {
+            let mut p = Problem::new(
+                ProblemType::RateLimited,
+                format!("{mine} validations of this account are under way; answer another challenge when one of them is done"),
+            );
+            p.retry_after = Some(5);
+            return Err(p);
+        }
+        if *total >= MAX_VALIDATIONS {
+            let mut p = Problem::new(
+                ProblemType::RateLimited,
+                "the server has too many validations under way; try again shortly",
+            );
+            p.retry_after = Some(5);
+            return Err(p);
+        }
+        *total += 1;
+        per.insert(account.to_string(), mine + 1);
+        Ok(())
+    }
+
+    /// Takes a slot whatever the bounds (validations resumed at start).
+    pub fn force(&self, account: &str) {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 += 1;
+        *g.1.entry(account.to_string()).or_insert(0) += 1;
+    }
+
+    /// Gives `account`'s slot back.
+    pub fn release(&self, account: &str) {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, per) = &mut *g;
+        if let Some(n) = per.get_mut(account) {
+            *n -= 1;
+            *total = total.saturating_sub(1);
+            if *n == 0 {
+                per.remove(account);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod in_flight_tests {
+    use super::*;
+
+    #[test]
+    fn one_account_cannot_take_every_slot() {
+        let f = InFlight::default();
+        for _ in 0..MAX_VALIDATIONS_PER_ACCOUNT {
+            f.reserve("a").unwrap();
+        }
+        let p = f.reserve("a").unwrap_err();
+        assert_eq!(p.kind, ProblemType::RateLimited);
+        f.reserve("b").unwrap();
+        f.release("a");
+        f.reserve("a").unwrap();
+        for _ in 0..=MAX_VALIDATIONS_PER_ACCOUNT {
+            f.release("a");
+        }
+        assert_eq!(f.state.lock().unwrap().1.len(), 1, "a's entry is gone");
+    }
+}

@@ -319,8 +319,14 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
                 let ip = req.client_ip.map(|ip| ip.to_string());
                 self.limiter
                     .check(Event::FailedValidation, &account.id, ip.as_deref(), req.now)?;
+                // A slot in the bounded validation queue, given back when
+                // the validator reports.
+                self.in_flight.reserve(&account.id)?;
                 authz.challenges[index].status = ChallengeStatus::Processing;
-                self.store.update_authz(&authz)?;
+                if let Err(p) = self.store.update_authz(&authz) {
+                    self.in_flight.release(&account.id);
+                    return Err(p.into());
+                }
                 let c = &authz.challenges[index];
                 self.domain.validate(job(&authz, c, account, req.client_ip));
             }
@@ -403,6 +409,7 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
                 .iter()
                 .filter(|c| c.status == ChallengeStatus::Processing)
             {
+                self.in_flight.force(&account.id);
                 self.domain.validate(job(&authz, c, &account, None));
                 resumed += 1;
             }
@@ -418,6 +425,7 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
         outcome: Result<(), Problem>,
         now: u64,
     ) -> Result<(), Problem> {
+        self.in_flight.release(&job.account_id);
         if outcome.is_err() {
             let ip = job.requester.map(|ip| ip.to_string());
             self.limiter

@@ -312,6 +312,8 @@ pub struct AcmeServer<S, D> {
     nonces: NonceStore,
     pub(crate) settings: Settings,
     pub(crate) limiter: crate::limits::Limiter,
+    /// Validations queued or running, bounded per account and in all.
+    pub(crate) in_flight: crate::limits::InFlight,
     locks: Vec<Mutex<()>>,
 }
 
@@ -329,6 +331,7 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
             domain,
             nonces: NonceStore::new(100_000),
             limiter: crate::limits::Limiter::new(settings.limits),
+            in_flight: crate::limits::InFlight::default(),
             settings,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         }
