@@ -291,6 +291,10 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("ledger records serialise")
 }
 
+/// Table files RocksDB keeps open at once (its table cache evicts the
+/// least recently used past this).
+const MAX_OPEN_FILES: i32 = 512;
+
 /// What all memtables together may hold before RocksDB flushes one.
 const MEMTABLE_BUDGET: usize = 32 << 20;
 
@@ -307,6 +311,10 @@ impl Ledger {
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
         opts.set_keep_log_file_num(4);
+        // RocksDB keeps every table file open by default, so a ledger that
+        // grows (many small files until compaction merges them) can take
+        // more file descriptors than a service is allowed; cap them.
+        opts.set_max_open_files(MAX_OPEN_FILES);
         // Memory is bounded by configuration, not by the ledger's size: all
         // memtables together share one budget, and every column family reads
         // through one LRU block cache that also holds index and filter blocks
