@@ -2,7 +2,7 @@
 //! acknowledged revocation; it is killed with SIGKILL mid-loop. After
 //! reopening, every revocation it reported must be in the ledger.
 
-use custos::ledger::{CertRecord, DeviceIds, Ledger};
+use custos::ledger::{CertRecord, Ledger};
 use custos::revocation::Reason;
 use custos::serial::Serial;
 use std::io::{BufRead, BufReader, Write};
@@ -12,21 +12,7 @@ const CHILD_ENV: &str = "CUSTOS_CRASH_CHILD_DIR";
 const CERTS: usize = 2_000;
 
 fn record(serial: &Serial) -> CertRecord {
-    CertRecord {
-        serial: serial.clone(),
-        issuer_id: "test".into(),
-        subject: "CN=crash".into(),
-        not_before: 0,
-        not_after: u64::MAX / 2,
-        issued_at: 0,
-        dns_names: vec![],
-        ip_addresses: vec![],
-        device: DeviceIds::default(),
-        acme_account: None,
-        profile: "default".into(),
-        crl_shard: 0,
-        revocation: None,
-    }
+    common::cert_record(serial, "CN=crash")
 }
 
 /// The child's body: runs only when the parent test starts it.

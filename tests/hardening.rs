@@ -7,7 +7,6 @@ mod common;
 
 use base64::Engine;
 use common::{custos, Server};
-use custos::ledger::{CertRecord, DeviceIds};
 use custos::serial::Serial;
 use custos_ocsp::issuer::{HashAlg, IssuerHashes};
 use custos_ocsp::x509_ocsp::{BasicOcspResponse, CertStatus, OcspResponse};
@@ -17,22 +16,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn record(serial: Serial) -> CertRecord {
-    CertRecord {
-        serial,
-        issuer_id: "test".into(),
-        subject: "CN=race".into(),
-        not_before: 0,
-        not_after: 4_000_000_000,
-        issued_at: 0,
-        dns_names: vec![],
-        ip_addresses: vec![],
-        device: DeviceIds::default(),
-        acme_account: None,
-        profile: "default".into(),
-        crl_shard: 0,
-        revocation: None,
-    }
+fn record(serial: Serial) -> custos::ledger::CertRecord {
+    common::cert_record(&serial, "CN=race")
 }
 
 /// The configuration of a data dir (defaults) and its ledger, opened

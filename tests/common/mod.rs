@@ -35,6 +35,26 @@ pub fn openssl(args: &[&str]) -> Output {
         .expect("the openssl CLI must be installed (see .ci/setup)")
 }
 
+/// A certificate record for tests that fill a ledger directly: unexpired
+/// for decades, no device, no revocation.
+pub fn cert_record(serial: &custos::serial::Serial, subject: &str) -> custos::ledger::CertRecord {
+    custos::ledger::CertRecord {
+        serial: serial.clone(),
+        issuer_id: "test".into(),
+        subject: subject.into(),
+        not_before: 0,
+        not_after: 4_000_000_000,
+        issued_at: 0,
+        dns_names: vec![],
+        ip_addresses: vec![],
+        device: custos::ledger::DeviceIds::default(),
+        acme_account: None,
+        profile: "default".into(),
+        crl_shard: 0,
+        revocation: None,
+    }
+}
+
 /// The serial `custos issue` reports on stderr (`issued serial <HEX> …`),
 /// whatever warnings come before it.
 pub fn issued_serial(stderr: &str) -> String {
