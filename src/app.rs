@@ -84,6 +84,7 @@ pub fn responder_settings(config: &Config) -> ResponderSettings {
         max_concurrent_signing: o.max_concurrent_signing,
         max_nonce_len: o.max_nonce_len,
         sign_with_issuer: o.sign_with == OcspSignWith::Issuer,
+        ..ResponderSettings::default()
     }
 }
 

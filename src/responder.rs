@@ -6,11 +6,13 @@
 //! with nonces off) are answered from responses signed ahead of time and
 //! stored in the ledger: one lookup and a copy. Requests with a nonce, or
 //! asking about several certificates, get a freshly signed response, with at
-//! most `max_concurrent_signing` signatures under way (`tryLater` past that).
+//! most `max_concurrent_signing` signatures admitted at once (`tryLater` past
+//! that), run on a small pool of signing threads (see `signing_pool`).
 
 use crate::ca::{Ca, OcspSigner};
 use crate::ledger::{CertRecord, Ledger, LedgerError, Precomputed, PrecomputedSet};
 use crate::serial::Serial;
+use crate::signing_pool::{PoolError, SigningPool};
 use custos_ocsp::issuer::{HashAlg, IssuerHashes};
 use custos_ocsp::request::{parse_request, parse_simple, CertQuery};
 use custos_ocsp::response::{build_response, cert_id_for, ResponseSigner, SingleAnswer, Status};
@@ -37,6 +39,9 @@ pub struct ResponderSettings {
     pub max_nonce_len: usize,
     /// Sign with the issuing CA's key instead of the delegated responder.
     pub sign_with_issuer: bool,
+    /// Threads of the signing pool (fresh responses and the re-making of
+    /// missing or stale ones); one per core by default.
+    pub signing_threads: usize,
 }
 
 impl Default for ResponderSettings {
@@ -49,6 +54,7 @@ impl Default for ResponderSettings {
             max_concurrent_signing: 256,
             max_nonce_len: 32,
             sign_with_issuer: false,
+            signing_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -174,6 +180,7 @@ pub struct Responder {
     hashes: IssuerHashes,
     settings: ResponderSettings,
     signing: Arc<Semaphore>,
+    pool: SigningPool,
     metrics: OcspMetrics,
 }
 
@@ -218,6 +225,10 @@ impl Responder {
         let hashes = IssuerHashes::new(ca.issuer_cert())?;
         Ok(Responder {
             signing: Arc::new(Semaphore::new(settings.max_concurrent_signing.max(1))),
+            pool: SigningPool::new(
+                settings.signing_threads,
+                settings.max_concurrent_signing.max(1),
+            )?,
             ledger,
             ca,
             hashes,
@@ -412,9 +423,80 @@ impl Responder {
         Serial::from_bytes(serial).ok().map(|s| (alg, s))
     }
 
-    /// Answers a DER request at `now`.
+    /// Answers a DER request at `now`, signing (when it must) on the
+    /// calling thread. For callers without a runtime (benches, tools); the
+    /// server uses [`Responder::answer_pooled`].
     pub fn answer(&self, der: &[u8], now: u64) -> Answer {
-        match self.try_answer(der, now) {
+        let result = self.plan(der, now).and_then(|plan| match plan {
+            Plan::Ready(a) => Ok(a),
+            Plan::Remake(query) => {
+                let _permit = self.signing_permit()?;
+                self.remake_answer(query, now)
+            }
+            Plan::Fresh(job) => {
+                let _permit = self.signing_permit()?;
+                self.sign_fresh(&job, now)
+            }
+        });
+        self.count(result)
+    }
+
+    /// Answers a DER request at `now`. Anything to sign is signed on the
+    /// responder's signing pool with a permit held until the signature is
+    /// done; past `max_concurrent_signing` permits the answer is
+    /// `tryLater`, at once.
+    pub async fn answer_pooled(self: &Arc<Self>, der: &[u8], now: u64) -> Answer {
+        let result = match self.plan(der, now) {
+            Ok(Plan::Ready(a)) => Ok(a),
+            Ok(Plan::Remake(query)) => {
+                let this = self.clone();
+                self.on_pool(move || this.remake_answer(query, now)).await
+            }
+            Ok(Plan::Fresh(job)) => {
+                let this = self.clone();
+                self.on_pool(move || this.sign_fresh(&job, now)).await
+            }
+            Err(e) => Err(e),
+        };
+        self.count(result)
+    }
+
+    /// Runs `f` on the signing pool under a signing permit.
+    async fn on_pool(
+        &self,
+        f: impl FnOnce() -> Result<Answer, OcspError> + Send + 'static,
+    ) -> Result<Answer, OcspError> {
+        let permit = self.signing_permit()?;
+        let result = self
+            .pool
+            .run(move || {
+                let answer = f();
+                drop(permit);
+                answer
+            })
+            .await;
+        match result {
+            Ok(answer) => answer,
+            Err(PoolError::Full) => {
+                self.metrics.shed.inc();
+                Err(OcspError::TryLater)
+            }
+            Err(PoolError::Lost) => Err(OcspError::Internal("signing job lost".into())),
+        }
+    }
+
+    /// A signing permit, or `tryLater` (counted as shed) when every one is
+    /// taken.
+    fn signing_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, OcspError> {
+        self.signing.clone().try_acquire_owned().map_err(|_| {
+            self.metrics.shed.inc();
+            OcspError::TryLater
+        })
+    }
+
+    /// Counts an answer in the metrics.
+    fn count(&self, result: Result<Answer, OcspError>) -> Answer {
+        match result {
             Ok(a) => {
                 match a.status {
                     "good" => self.metrics.good.inc(),
@@ -427,83 +509,92 @@ impl Responder {
         }
     }
 
-    /// The precomputed answer for one of our serials (made now if missing
-    /// or stale).
-    fn precomputed_answer(
+    /// The stored answer for one of our serials, or `None` when it is
+    /// missing or stale.
+    fn stored_answer(
         &self,
-        (alg, serial): (HashAlg, Serial),
+        (alg, serial): &(HashAlg, Serial),
         now: u64,
-    ) -> Result<Answer, OcspError> {
-        let internal = |e: LedgerError| OcspError::Internal(e.to_string());
+    ) -> Result<Option<Answer>, OcspError> {
         let stored = self
             .ledger
-            .get_precomputed(alg.tag(), &serial)
-            .map_err(internal)?;
-        let p = match stored {
-            Some(p) if p.next_update > now => p,
-            _ => {
-                // Never precomputed, or stale: make it now from the record,
-                // under the signing limit like any other fresh signature.
-                let _permit = self.signing.clone().try_acquire_owned().map_err(|_| {
-                    self.metrics.shed.inc();
-                    OcspError::TryLater
-                })?;
-                // A revocation may land between reading the record and
-                // storing what was signed from it; the store then refuses,
-                // and the answer is made again from the newer record.
-                let mut attempt = 0;
-                let set = loop {
-                    let rec = self
-                        .ledger
-                        .get(&serial)
-                        .map_err(internal)?
-                        .ok_or(OcspError::Unauthorized)?;
-                    let set = self.precompute(&rec, now)?;
-                    if self
-                        .ledger
-                        .store_precomputed(&serial, rec.revocation.as_ref(), &set)
-                        .map_err(internal)?
-                    {
-                        break set;
-                    }
-                    attempt += 1;
-                    if attempt >= 3 {
-                        return Err(OcspError::TryLater);
-                    }
-                };
-                let der = set
-                    .responses
-                    .iter()
-                    .find(|(t, _)| *t == alg.tag())
-                    .map(|(_, d)| d.clone())
-                    .ok_or_else(|| OcspError::Internal("algorithm missing".into()))?;
-                let fresh = self
-                    .ledger
-                    .get_precomputed(alg.tag(), &serial)
-                    .map_err(internal)?;
-                fresh.unwrap_or_else(|| {
-                    Arc::new(Precomputed {
-                        this_update: set.this_update,
-                        next_update: set.next_update,
-                        refresh_at: set.refresh_at,
-                        etag: [0; 8],
-                        status: set.status,
-                        der: der.into(),
-                    })
-                })
-            }
-        };
+            .get_precomputed(alg.tag(), serial)
+            .map_err(|e| OcspError::Internal(e.to_string()))?;
+        Ok(stored
+            .filter(|p| p.next_update > now)
+            .map(|p| self.precomputed(&p)))
+    }
+
+    fn precomputed(&self, p: &Precomputed) -> Answer {
         self.metrics.precomputed_hits.inc();
-        let status = status_label(p.status);
-        Ok(Answer {
+        Answer {
             kind: AnswerKind::Precomputed {
                 this_update: p.this_update,
                 next_update: p.next_update,
                 etag: p.etag,
             },
             der: p.der.clone(),
-            status,
-        })
+            status: status_label(p.status),
+        }
+    }
+
+    /// Makes (and stores) the precomputed responses of a certificate whose
+    /// stored one is missing or stale, and answers from them. The caller
+    /// holds a signing permit.
+    fn remake_answer(&self, query: (HashAlg, Serial), now: u64) -> Result<Answer, OcspError> {
+        let internal = |e: LedgerError| OcspError::Internal(e.to_string());
+        let (alg, serial) = query;
+        // Another request may have made it while this one waited.
+        if let Some(a) = self.stored_answer(&(alg, serial.clone()), now)? {
+            return Ok(a);
+        }
+        // A revocation may land between reading the record and storing what
+        // was signed from it; the store then refuses, and the answer is made
+        // again from the newer record.
+        let mut attempt = 0;
+        let set = loop {
+            let rec = self
+                .ledger
+                .get(&serial)
+                .map_err(internal)?
+                .ok_or(OcspError::Unauthorized)?;
+            let set = self.precompute(&rec, now)?;
+            if self
+                .ledger
+                .store_precomputed(&serial, rec.revocation.as_ref(), &set)
+                .map_err(internal)?
+            {
+                break set;
+            }
+            attempt += 1;
+            if attempt >= 3 {
+                return Err(OcspError::TryLater);
+            }
+        };
+        let fresh = self
+            .ledger
+            .get_precomputed(alg.tag(), &serial)
+            .map_err(internal)?;
+        let p = match fresh {
+            Some(p) => p,
+            None => {
+                let der = set
+                    .responses
+                    .iter()
+                    .find(|(t, _)| *t == alg.tag())
+                    .map(|(_, d)| d.clone())
+                    .ok_or_else(|| OcspError::Internal("algorithm missing".into()))?;
+                Arc::new(Precomputed {
+                    this_update: set.this_update,
+                    next_update: set.next_update,
+                    refresh_at: set.refresh_at,
+                    etag: [0; 8],
+                    status: set.status,
+                    der: der.into(),
+                })
+            }
+        };
+        Ok(self.precomputed(&p))
     }
 
     /// A certificate's status now. A current precomputed response saying
@@ -527,19 +618,27 @@ impl Responder {
         })
     }
 
-    fn try_answer(&self, der: &[u8], now: u64) -> Result<Answer, OcspError> {
+    /// Everything up to the signature: parse, find the stored answer, or
+    /// the statuses a fresh response must carry.
+    fn plan(&self, der: &[u8], now: u64) -> Result<Plan, OcspError> {
+        let single = |query| {
+            Ok(match self.stored_answer(&query, now)? {
+                Some(a) => Plan::Ready(a),
+                None => Plan::Remake(query),
+            })
+        };
         if let Some(q) = parse_simple(der) {
-            let serial = self
+            let query = self
                 .issued_serial(q.alg, q.name_hash, q.key_hash, q.serial)
                 .ok_or(OcspError::Unauthorized)?;
-            return self.precomputed_answer(serial, now);
+            return single(query);
         }
         let req = parse_request(der, self.settings.max_nonce_len)?;
         if req.queries.len() == 1 && (req.nonce.is_none() || !self.settings.fresh_signing) {
-            let serial = self
+            let query = self
                 .query_serial(&req.queries[0])
                 .ok_or(OcspError::Unauthorized)?;
-            return self.precomputed_answer(serial, now);
+            return single(query);
         }
 
         // Fresh signing: a nonce to echo, or several certificates.
@@ -567,13 +666,17 @@ impl Responder {
         {
             return Err(OcspError::Unauthorized);
         }
-        let _permit = self.signing.clone().try_acquire_owned().map_err(|_| {
-            self.metrics.shed.inc();
-            OcspError::TryLater
-        })?;
-        let der = self.with_signer(|s| build_response(&answers, req.nonce.as_ref(), now, s))?;
+        Ok(Plan::Fresh(FreshJob {
+            answers,
+            nonce: req.nonce,
+        }))
+    }
+
+    /// Signs a fresh response. The caller holds a signing permit.
+    fn sign_fresh(&self, job: &FreshJob, now: u64) -> Result<Answer, OcspError> {
+        let der = self.with_signer(|s| build_response(&job.answers, job.nonce.as_ref(), now, s))?;
         self.metrics.fresh_signings.inc();
-        let status = match (answers.len(), answers[0].status) {
+        let status = match (job.answers.len(), job.answers[0].status) {
             (1, Status::Good) => "good",
             (1, Status::Revoked { .. }) => "revoked",
             (1, Status::Unknown) => "unknown",
@@ -585,6 +688,22 @@ impl Responder {
             status,
         })
     }
+}
+
+/// What answering one request takes, decided before any signature.
+enum Plan {
+    /// A current stored response.
+    Ready(Answer),
+    /// The stored response is missing or stale: sign and store new ones.
+    Remake((HashAlg, Serial)),
+    /// A nonce to echo, or several certificates: sign a fresh response.
+    Fresh(FreshJob),
+}
+
+/// The content of a fresh response, ready to sign.
+struct FreshJob {
+    answers: Vec<SingleAnswer>,
+    nonce: Option<x509_cert::ext::Extension>,
 }
 
 fn status_code(status: Status) -> u8 {
@@ -600,5 +719,104 @@ fn status_label(code: u8) -> &'static str {
         0 => "good",
         1 => "revoked",
         _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::{CaUrls, InitOptions};
+    use crate::ledger::DeviceIds;
+    use custos_ocsp::request::build_request;
+
+    fn record(serial: Serial) -> CertRecord {
+        CertRecord {
+            serial,
+            issuer_id: "test".into(),
+            issued_at: 1_700_000_000,
+            not_before: 1_700_000_000,
+            not_after: 4_000_000_000,
+            subject: "CN=pool".into(),
+            dns_names: vec![],
+            ip_addresses: vec![],
+            device: DeviceIds::default(),
+            acme_account: None,
+            profile: "default".into(),
+            crl_shard: 0,
+            revocation: None,
+        }
+    }
+
+    /// Requests waiting for a signature hold their permits: with the one
+    /// signing thread busy, `max_concurrent_signing` requests are admitted
+    /// and the next is answered `tryLater` at once; the admitted ones are
+    /// then answered. (When signatures ran inline on the async workers, at
+    /// most one per worker could ever be under way, and the limit was never
+    /// reached.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_signatures_count_against_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let urls = CaUrls {
+            http_base: "http://127.0.0.1:8080".into(),
+        };
+        let ca = Arc::new(Ca::init(dir.path(), &InitOptions::default(), urls).unwrap());
+        let ledger = Arc::new(Ledger::open(&dir.path().join("ledger")).unwrap());
+        let settings = ResponderSettings {
+            max_concurrent_signing: 4,
+            signing_threads: 1,
+            ..Default::default()
+        };
+        let responder = Arc::new(
+            Responder::new(ledger.clone(), ca.clone(), settings, &Registry::new()).unwrap(),
+        );
+        let serial = Serial::random();
+        ledger.insert(&record(serial.clone()), b"der").unwrap();
+        let now = crate::ca::build::unix_now();
+        responder.on_issued(&record(serial.clone()), now).unwrap();
+        let hashes = IssuerHashes::new(ca.issuer_cert()).unwrap();
+        let id = cert_id_for(&hashes, HashAlg::Sha1, serial.as_bytes()).unwrap();
+        let with_nonce = build_request(id.clone(), Some(&[7u8; 16])).unwrap();
+        let plain = build_request(id, None).unwrap();
+
+        // Occupy the one signing thread.
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let r = responder.clone();
+        let blocker = tokio::spawn(async move {
+            r.pool
+                .run(move || {
+                    let _ = started_tx.send(());
+                    let _ = wait.recv();
+                })
+                .await
+        });
+        started.await.unwrap();
+
+        let mut admitted = Vec::new();
+        for _ in 0..4 {
+            let r = responder.clone();
+            let der = with_nonce.clone();
+            admitted.push(tokio::spawn(async move { r.answer_pooled(&der, now).await }));
+        }
+        // Every admitted request has taken its permit once none is left.
+        while responder.signing.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let shed = responder.answer_pooled(&with_nonce, now).await;
+        assert_eq!(shed.status, "tryLater");
+        // Precomputed answers need no signature and still flow.
+        let stored = responder.answer_pooled(&plain, now).await;
+        assert_eq!(stored.status, "good");
+        assert!(matches!(stored.kind, AnswerKind::Precomputed { .. }));
+
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        for a in admitted {
+            let answer = a.await.unwrap();
+            assert_eq!(answer.status, "good");
+            assert_eq!(answer.kind, AnswerKind::Fresh);
+        }
+        assert_eq!(responder.signing.available_permits(), 4);
+        assert_eq!(responder.metrics.shed.get(), 1);
     }
 }

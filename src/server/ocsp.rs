@@ -46,22 +46,22 @@ pub fn routes() -> Router<Arc<App>> {
 }
 
 async fn post_request(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    post_answer(&app, &headers, &body)
+    post_answer(&app, &headers, &body).await
 }
 
 async fn get_request(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
-    get_answer(&app, &uri, &headers)
+    get_answer(&app, &uri, &headers).await
 }
 
-fn post_answer(app: &App, headers: &HeaderMap, body: &[u8]) -> Response {
-    let answer = app.responder.answer(body, unix_now());
+async fn post_answer(app: &App, headers: &HeaderMap, body: &[u8]) -> Response {
+    let answer = app.responder.answer_pooled(body, unix_now()).await;
     respond(app, answer, headers)
 }
 
-fn get_answer(app: &App, uri: &Uri, headers: &HeaderMap) -> Response {
+async fn get_answer(app: &App, uri: &Uri, headers: &HeaderMap) -> Response {
     let encoded = uri.path().strip_prefix("/ocsp/").unwrap_or_default();
     let answer = match decode_get_path(encoded) {
-        Ok(der) => app.responder.answer(&der, unix_now()),
+        Ok(der) => app.responder.answer_pooled(&der, unix_now()).await,
         Err(e) => app.responder.error_answer(e),
     };
     respond(app, answer, headers)
@@ -138,14 +138,14 @@ impl hyper::service::Service<hyper::Request<Incoming>> for PlainService {
             let app = inner.app.clone();
             let hot = &inner.hot;
             let (response, route, method, latency) = if is_get {
-                let response = get_answer(&app, req.uri(), req.headers());
+                let response = get_answer(&app, req.uri(), req.headers()).await;
                 (response, GET_ROUTE, "GET", &hot.get_latency)
             } else {
                 let (parts, body) = req.into_parts();
                 let limit = Duration::from_secs(app.config.http.body_timeout_secs);
                 let read = Limited::new(body, MAX_REQUEST_BYTES).collect();
                 let response = match tokio::time::timeout(limit, read).await {
-                    Ok(Ok(body)) => post_answer(&app, &parts.headers, &body.to_bytes()),
+                    Ok(Ok(body)) => post_answer(&app, &parts.headers, &body.to_bytes()).await,
                     Err(_) => (
                         StatusCode::REQUEST_TIMEOUT,
                         "OCSP request body not received within http.body_timeout_secs\n",
