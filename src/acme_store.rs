@@ -5,7 +5,7 @@ use crate::acme_domain::AcmeDomain;
 use crate::config::Config;
 use crate::ledger::{Ledger, LedgerError};
 use custos_acme::account::AccountRecord;
-use custos_acme::order::{AuthzRecord, OrderRecord};
+use custos_acme::order::{AuthzRecord, Identifier, OrderRecord};
 use custos_acme::server::{AcmeServer, Settings, Store, StoreError};
 use std::sync::Arc;
 
@@ -47,6 +47,15 @@ impl Store for LedgerStore {
     }
     fn orders_of_account(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
         self.0.acme_orders_of_account(account_id).map_err(store_err)
+    }
+    fn authzs_for(
+        &self,
+        account_id: &str,
+        identifier: &Identifier,
+    ) -> Result<Vec<AuthzRecord>, StoreError> {
+        self.0
+            .acme_authzs_for(account_id, identifier)
+            .map_err(store_err)
     }
     fn processing_authzs(&self) -> Result<Vec<AuthzRecord>, StoreError> {
         self.0.acme_processing_authzs().map_err(store_err)

@@ -92,6 +92,43 @@ pub async fn retry_device_events(app: Arc<App>) -> usize {
 }
 
 /// Starts the scheduler with every job. Shut it down with `shutdown()`.
+/// Deletes ACME orders and authorizations a day after they expired (in
+/// pages, until none is due); returns how many orders went.
+pub async fn delete_expired_acme(app: Arc<App>) -> usize {
+    let ledger = app.ledger.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let now = unix_now();
+        let mut total = 0;
+        loop {
+            let n = ledger.delete_expired_acme(now, 1000)?;
+            total += n;
+            if n < 1000 {
+                return Ok::<usize, crate::ledger::LedgerError>(total);
+            }
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok(n)) => {
+            if n > 0 {
+                tracing::info!(
+                    orders = n,
+                    "deleted expired ACME orders and their authorizations"
+                );
+            }
+            n
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "deleting expired ACME orders failed");
+            0
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "deleting expired ACME orders stopped");
+            0
+        }
+    }
+}
+
 pub async fn start(app: Arc<App>) -> anyhow::Result<JobScheduler> {
     let scheduler = JobScheduler::new().await?;
     let a = app.clone();
@@ -136,6 +173,15 @@ pub async fn start(app: Arc<App>) -> anyhow::Result<JobScheduler> {
         .add(Job::new_async("0 17 * * * *", move |_, _| {
             let a = a.clone();
             Box::pin(async move { renew_ocsp_signer(a).await })
+        })?)
+        .await?;
+    let a = app.clone();
+    scheduler
+        .add(Job::new_async("0 23 * * * *", move |_, _| {
+            let a = a.clone();
+            Box::pin(async move {
+                delete_expired_acme(a).await;
+            })
         })?)
         .await?;
     scheduler.start().await?;

@@ -48,7 +48,7 @@ pub mod ra;
 pub mod responder;
 pub mod revocation;
 pub mod serial;
-pub mod signing_pool;
 pub mod server;
+pub mod signing_pool;
 pub mod verify;
 pub mod webhook_events;

@@ -796,7 +796,9 @@ mod tests {
         for _ in 0..4 {
             let r = responder.clone();
             let der = with_nonce.clone();
-            admitted.push(tokio::spawn(async move { r.answer_pooled(&der, now).await }));
+            admitted.push(tokio::spawn(
+                async move { r.answer_pooled(&der, now).await },
+            ));
         }
         // Every admitted request has taken its permit once none is left.
         while responder.signing.available_permits() > 0 {

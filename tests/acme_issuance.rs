@@ -552,3 +552,157 @@ async fn revoke_with_certificate_key(server: &Server, key: &rcgen::KeyPair, cert
         .status()
         .as_u16()
 }
+
+/// Answers every http-01 challenge of `order` with the account's key
+/// authorization and waits for the order to be ready.
+async fn validate_http01(order: &mut instant_acme::Order, tokens: &Tokens) {
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz.unwrap();
+        let mut challenge = authz.challenge(ChallengeType::Http01).unwrap();
+        tokens.lock().unwrap().insert(
+            challenge.token.clone(),
+            challenge.key_authorization().as_str().to_string(),
+        );
+        challenge.set_ready().await.unwrap();
+    }
+    assert_eq!(
+        order.poll_ready(&retry()).await.unwrap(),
+        OrderStatus::Ready
+    );
+}
+
+/// Revocation by authorization reads an index of the account's
+/// authorizations; orders and authorizations are deleted a day after they
+/// expire, and what the issued certificate needs (its record, its status,
+/// revocation by its key) stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_orders_are_deleted_and_certificates_stay_revocable() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tokens: Tokens = Arc::default();
+    tokio::spawn(challenge_server(listener, tokens.clone()));
+    std::fs::write(
+        dir.path().join("custos.toml"),
+        format!("[acme]\nallowed_ip_ranges = [\"127.0.0.0/8\"]\nhttp01_port = {port}\norder_lifetime_days = 1\nauthz_lifetime_days = 2\n"),
+    )
+    .unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string()
+    };
+    let (http, https) = (free(), free());
+    let server = Server::start_on(&data, &http, &https, &[]);
+    let ids = [Identifier::Ip("127.0.0.1".parse().unwrap())];
+
+    // Two certificates ordered by one account.
+    let owner = common::acme_account(&server).await;
+    let mut issued = Vec::new();
+    let mut order_urls = Vec::new();
+    for _ in 0..2 {
+        let mut order = owner.new_order(&NewOrder::new(&ids)).await.unwrap();
+        validate_http01(&mut order, &tokens).await;
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        order
+            .finalize_csr(&csr_der(&["127.0.0.1"], &key))
+            .await
+            .unwrap();
+        let chain = order.poll_certificate(&retry()).await.unwrap();
+        order_urls.push(order.url().to_string());
+        issued.push((pem_to_der(&chain), key));
+    }
+    // Another account holding a valid authorization for the same address
+    // may revoke the first (found through the authorization index).
+    let other = common::acme_account(&server).await;
+    let mut other_order = other.new_order(&NewOrder::new(&ids)).await.unwrap();
+    validate_http01(&mut other_order, &tokens).await;
+    order_urls.push(other_order.url().to_string());
+    other
+        .revoke(&RevocationRequest {
+            certificate: &issued[0].0,
+            reason: Some(RevocationReason::Superseded),
+        })
+        .await
+        .expect("revoked by an account holding the authorization");
+    drop(server);
+
+    // Offline: nothing is due before the authorizations' expiry plus a
+    // day; after it, all three orders go with their authorizations.
+    let config = custos::config::Config::load(
+        None,
+        &custos::config::Overrides {
+            data_dir: Some(data.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let order_ids: Vec<String> = order_urls
+        .iter()
+        .map(|u| u.rsplit('/').next().unwrap().to_string())
+        .collect();
+    let serial = |der: &[u8]| {
+        let cert = <x509_cert::Certificate as der::Decode>::from_der(der).unwrap();
+        custos::serial::Serial::from_bytes(cert.tbs_certificate.serial_number.as_bytes()).unwrap()
+    };
+    {
+        let ledger = custos::app::open_ledger(&config).unwrap();
+        let now = custos::ca::build::unix_now();
+        assert_eq!(ledger.delete_expired_acme(now + 86_400, 100).unwrap(), 0);
+        let authz_ids = ledger.acme_order(&order_ids[0]).unwrap().unwrap().authz_ids;
+        assert_eq!(
+            ledger
+                .delete_expired_acme(now + 3 * 86_400 + 60, 100)
+                .unwrap(),
+            3
+        );
+        for id in &order_ids {
+            assert!(ledger.acme_order(id).unwrap().is_none(), "order {id} kept");
+        }
+        assert!(ledger.acme_authz(&authz_ids[0]).unwrap().is_none());
+        assert!(ledger.acme_processing_authzs().unwrap().is_empty());
+        // Their certificates are untouched.
+        let first = ledger.get(&serial(&issued[0].0)).unwrap().unwrap();
+        assert!(first.revocation.is_some());
+        assert!(ledger
+            .get(&serial(&issued[1].0))
+            .unwrap()
+            .unwrap()
+            .revocation
+            .is_none());
+        assert_eq!(
+            ledger
+                .delete_expired_acme(now + 3 * 86_400 + 60, 100)
+                .unwrap(),
+            0
+        );
+    }
+
+    // Served again: the deleted order is gone for its account too, the
+    // second certificate is still revocable by the account that ordered it,
+    // and OCSP says so.
+    let server = Server::start_on(&data, &http, &https, &[]);
+    let gone = owner.order(order_urls[1].clone()).await;
+    assert!(
+        format!("{:?}", gone.err()).contains("404"),
+        "a deleted order was served"
+    );
+    owner
+        .revoke(&RevocationRequest {
+            certificate: &issued[1].0,
+            reason: Some(RevocationReason::Superseded),
+        })
+        .await
+        .expect("revoked by the account that ordered it");
+    let leaf = dir.path().join("second.pem");
+    let pem =
+        der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &issued[1].0).unwrap();
+    std::fs::write(&leaf, pem).unwrap();
+    let said = common::ocsp_says(&server, &leaf);
+    assert!(said.contains(": revoked"), "{said}");
+}

@@ -39,19 +39,11 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
         id: &Identifier,
         now: u64,
     ) -> Result<bool, Problem> {
-        for order_id in self.store.orders_of_account(&account.id)?.iter().rev() {
-            let Some(order) = self.store.order(order_id)? else {
-                continue;
-            };
-            for authz_id in &order.authz_ids {
-                if let Some(a) = self.store.authz(authz_id)? {
-                    if a.identifier == *id && a.status_at(now) == AuthzStatus::Valid {
-                        return Ok(true);
-                    }
-                }
-            }
-        }
-        Ok(false)
+        Ok(self
+            .store
+            .authzs_for(&account.id, &id.normalized())?
+            .iter()
+            .any(|a| a.status_at(now) == AuthzStatus::Valid))
     }
 
     pub(crate) fn revoke_cert(

@@ -57,8 +57,15 @@ pub trait Store: Send + Sync {
     fn update_authz(&self, authz: &AuthzRecord) -> Result<(), StoreError>;
     /// Ids of an account's orders, oldest first.
     fn orders_of_account(&self, account_id: &str) -> Result<Vec<String>, StoreError>;
+    /// An account's authorizations for one identifier, any status (from an
+    /// index: revocation by authorization reads it).
+    fn authzs_for(
+        &self,
+        account_id: &str,
+        identifier: &crate::order::Identifier,
+    ) -> Result<Vec<AuthzRecord>, StoreError>;
     /// Authorizations with a challenge left `processing` (a validation that
-    /// was under way when the server stopped).
+    /// was under way when the server stopped), from an index, not a scan.
     fn processing_authzs(&self) -> Result<Vec<AuthzRecord>, StoreError>;
     /// Moves an account to a new key; `Ok(Some(id))` names the account that
     /// already has that key (nothing changed then).

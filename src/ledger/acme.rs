@@ -5,11 +5,19 @@
 //! Keys: `acct/<id>` → account JSON; `key/<thumbprint>` → account id, which
 //! keeps one account per key; `order/<id>`, `authz/<id>` → JSON;
 //! `acctorder/<account>/<created, 16 hex>/<order>` → empty (the orders list).
+//!
+//! Indexes, so that nothing reads every order or authorization:
+//! `orderexp/<delete at, 16 hex>/<order>` → empty (when an order and its
+//! authorizations are deleted: a day after the last of them expires);
+//! `authzid/<account>\0<type>\0<value>\0<authz>` → empty (an account's
+//! authorizations for one identifier, read by revocation by authorization);
+//! `authzproc/<authz>` → empty (authorizations with a challenge
+//! `processing`, resumed at start).
 
-use super::{sync_opts, Ledger, LedgerError, CF_ACME};
+use super::{sync_opts, Ledger, LedgerError, CF_ACME, CF_META};
 use crate::eab::EabRecord;
 use custos_acme::account::AccountRecord;
-use custos_acme::order::{AuthzRecord, OrderRecord};
+use custos_acme::order::{AuthzRecord, Identifier, OrderRecord};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 fn account_key(id: &str) -> Vec<u8> {
@@ -125,6 +133,63 @@ fn account_orders_prefix(account: &str) -> String {
     format!("acctorder/{account}/")
 }
 
+fn account_order_key(order: &OrderRecord) -> String {
+    format!(
+        "{}{:016x}/{}",
+        account_orders_prefix(&order.account_id),
+        order.created_at,
+        order.id
+    )
+}
+
+/// How long an order and its authorizations are kept after the last of
+/// them expired (a client polling an expired order still sees it
+/// `invalid` for a while, instead of a 404).
+pub const ACME_RETENTION_SECS: u64 = 86_400;
+
+const ORDER_EXPIRY_PREFIX: &[u8] = b"orderexp/";
+const PROCESSING_PREFIX: &[u8] = b"authzproc/";
+const META_ACME_INDEX: &[u8] = b"acme_index_version";
+
+fn order_expiry_key(delete_at: u64, order: &str) -> Vec<u8> {
+    format!("orderexp/{delete_at:016x}/{order}").into_bytes()
+}
+
+/// When an order and its authorizations may go.
+fn delete_at(order: &OrderRecord, authzs: &[AuthzRecord]) -> u64 {
+    authzs
+        .iter()
+        .map(|a| a.expires)
+        .fold(order.expires, u64::max)
+        .saturating_add(ACME_RETENTION_SECS)
+}
+
+fn authz_ident_prefix(account: &str, id: &Identifier) -> Vec<u8> {
+    let mut key = b"authzid/".to_vec();
+    for part in [account, id.kind.as_str(), id.value.as_str()] {
+        key.extend_from_slice(part.as_bytes());
+        key.push(0);
+    }
+    key
+}
+
+fn authz_ident_key(authz: &AuthzRecord) -> Vec<u8> {
+    let mut key = authz_ident_prefix(&authz.account_id, &authz.identifier);
+    key.extend_from_slice(authz.id.as_bytes());
+    key
+}
+
+fn processing_key(authz: &str) -> Vec<u8> {
+    [PROCESSING_PREFIX, authz.as_bytes()].concat()
+}
+
+fn is_processing(authz: &AuthzRecord) -> bool {
+    authz
+        .challenges
+        .iter()
+        .any(|c| c.status == custos_acme::order::ChallengeStatus::Processing)
+}
+
 impl Ledger {
     fn acme_get<T: serde::de::DeserializeOwned>(
         &self,
@@ -151,24 +216,141 @@ impl Ledger {
         order: &OrderRecord,
         authzs: &[AuthzRecord],
     ) -> Result<(), LedgerError> {
-        let cf = self.cf(CF_ACME);
         let mut batch = WriteBatch::default();
+        self.put_order_with_indexes(&mut batch, order, authzs);
+        self.db.write_opt(batch, &sync_opts())?;
+        Ok(())
+    }
+
+    /// An order, its authorizations, and every index entry they need.
+    fn put_order_with_indexes(
+        &self,
+        batch: &mut WriteBatch,
+        order: &OrderRecord,
+        authzs: &[AuthzRecord],
+    ) {
+        let cf = self.cf(CF_ACME);
         batch.put_cf(cf, order_key(&order.id), super::encode(order));
         for a in authzs {
             batch.put_cf(cf, authz_key(&a.id), super::encode(a));
+            batch.put_cf(cf, authz_ident_key(a), b"");
+            if is_processing(a) {
+                batch.put_cf(cf, processing_key(&a.id), b"");
+            }
         }
+        batch.put_cf(cf, account_order_key(order), b"");
         batch.put_cf(
             cf,
-            format!(
-                "{}{:016x}/{}",
-                account_orders_prefix(&order.account_id),
-                order.created_at,
-                order.id
-            ),
+            order_expiry_key(delete_at(order, authzs), &order.id),
             b"",
         );
+    }
+
+    /// Builds the ACME indexes of a ledger written before they existed (one
+    /// pass over the orders, once).
+    pub(super) fn index_acme(&self) -> Result<(), LedgerError> {
+        let meta = self.cf(CF_META);
+        if self.db.get_cf(meta, META_ACME_INDEX)?.is_some() {
+            return Ok(());
+        }
+        let _guard = self.lock();
+        let mut batch = WriteBatch::default();
+        let mut orders = 0usize;
+        for item in self.db.iterator_cf(
+            self.cf(CF_ACME),
+            IteratorMode::From(b"order/", Direction::Forward),
+        ) {
+            let (key, value) = item?;
+            if !key.starts_with(b"order/") {
+                break;
+            }
+            let order: OrderRecord = super::decode(&value, "ACME order")?;
+            let mut authzs = Vec::with_capacity(order.authz_ids.len());
+            for id in &order.authz_ids {
+                if let Some(a) = self.acme_authz(id)? {
+                    authzs.push(a);
+                }
+            }
+            self.put_order_with_indexes(&mut batch, &order, &authzs);
+            orders += 1;
+            if orders % 1000 == 0 {
+                self.db
+                    .write_opt(std::mem::take(&mut batch), &sync_opts())?;
+            }
+        }
+        batch.put_cf(meta, META_ACME_INDEX, 1u64.to_be_bytes());
         self.db.write_opt(batch, &sync_opts())?;
+        if orders > 0 {
+            tracing::info!(orders, "indexed the ACME orders and authorizations");
+        }
         Ok(())
+    }
+
+    /// Deletes up to `limit` orders whose deletion time has come, with their
+    /// authorizations and index entries; returns how many orders went.
+    /// Certificates and their records are not touched: revocation and the
+    /// certificate URL read those, not the orders.
+    pub fn delete_expired_acme(&self, now: u64, limit: usize) -> Result<usize, LedgerError> {
+        let cf = self.cf(CF_ACME);
+        let _guard = self.lock();
+        let mut batch = WriteBatch::default();
+        let mut deleted = 0;
+        for item in self.db.iterator_cf(
+            cf,
+            IteratorMode::From(ORDER_EXPIRY_PREFIX, Direction::Forward),
+        ) {
+            let (key, _) = item?;
+            let Some(rest) = key.strip_prefix(ORDER_EXPIRY_PREFIX) else {
+                break;
+            };
+            let text = String::from_utf8_lossy(rest);
+            let Some((at, id)) = text.split_once('/') else {
+                batch.delete_cf(cf, &key);
+                continue;
+            };
+            let at = u64::from_str_radix(at, 16).unwrap_or(0);
+            if at > now || deleted >= limit {
+                break;
+            }
+            batch.delete_cf(cf, &key);
+            if let Some(order) = self.acme_order(id)? {
+                for authz_id in &order.authz_ids {
+                    if let Some(a) = self.acme_authz(authz_id)? {
+                        batch.delete_cf(cf, authz_ident_key(&a));
+                    }
+                    batch.delete_cf(cf, authz_key(authz_id));
+                    batch.delete_cf(cf, processing_key(authz_id));
+                }
+                batch.delete_cf(cf, account_order_key(&order));
+                batch.delete_cf(cf, order_key(id));
+            }
+            deleted += 1;
+        }
+        self.db.write_opt(batch, &sync_opts())?;
+        Ok(deleted)
+    }
+
+    /// An account's authorizations for one identifier (any status).
+    pub fn acme_authzs_for(
+        &self,
+        account: &str,
+        identifier: &Identifier,
+    ) -> Result<Vec<AuthzRecord>, LedgerError> {
+        let prefix = authz_ident_prefix(account, identifier);
+        let mut found = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(CF_ACME),
+            IteratorMode::From(&prefix, Direction::Forward),
+        ) {
+            let (key, _) = item?;
+            let Some(id) = key.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            if let Some(a) = self.acme_authz(&String::from_utf8_lossy(id))? {
+                found.push(a);
+            }
+        }
+        Ok(found)
     }
 
     /// Records a new external account binding key.
@@ -186,8 +368,12 @@ impl Ledger {
         self.acme_get(&order_key(id), "ACME order")
     }
 
-    /// Replaces an ACME order.
+    /// Replaces an ACME order (not one deleted meanwhile).
     pub fn update_acme_order(&self, order: &OrderRecord) -> Result<(), LedgerError> {
+        let _guard = self.lock();
+        if self.acme_order(&order.id)?.is_none() {
+            return Ok(());
+        }
         self.acme_put(&order_key(&order.id), order)
     }
 
@@ -196,29 +382,40 @@ impl Ledger {
         self.acme_get(&authz_key(id), "ACME authorization")
     }
 
-    /// Replaces an ACME authorization.
+    /// Replaces an ACME authorization (not one deleted meanwhile), keeping
+    /// the index of those with a challenge processing.
     pub fn update_acme_authz(&self, authz: &AuthzRecord) -> Result<(), LedgerError> {
-        self.acme_put(&authz_key(&authz.id), authz)
+        let _guard = self.lock();
+        if self.acme_authz(&authz.id)?.is_none() {
+            return Ok(());
+        }
+        let cf = self.cf(CF_ACME);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, authz_key(&authz.id), super::encode(authz));
+        if is_processing(authz) {
+            batch.put_cf(cf, processing_key(&authz.id), b"");
+        } else {
+            batch.delete_cf(cf, processing_key(&authz.id));
+        }
+        self.db.write_opt(batch, &sync_opts())?;
+        Ok(())
     }
 
-    /// Authorizations with a challenge still `processing`.
+    /// Authorizations with a challenge still `processing` (from the index).
     pub fn acme_processing_authzs(&self) -> Result<Vec<AuthzRecord>, LedgerError> {
         let mut found = Vec::new();
         for item in self.db.iterator_cf(
             self.cf(CF_ACME),
-            IteratorMode::From(b"authz/", Direction::Forward),
+            IteratorMode::From(PROCESSING_PREFIX, Direction::Forward),
         ) {
-            let (key, value) = item?;
-            if !key.starts_with(b"authz/") {
+            let (key, _) = item?;
+            let Some(id) = key.strip_prefix(PROCESSING_PREFIX) else {
                 break;
-            }
-            let authz: AuthzRecord = super::decode(&value, "ACME authorization")?;
-            if authz
-                .challenges
-                .iter()
-                .any(|c| c.status == custos_acme::order::ChallengeStatus::Processing)
-            {
-                found.push(authz);
+            };
+            if let Some(a) = self.acme_authz(&String::from_utf8_lossy(id))? {
+                if is_processing(&a) {
+                    found.push(a);
+                }
             }
         }
         Ok(found)
@@ -242,5 +439,133 @@ impl Ledger {
         }
         let skip = ids.len().saturating_sub(1000);
         Ok(ids.split_off(skip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custos_acme::order::{AuthzStatus, ChallengeRecord, ChallengeStatus, OrderStatus};
+
+    fn order_with_authz(id: &str, processing: bool) -> (OrderRecord, AuthzRecord) {
+        let identifier = Identifier {
+            kind: "dns".into(),
+            value: "a.corp.example".into(),
+        };
+        let authz = AuthzRecord {
+            id: format!("{id}-authz"),
+            account_id: "acct".into(),
+            identifier: identifier.clone(),
+            status: AuthzStatus::Pending,
+            expires: 2_000,
+            challenges: vec![ChallengeRecord {
+                id: "c".into(),
+                kind: "http-01".into(),
+                token: "t".into(),
+                status: if processing {
+                    ChallengeStatus::Processing
+                } else {
+                    ChallengeStatus::Pending
+                },
+                validated: None,
+                error: None,
+            }],
+            attestation: None,
+        };
+        let order = OrderRecord {
+            id: id.into(),
+            account_id: "acct".into(),
+            status: OrderStatus::Pending,
+            expires: 1_000,
+            identifiers: vec![identifier],
+            authz_ids: vec![authz.id.clone()],
+            profile: None,
+            replaces: None,
+            certificate: None,
+            error: None,
+            created_at: 500,
+        };
+        (order, authz)
+    }
+
+    /// A ledger written before the indexes existed gets them when opened:
+    /// the processing authorization is found, the identifier lookup works,
+    /// and the orders are deleted when due.
+    #[test]
+    fn indexes_are_built_for_a_ledger_written_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        let identifier = {
+            let ledger = Ledger::open(&path).unwrap();
+            let (o1, a1) = order_with_authz("o1", true);
+            let (o2, a2) = order_with_authz("o2", false);
+            ledger.create_acme_order(&o1, &[a1]).unwrap();
+            ledger.create_acme_order(&o2, &[a2]).unwrap();
+            // Take the ledger back to before the indexes: records only.
+            let cf = ledger.cf(CF_ACME);
+            let mut batch = WriteBatch::default();
+            for item in ledger.db.iterator_cf(cf, IteratorMode::Start) {
+                let (key, _) = item.unwrap();
+                if ![&b"order/"[..], b"authz/", b"acctorder/"]
+                    .iter()
+                    .any(|p| key.starts_with(p))
+                {
+                    batch.delete_cf(cf, &key);
+                }
+            }
+            batch.delete_cf(ledger.cf(CF_META), META_ACME_INDEX);
+            ledger.db.write(batch).unwrap();
+            assert!(ledger.acme_processing_authzs().unwrap().is_empty());
+            o1.identifiers[0].clone()
+        };
+        let ledger = Ledger::open(&path).unwrap();
+        let processing = ledger.acme_processing_authzs().unwrap();
+        assert_eq!(processing.len(), 1);
+        assert_eq!(processing[0].id, "o1-authz");
+        assert_eq!(
+            ledger.acme_authzs_for("acct", &identifier).unwrap().len(),
+            2
+        );
+        assert!(ledger
+            .acme_authzs_for("other", &identifier)
+            .unwrap()
+            .is_empty());
+        // Due a day after the authorizations' expiry (2,000), not before.
+        assert_eq!(
+            ledger
+                .delete_expired_acme(2_000 + ACME_RETENTION_SECS - 1, 10)
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            ledger
+                .delete_expired_acme(2_000 + ACME_RETENTION_SECS, 1)
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            ledger
+                .delete_expired_acme(2_000 + ACME_RETENTION_SECS, 10)
+                .unwrap(),
+            1
+        );
+        assert!(ledger.acme_order("o1").unwrap().is_none());
+        assert!(ledger.acme_processing_authzs().unwrap().is_empty());
+        assert!(ledger
+            .acme_authzs_for("acct", &identifier)
+            .unwrap()
+            .is_empty());
+        assert!(ledger.acme_orders_of_account("acct").unwrap().is_empty());
+        // Nothing of them is left in the column family.
+        let left = ledger
+            .db
+            .iterator_cf(ledger.cf(CF_ACME), IteratorMode::Start)
+            .count();
+        assert_eq!(left, 0);
+        // An update of a deleted authorization does not bring it back.
+        let (_, a1) = order_with_authz("o1", true);
+        ledger.update_acme_authz(&a1).unwrap();
+        assert!(ledger.acme_authz("o1-authz").unwrap().is_none());
+        assert!(ledger.acme_processing_authzs().unwrap().is_empty());
     }
 }

@@ -367,6 +367,7 @@ impl Ledger {
             hot: hot::HotCache::new(options.ocsp_cache_bytes - options.ocsp_cache_bytes / 4),
         };
         ledger.check_schema()?;
+        ledger.index_acme()?;
         Ok(ledger)
     }
 
