@@ -64,6 +64,7 @@ fn apple_verifier(config: &Config) -> anyhow::Result<crate::attestation::AppleVe
         })
         .collect::<anyhow::Result<Vec<String>>>()?;
     crate::attestation::AppleVerifier::new(&roots)
+        .map_err(|e| anyhow!("acme.device_attest.apple_roots: {e}"))
 }
 
 /// Ledger options from the configuration.

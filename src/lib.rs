@@ -5,7 +5,8 @@
 //! Module map (domain and wiring; protocols live in the `custos-*` crates):
 //! - [`serial`], [`revocation`]: newtypes for serial numbers and CRL reasons.
 //! - [`ca`]: the CA's keys and certificates; signs what it is told to.
-//! - [`csr`]: PKCS#10 parsing and self-signature verification.
+//! - [`csr`] (the `custos-csr` crate): PKCS#10 parsing and self-signature verification.
+//! - [`attestation`] (the `custos-attest` crate): Apple device attestation.
 //! - [`profile`]: certificate templates.
 //! - [`issuance`]: the one issuance function (CSR + profile + identity → certificate in the ledger).
 //! - [`ledger`]: RocksDB storage of certificates, indexes and the revocation log.
@@ -25,13 +26,13 @@ pub mod acme_validation;
 pub mod admin_client;
 pub mod app;
 pub mod apple_profile;
-pub mod attestation;
+pub use custos_attest::apple as attestation;
 pub mod backup;
 pub mod ca;
 pub mod cli;
 pub mod config;
 pub mod crl_publisher;
-pub mod csr;
+pub use custos_csr as csr;
 pub mod devices;
 pub mod eab;
 pub mod files;

@@ -193,6 +193,9 @@ fn requested_sans(req: &CertReq) -> Result<Vec<GeneralName>, CsrError> {
 pub fn verify_csr(input: &[u8]) -> Result<VerifiedCsr, CsrError> {
     let der = decode_csr_bytes(input)?;
     let req = CertReq::from_der(&der).map_err(|e| CsrError::Malformed(e.to_string()))?;
+    // Everything is parsed before the signature is checked (a malformed
+    // request is malformed whoever signed it, and a fuzzer reaches it all).
+    let requested_sans = requested_sans(&req)?;
     let kind = key_kind(&req.info.public_key)?;
     let alg = verification_algorithm(req.algorithm.oid, kind)?;
     let info_der = RawCsr::from_der(&der)
@@ -205,7 +208,6 @@ pub fn verify_csr(input: &[u8]) -> Result<VerifiedCsr, CsrError> {
     UnparsedPublicKey::new(alg, req.info.public_key.subject_public_key.raw_bytes())
         .verify(&info_der, signature)
         .map_err(|_| CsrError::BadSignature)?;
-    let requested_sans = requested_sans(&req)?;
     let spki_der = req
         .info
         .public_key

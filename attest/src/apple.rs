@@ -10,12 +10,12 @@
 
 use ciborium::value::Value as Cbor;
 use der::Decode;
-use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::{CertificateDer, UnixTime};
 use x509_cert::Certificate;
 
 /// The Apple Enterprise Attestation Root CA (valid to 2047), the default
 /// trust anchor.
-pub const APPLE_ROOT_PEM: &str = include_str!("ca/apple_enterprise_attestation_root.pem");
+pub const APPLE_ROOT_PEM: &str = include_str!("apple_enterprise_attestation_root.pem");
 
 /// Most certificates accepted in x5c.
 pub const MAX_X5C: usize = 5;
@@ -52,6 +52,20 @@ pub enum AttestationError {
     /// The freshness code is missing or is not SHA-256(token).
     #[error("attestation freshness code {0}")]
     Freshness(&'static str),
+}
+
+/// Why a set of trust anchors was refused (the operator's configuration).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RootsError {
+    /// A PEM block could not be read.
+    #[error("attestation root: {0}")]
+    Pem(String),
+    /// The certificate cannot serve as a trust anchor.
+    #[error("attestation root is not a usable anchor: {0}")]
+    Anchor(String),
+    /// No certificate at all.
+    #[error("no attestation roots configured")]
+    Empty,
 }
 
 /// What a verified attestation says about the device.
@@ -180,8 +194,8 @@ pub struct AppleVerifier {
 impl AppleVerifier {
     /// A verifier trusting these PEM roots (Apple's compiled-in root when
     /// `roots` is empty).
-    pub fn new(roots: &[String]) -> anyhow::Result<AppleVerifier> {
-        use rustls::pki_types::pem::PemObject;
+    pub fn new(roots: &[String]) -> Result<AppleVerifier, RootsError> {
+        use rustls_pki_types::pem::PemObject;
         let pems: Vec<String> = if roots.is_empty() {
             vec![APPLE_ROOT_PEM.to_string()]
         } else {
@@ -190,13 +204,15 @@ impl AppleVerifier {
         let mut anchors = Vec::new();
         for pem in &pems {
             for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                let cert = cert.map_err(|e| anyhow::anyhow!("attestation root: {e}"))?;
+                let cert = cert.map_err(|e| RootsError::Pem(e.to_string()))?;
                 webpki::anchor_from_trusted_cert(&cert)
-                    .map_err(|e| anyhow::anyhow!("attestation root is not a usable anchor: {e}"))?;
+                    .map_err(|e| RootsError::Anchor(e.to_string()))?;
                 anchors.push(cert.into_owned());
             }
         }
-        anyhow::ensure!(!anchors.is_empty(), "no attestation roots configured");
+        if anchors.is_empty() {
+            return Err(RootsError::Empty);
+        }
         Ok(AppleVerifier { anchors })
     }
 
@@ -213,7 +229,7 @@ impl AppleVerifier {
             .iter()
             .map(|c| CertificateDer::from(c.as_slice()))
             .collect();
-        let anchors: Vec<rustls::pki_types::TrustAnchor<'_>> = self
+        let anchors: Vec<rustls_pki_types::TrustAnchor<'_>> = self
             .anchors
             .iter()
             .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok())
@@ -252,17 +268,19 @@ impl AppleVerifier {
 mod tests {
     use super::*;
 
-    const REAL_LEAF: &str = include_str!("../tests/data/real-apple-attestation-leaf-2025.pem");
+    const REAL_LEAF: &str = include_str!("../../tests/data/real-apple-attestation-leaf-2025.pem");
 
     fn pem_der(pem: &str) -> Vec<u8> {
-        use rustls::pki_types::pem::PemObject;
+        use rustls_pki_types::pem::PemObject;
         CertificateDer::from_pem_slice(pem.as_bytes())
             .unwrap()
             .to_vec()
     }
 
     fn now() -> u64 {
-        crate::ca::build::unix_now()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
 
     #[test]
