@@ -3,7 +3,7 @@
 //! connections, send half requests, or make up HTTP methods. Everything
 //! here runs the real `custos serve` binary over loopback.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::{custos, Server};

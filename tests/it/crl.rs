@@ -1,7 +1,7 @@
 //! The CRL publisher checked with the real `openssl crl` and `openssl verify
 //! -crl_check` against a running `custos serve` with several shards.
 
-mod common;
+use crate::common;
 
 use common::{custos, openssl, p256_csr, Server};
 use serde_json::{json, Value};

@@ -1,6 +1,6 @@
 //! The CA and the issuance function, checked with the real OpenSSL CLI.
 
-mod common;
+use crate::common;
 
 use common::{csr_pem, openssl, p256_csr};
 use custos::app::{open_ledger, App};

@@ -6,7 +6,7 @@
 //! key in the CSR, finalize before the order is ready, a wrong http-01
 //! answer.
 
-mod common;
+use crate::common;
 
 use common::{openssl, Server};
 use instant_acme::{

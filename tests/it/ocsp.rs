@@ -1,7 +1,7 @@
 //! The OCSP responder checked with the real `openssl ocsp` client against a
 //! running `custos serve`.
 
-mod common;
+use crate::common;
 
 use common::{openssl, p256_csr, Server};
 use serde_json::{json, Value};

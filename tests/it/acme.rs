@@ -2,7 +2,7 @@
 //! `custos serve`, trusting only the data dir's root, plus hand-built JWS
 //! requests for the problem documents a client library would never send.
 
-mod common;
+use crate::common;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};

@@ -1,7 +1,7 @@
 //! End to end: the real `custos` binary serving on loopback, the admin API
 //! over real HTTPS, and the CLI finding the running server.
 
-mod common;
+use crate::common;
 
 use common::{custos, p256_csr, Server};
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 //! list, show by serial or UDID, status changes, and refusals that name the
 //! fault.
 
-mod common;
+use crate::common;
 
 use common::{custos, Server};
 

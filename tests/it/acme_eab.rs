@@ -3,7 +3,7 @@
 //! the key cannot bind a second account; a server that requires binding
 //! refuses accounts without one, and a wrong MAC key.
 
-mod common;
+use crate::common;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -3,7 +3,7 @@
 //! `webhook-id`; a subscriber answering 410 ends in the dead letters, which
 //! `custos webhooks outbox --dead` lists and `--retry-dead` queues again.
 
-mod common;
+use crate::common;
 
 use common::{custos, p256_csr, Server};
 use custos_webhooks::standard::{self, Secret};

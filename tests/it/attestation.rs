@@ -2,7 +2,7 @@
 //! (rcgen) and the Apple extensions, verified by the real verifier: only
 //! under their own root, with the right token, in the right shape.
 
-mod common;
+use crate::common;
 
 use common::attest::{Claims, TestAttestationCa};
 use custos::attestation::{AppleVerifier, AttestationError};

@@ -5,7 +5,7 @@
 //! reused id with another body, unknown sources, garbage and unknown event
 //! types get their answers.
 
-mod common;
+use crate::common;
 
 use common::attest::{Claims, TestAttestationCa};
 use common::{custos, Server};

@@ -4,7 +4,7 @@
 //! to the device; unknown or lost devices, wrong tokens, other devices'
 //! attestations and a CSR for another key are refused.
 
-mod common;
+use crate::common;
 
 use common::attest::{Claims, TestAttestationCa};
 use common::{custos, openssl, Server};

@@ -3,7 +3,7 @@
 //! edges; and the audit log, which must record every change exactly once
 //! and show any edit.
 
-mod common;
+use crate::common;
 
 use common::{custos, openssl, Server};
 use std::path::Path;

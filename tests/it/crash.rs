@@ -49,7 +49,7 @@ fn acknowledged_revocations_survive_sigkill() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "crash_child",
+            "crash::crash_child",
             "--include-ignored",
             "--nocapture",
             "--test-threads=1",
@@ -98,7 +98,7 @@ fn acknowledged_revocations_survive_sigkill() {
     assert!(ledger.next_revocation_seq().unwrap() >= acknowledged.len() as u64);
 }
 
-mod common;
+use crate::common;
 
 use common::{custos, Server};
 
