@@ -73,7 +73,10 @@ fn child(dir: &Path) {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let before = peak_rss_mb();
     let t = Instant::now();
-    let crl = app.crl.generate(0, custos::ca::build::unix_now()).unwrap();
+    let crl = app
+        .crl
+        .generate(0, custos::model::time::unix_now())
+        .unwrap();
     let secs = t.elapsed().as_secs_f64();
     let peak = peak_rss_mb();
     println!(

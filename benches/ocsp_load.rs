@@ -587,7 +587,7 @@ fn main() {
 
     // Fill the ledger: records in bulk, then the precomputed responses.
     let t = Instant::now();
-    let now = custos::ca::build::unix_now();
+    let now = custos::model::time::unix_now();
     let mut serials = Vec::with_capacity(certs);
     let mut chunk = Vec::new();
     for _ in 0..certs {
@@ -696,7 +696,7 @@ fn main() {
             let path = percent_path(&ocsp_request(&hashes, &serial, None));
             let t = Instant::now();
             let a = app.clone();
-            tokio::task::spawn_blocking(move || a.authority.revoke_serial(&serial, Reason::KeyCompromise, None, custos::ca::build::unix_now()))
+            tokio::task::spawn_blocking(move || a.authority.revoke_serial(&serial, Reason::KeyCompromise, None, custos::model::time::unix_now()))
                 .await
                 .unwrap()
                 .unwrap();

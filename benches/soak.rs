@@ -210,7 +210,7 @@ fn main() {
                     n += 1;
                     let device = &devices[(n * 7919) % devices.len()];
                     let id = format!("soak_{n}");
-                    let ts = custos::ca::build::unix_now();
+                    let ts = custos::model::time::unix_now();
                     let body = format!(r#"{{"kind":"lost","serial":"{device}"}}"#);
                     let r = https
                         .post(format!("{base}/webhooks/mdm"))

@@ -64,7 +64,7 @@ fn get_path(hashes: &IssuerHashes, serial: &Serial) -> String {
 }
 
 fn fill(app: &App, hashes: &IssuerHashes, prefix: &str, devices: usize, per: usize) -> Vec<Device> {
-    let now = custos::ca::build::unix_now();
+    let now = custos::model::time::unix_now();
     let mut out = Vec::with_capacity(devices);
     let mut records = Vec::new();
     let mut csv = String::from("serial\n");
@@ -105,7 +105,7 @@ struct Poster {
 impl Poster {
     async fn lost(&self, device: &str) {
         let id = format!("msg_{}", self.next_id.fetch_add(1, Ordering::Relaxed));
-        let ts = custos::ca::build::unix_now();
+        let ts = custos::model::time::unix_now();
         let body = format!(r#"{{"kind":"lost","serial":"{device}"}}"#);
         let resp = self
             .http

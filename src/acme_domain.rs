@@ -211,7 +211,7 @@ impl AcmeDomain {
                 profile,
                 identity,
                 &format!("acme:{}", identity.acme_account.as_deref().unwrap_or("?")),
-                crate::ca::build::unix_now(),
+                crate::model::time::unix_now(),
             )
             .map_err(issue_problem)?;
         Ok(issued.record.serial.to_hex())
@@ -418,7 +418,7 @@ impl Domain for AcmeDomain {
         }
         let proved = self
             .apple
-            .verify(att_obj, token, crate::ca::build::unix_now())
+            .verify(att_obj, token, crate::model::time::unix_now())
             .map_err(|e| bad(e.to_string()))?;
         let wanted = crate::ledger::normalize_device_id(&identifier.value);
         let norm = |v: &Option<String>| v.as_deref().map(crate::ledger::normalize_device_id);
@@ -449,7 +449,7 @@ impl Domain for AcmeDomain {
         if device.udid.is_none() {
             if let Some(udid) = &proved.udid {
                 self.ledger
-                    .learn_udid(&device.serial, udid, crate::ca::build::unix_now())
+                    .learn_udid(&device.serial, udid, crate::model::time::unix_now())
                     .map_err(|e| Problem::internal(e.to_string()))?;
             }
         }
@@ -597,7 +597,7 @@ impl Domain for AcmeDomain {
                     Some(a) => format!("acme:{a}"),
                     None => "acme:certificate-key".to_string(),
                 }),
-                crate::ca::build::unix_now(),
+                crate::model::time::unix_now(),
             )
             .map(|_| ())
             .map_err(|e| {

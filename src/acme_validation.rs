@@ -11,7 +11,7 @@
 //! No protocol state here: only the network check and the hand-back.
 
 use crate::app::App;
-use crate::ca::build::unix_now;
+use crate::model::time::unix_now;
 use custos_acme::order::ValidationJob;
 use custos_acme::problem::{Problem, ProblemType};
 use hickory_resolver::name_server::TokioConnectionProvider;

@@ -4,12 +4,12 @@
 
 use crate::admin_client::AdminClient;
 use crate::app::{open_ledger, App};
-use crate::ca::build::unix_now;
 use crate::ca::key::KeyAlgorithm;
 use crate::ca::{Ca, CaUrls, InitOptions};
 use crate::config::{Config, LogFormat, Overrides};
 use crate::files::{read_named, write_atomic, Visibility};
 use crate::instance::{AdminToken, ServerInfo};
+use crate::model::time::unix_now;
 use crate::ra::CertView;
 use crate::revocation::Reason;
 use crate::serial::Serial;
@@ -626,7 +626,7 @@ async fn outbox(config: Config, dead: bool, retry_dead: bool, json: bool) -> any
             e.revocation.serial,
             e.revocation.revocation.reason,
             e.attempts,
-            crate::ra::rfc3339(e.next_attempt_at),
+            crate::model::time::rfc3339(e.next_attempt_at),
             e.last_error.as_deref().unwrap_or("-")
         );
     }
@@ -685,7 +685,7 @@ async fn audit(config: Config, args: AuditArgs) -> anyhow::Result<std::process::
             println!(
                 "{:>6}  {}  {:<12} {:<24} {}",
                 e.seq,
-                crate::ra::rfc3339(e.time),
+                crate::model::time::rfc3339(e.time),
                 e.kind,
                 e.actor,
                 e.detail
@@ -1261,7 +1261,7 @@ async fn status(config: Config) -> anyhow::Result<()> {
             println!("issuer id:         {}", app.ca.issuer_id());
             println!(
                 "ocsp signer until: {}",
-                crate::ra::rfc3339(app.ca.ocsp_signer().not_after)
+                crate::model::time::rfc3339(app.ca.ocsp_signer().not_after)
             );
             print_ca(&app.ca, &data_dir);
         }

@@ -466,7 +466,7 @@ impl CrlPublisher {
             }
             let me = self.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                let now = crate::ca::build::unix_now();
+                let now = crate::model::time::unix_now();
                 for shard in shards {
                     // Failures are logged and counted in generate().
                     let _ = me.generate(shard, now);

@@ -9,7 +9,7 @@
 
 use crate::files::{read_named, write_atomic, Visibility};
 use crate::ledger::Ledger;
-use aws_lc_rs::{digest, hmac};
+use aws_lc_rs::hmac;
 use custos_acme::jws::b64u;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -87,10 +87,6 @@ impl EabSecret {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(digest::digest(&digest::SHA256, bytes))
-}
-
 /// Makes a new key for `name` and records it.
 pub fn create(ledger: &Ledger, secret: &EabSecret, name: &str, now: u64) -> anyhow::Result<EabKey> {
     let name = name.trim();
@@ -102,7 +98,7 @@ pub fn create(ledger: &Ledger, secret: &EabSecret, name: &str, now: u64) -> anyh
     ledger.put_eab(&EabRecord {
         kid: kid.clone(),
         name: name.to_string(),
-        key_sha256: sha256_hex(&key),
+        key_sha256: crate::model::sha256_hex(&key),
         created_at: now,
         account_id: None,
     })?;
@@ -123,7 +119,7 @@ pub fn usable_key(
         return Ok(None);
     };
     let key = secret.mac_key(kid);
-    if record.account_id.is_some() || record.key_sha256 != sha256_hex(&key) {
+    if record.account_id.is_some() || record.key_sha256 != crate::model::sha256_hex(&key) {
         return Ok(None);
     }
     Ok(Some(key))

@@ -8,7 +8,7 @@
 //! tick. Nothing here decides status.
 
 use crate::app::App;
-use crate::ca::build::unix_now;
+use crate::model::time::unix_now;
 use std::sync::Arc;
 use tokio_cron_scheduler::{Job, JobScheduler};
 

@@ -3,7 +3,7 @@
 //! revokes on MDM events.
 //!
 //! Module map (domain and wiring; protocols live in the `custos-*` crates):
-//! - [`serial`], [`revocation`]: newtypes for serial numbers and CRL reasons.
+//! - [`model`]: the shared vocabulary ([`serial`] numbers, [`revocation`] reasons, time, digests); imports nothing of custos.
 //! - [`ca`]: the CA's keys and certificates; signs what it is told to.
 //! - [`csr`] (the `custos-csr` crate): PKCS#10 parsing and self-signature verification.
 //! - [`attestation`] (the `custos-attest` crate): Apple device attestation.
@@ -42,13 +42,13 @@ pub mod jobs;
 pub mod ledger;
 pub mod mdm_lookup;
 pub mod metrics;
+pub mod model;
 pub mod notify;
 pub mod ocsp_check;
+pub use model::{revocation, serial};
 pub mod profile;
 pub mod ra;
 pub mod responder;
-pub mod revocation;
-pub mod serial;
 pub mod server;
 pub mod signing_pool;
 pub mod verify;

@@ -10,9 +10,9 @@
 //! Nothing here revokes or decides status; secrets never reach the logs.
 
 use crate::app::App;
-use crate::ca::build::unix_now;
 use crate::config::{NotifyConfig, Subscriber};
 use crate::ledger::{Ledger, OutboxEntry, OutboxState};
+use crate::model::time::unix_now;
 use custos_webhooks::standard::Secret;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use std::collections::BTreeMap;
@@ -100,19 +100,19 @@ pub fn message(entry: &OutboxEntry, ledger: &Ledger) -> Vec<u8> {
     let mut data = serde_json::json!({
         "serial": r.serial.to_string(),
         "reason": r.revocation.reason.name(),
-        "revoked_at": crate::ra::rfc3339(r.revocation.time),
+        "revoked_at": crate::model::time::rfc3339(r.revocation.time),
         "crl_shard": r.crl_shard,
         "sequence": r.seq,
     });
     if let Ok(Some(rec)) = ledger.get(&r.serial) {
         data["subject"] = rec.subject.clone().into();
         data["issuer_id"] = rec.issuer_id.clone().into();
-        data["not_after"] = crate::ra::rfc3339(rec.not_after).into();
+        data["not_after"] = crate::model::time::rfc3339(rec.not_after).into();
         data["device"] = serde_json::to_value(&rec.device).unwrap_or_default();
     }
     serde_json::to_vec(&serde_json::json!({
         "type": EVENT_TYPE,
-        "timestamp": crate::ra::rfc3339(r.revocation.time),
+        "timestamp": crate::model::time::rfc3339(r.revocation.time),
         "data": data,
     }))
     .unwrap_or_default()

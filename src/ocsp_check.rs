@@ -62,7 +62,7 @@ fn verify_cert_signed_by(cert: &Certificate, issuer: &Certificate) -> anyhow::Re
 }
 
 fn time_text(t: &custos_ocsp::x509_ocsp::OcspGeneralizedTime) -> String {
-    crate::ra::rfc3339(t.0.to_unix_duration().as_secs())
+    crate::model::time::rfc3339(t.0.to_unix_duration().as_secs())
 }
 
 /// Checks a response against the request's nonce and the issuer; returns the status.

@@ -10,13 +10,13 @@ use crate::csr::verify_csr;
 use crate::issuance::{Identity, IssueError, Issued, Issuer};
 use crate::ledger::{CertRecord, CertStatus, LedgerError, RevokeChange, RevokeOutcome};
 use crate::metrics::Metrics;
+use crate::model::time::rfc3339;
 use crate::profile::Profiles;
 use crate::responder::Responder;
 use crate::revocation::Reason;
 use crate::serial::Serial;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use time::OffsetDateTime;
 
 /// Administrative operations.
 #[derive(Clone, Debug)]
@@ -65,17 +65,6 @@ pub struct CertView {
     /// PEM certificate (show and issue only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_pem: Option<String>,
-}
-
-/// RFC 3339 text for Unix seconds.
-pub fn rfc3339(secs: u64) -> String {
-    OffsetDateTime::from_unix_timestamp(secs as i64)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| secs.to_string())
 }
 
 impl CertView {

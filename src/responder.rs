@@ -771,7 +771,7 @@ mod tests {
         );
         let serial = Serial::random();
         ledger.insert(&record(serial.clone()), b"der").unwrap();
-        let now = crate::ca::build::unix_now();
+        let now = crate::model::time::unix_now();
         responder.on_issued(&record(serial.clone()), now).unwrap();
         let hashes = IssuerHashes::new(ca.issuer_cert()).unwrap();
         let id = cert_id_for(&hashes, HashAlg::Sha1, serial.as_bytes()).unwrap();

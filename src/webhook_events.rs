@@ -221,10 +221,6 @@ pub fn parse_delivery(
     }
 }
 
-fn sha256_hex(body: &[u8]) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body))
-}
-
 /// What accepting a delivery did.
 #[derive(Debug, Default)]
 pub struct Accepted {
@@ -289,7 +285,7 @@ fn jamf_api(app: &App, w: &WebhookSource) -> Option<(String, String, String)> {
 pub fn accept(app: &App, parsed: Vec<Parsed>, body: &[u8], now: u64) -> Result<Accepted, Refusal> {
     let internal = |e: crate::ledger::LedgerError| Refusal::Internal(e.to_string());
     let mut out = Accepted::default();
-    let hash = sha256_hex(body);
+    let hash = crate::model::sha256_hex(body);
     for p in parsed {
         match p {
             Parsed::Event(event) => {

@@ -10,7 +10,7 @@ use der::asn1::{GeneralizedTime, Ia5String, OctetString, UtcTime};
 use der::oid::{AssociatedOid, ObjectIdentifier};
 use der::{DateTime, Encode};
 use spki::SubjectPublicKeyInfoOwned;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use x509_cert::certificate::{Certificate, TbsCertificate, Version};
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{
@@ -100,14 +100,6 @@ pub fn x509_time(unix_secs: u64) -> der::Result<Time> {
     } else {
         Ok(Time::GeneralTime(GeneralizedTime::from_date_time(dt)))
     }
-}
-
-/// Seconds since the Unix epoch, now.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Wraps an encodable value as an extension.

@@ -11,11 +11,12 @@ pub mod build;
 pub mod key;
 
 use crate::files::{read_named, write_atomic, Visibility};
+use crate::model::time::unix_now;
 use crate::serial::Serial;
 use anyhow::{anyhow, bail, Context};
 use build::{
     authority_info_access, authority_key_id, basic_constraints, crl_distribution_point, extension,
-    ocsp_nocheck, sign_certificate, subject_key_id, unix_now, CertParts,
+    ocsp_nocheck, sign_certificate, subject_key_id, CertParts,
 };
 use der::oid::ObjectIdentifier;
 use der::{Decode, DecodePem, Encode};

@@ -7,7 +7,7 @@
 //! `url` is compared with what the client actually asked.
 
 use crate::app::App;
-use crate::ca::build::unix_now;
+use crate::model::time::unix_now;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};

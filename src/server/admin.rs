@@ -7,9 +7,9 @@
 
 use super::observe::{track, Observe};
 use crate::app::App;
-use crate::ca::build::unix_now as build_unix_now;
 use crate::issuance::IssueError;
 use crate::ledger::LedgerError;
+use crate::model::time::unix_now as build_unix_now;
 use crate::ra::{AdminError, CertView, RevokeResult};
 use crate::revocation::Reason;
 use crate::serial::Serial;
@@ -106,8 +106,8 @@ impl CrlInfo {
         CrlInfo {
             shard: c.shard,
             number: c.number,
-            this_update: crate::ra::rfc3339(c.this_update),
-            next_update: crate::ra::rfc3339(c.next_update),
+            this_update: crate::model::time::rfc3339(c.this_update),
+            next_update: crate::model::time::rfc3339(c.next_update),
             entries: c.entries,
             bytes: c.der.len() as u64,
             url: app.ca.crl_url(c.shard),
@@ -353,7 +353,7 @@ async fn status(State(app): State<Arc<App>>) -> Result<Json<StatusAnswer>, ApiEr
         revocation_events: app.ledger.next_revocation_seq().map_err(ledger_err)?,
         issuer_id: app.ca.issuer_id().to_string(),
         root_fingerprint: app.ca.root_fingerprint(),
-        ocsp_signer_not_after: crate::ra::rfc3339(app.ca.ocsp_signer().not_after),
+        ocsp_signer_not_after: crate::model::time::rfc3339(app.ca.ocsp_signer().not_after),
     }))
 }
 
@@ -471,7 +471,7 @@ async fn outbox_retry(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let n = app
         .ledger
-        .retry_dead_notifications(crate::ca::build::unix_now())
+        .retry_dead_notifications(crate::model::time::unix_now())
         .map_err(internal)?;
     app.authority.audit(
         &actor(&headers),

@@ -6,22 +6,17 @@
 //! It only reads the publisher's current CRLs; it never builds one.
 
 use crate::app::App;
-use crate::ca::build::unix_now;
+use crate::model::time::unix_now;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// Routes for the plain-HTTP router.
 pub fn routes() -> Router<Arc<App>> {
     Router::new().route("/crl/{issuer}/{file}", get(crl_file))
-}
-
-fn http_date(secs: u64) -> String {
-    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 fn not_found(why: &'static str) -> Response {
@@ -76,8 +71,14 @@ async fn crl_file(
         header::CACHE_CONTROL,
         format!("max-age={max_age}, public, no-transform, must-revalidate"),
     );
-    set(header::LAST_MODIFIED, http_date(crl.this_update));
-    set(header::EXPIRES, http_date(now + max_age));
+    set(
+        header::LAST_MODIFIED,
+        crate::model::time::http_date(crl.this_update),
+    );
+    set(
+        header::EXPIRES,
+        crate::model::time::http_date(now + max_age),
+    );
     set(header::ETAG, etag.clone());
     let matches = request
         .get(header::IF_NONE_MATCH)

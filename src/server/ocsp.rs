@@ -10,7 +10,7 @@
 //! for no routing, no middleware and no metric label lookups.
 
 use crate::app::App;
-use crate::ca::build::unix_now;
+use crate::model::time::unix_now;
 use crate::responder::{Answer, AnswerKind};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -29,7 +29,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 /// Largest POST body accepted (a request for 64 certificates with a nonce
@@ -176,8 +176,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for PlainService {
 }
 
 fn http_date(secs: u64) -> HeaderValue {
-    let text = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs));
-    HeaderValue::from_str(&text)
+    HeaderValue::from_str(&crate::model::time::http_date(secs))
         .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
 }
 

@@ -85,7 +85,7 @@ fn reusable(
     let v = &cert.tbs_certificate.validity;
     let nb = v.not_before.to_unix_duration().as_secs();
     let na = v.not_after.to_unix_duration().as_secs();
-    let now = crate::ca::build::unix_now();
+    let now = crate::model::time::unix_now();
     now + (na.saturating_sub(nb)) / 3 < na
 }
 
@@ -147,7 +147,7 @@ fn own_cert(app: &App) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateK
                 &csr,
                 &Profile::tls_server(),
                 &identity,
-                crate::ca::build::unix_now(),
+                crate::model::time::unix_now(),
             )
             .context("issuing the HTTPS listener certificate")?;
         let pem = format!("{}{}", to_pem(&issued.der), to_pem(app.ca.issuer_der()));
@@ -169,7 +169,7 @@ fn own_cert(app: &App) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateK
                 "not_after": issued.record.not_after,
                 "outcome": "issued",
             }),
-            crate::ca::build::unix_now(),
+            crate::model::time::unix_now(),
         );
     }
     let pem = read_named(&cert_path, "HTTPS listener certificate")?;

@@ -6,7 +6,7 @@
 //! custos does not know: 202.
 
 use crate::app::App;
-use crate::ca::build::unix_now;
+use crate::model::time::unix_now;
 use crate::webhook_events::{self, Delivery, Refusal, MAX_BODY_BYTES};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};

@@ -652,7 +652,7 @@ async fn expired_orders_are_deleted_and_certificates_stay_revocable() {
     };
     {
         let ledger = custos::app::open_ledger(&config).unwrap();
-        let now = custos::ca::build::unix_now();
+        let now = custos::model::time::unix_now();
         assert_eq!(ledger.delete_expired_acme(now + 86_400, 100).unwrap(), 0);
         let authz_ids = ledger.acme_order(&order_ids[0]).unwrap().unwrap().authz_ids;
         assert_eq!(

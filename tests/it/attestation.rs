@@ -8,7 +8,7 @@ use common::attest::{Claims, TestAttestationCa};
 use custos::attestation::{AppleVerifier, AttestationError};
 
 fn now() -> u64 {
-    custos::ca::build::unix_now()
+    custos::model::time::unix_now()
 }
 
 #[test]

@@ -189,7 +189,7 @@ async fn storm(server: &Server, devices: &[String], seed: u64, for_ms: u64) -> A
                 n += 1;
                 let device = &devices[((seed + n * 13) as usize) % devices.len()];
                 let id = format!("msg_{seed}_{n}");
-                let ts = custos::ca::build::unix_now();
+                let ts = custos::model::time::unix_now();
                 let body = format!(r#"{{"kind":"lost","serial":"{device}"}}"#);
                 let r = http
                     .post(format!("{base}/webhooks/mdm"))

@@ -57,7 +57,7 @@ fn listed(der: &[u8]) -> usize {
 #[test]
 fn expired_certificates_leave_after_the_grace_and_shards_never_shrink() {
     let dir = tempfile::tempdir().unwrap();
-    let now = custos::ca::build::unix_now();
+    let now = custos::model::time::unix_now();
     let grace = 24 * 3600;
     {
         let app = app(dir.path(), 4);

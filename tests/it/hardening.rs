@@ -47,7 +47,7 @@ fn fill(data: &Path, n: usize) -> Vec<Serial> {
         .map(|s| (record(s.clone()), vec![0x30u8; 16]))
         .collect();
     app.ledger.insert_batch(&batch).unwrap();
-    let now = custos::ca::build::unix_now();
+    let now = custos::model::time::unix_now();
     for s in &serials {
         app.responder.on_issued(&record(s.clone()), now).unwrap();
     }

@@ -60,7 +60,7 @@ fn issued_certificates_verify_with_openssl_and_carry_aia_cdp_ski_aki() {
         let (csr, _) = csr_pem(alg, &["device.example.com"]);
         let issued = app
             .authority
-            .issue_csr(csr.as_bytes(), None, custos::ca::build::unix_now())
+            .issue_csr(csr.as_bytes(), None, custos::model::time::unix_now())
             .unwrap();
         let leaf = write(
             dir.path(),
@@ -143,7 +143,7 @@ fn ca_files_are_laid_out_with_private_keys_0600_and_ocsp_signer_is_delegated() {
 fn bad_csrs_are_refused_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path());
-    let now = custos::ca::build::unix_now();
+    let now = custos::model::time::unix_now();
 
     // A CSR whose signature was tampered with.
     let csr = p256_csr(&["a.example"]);
@@ -265,7 +265,7 @@ fn an_existing_issuing_ca_can_be_imported() {
         .issue_csr(
             p256_csr(&["imported.example"]).as_bytes(),
             None,
-            custos::ca::build::unix_now(),
+            custos::model::time::unix_now(),
         )
         .unwrap();
     let leaf = write(
@@ -300,7 +300,7 @@ fn a_second_init_refuses_to_overwrite_the_ca() {
 fn precomputed_responses_are_made_at_issuance_and_refreshed_when_due() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path());
-    let now = custos::ca::build::unix_now();
+    let now = custos::model::time::unix_now();
     let issued = app
         .authority
         .issue_csr(p256_csr(&["r.example"]).as_bytes(), None, now)

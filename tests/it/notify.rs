@@ -139,7 +139,7 @@ async fn revocations_are_notified_with_retries_and_dead_letters() {
             Some(&ts.to_string()),
             Some(sig),
             body,
-            custos::ca::build::unix_now(),
+            custos::model::time::unix_now(),
         )
         .expect("a valid Standard Webhooks signature");
     }

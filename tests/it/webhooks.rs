@@ -79,7 +79,7 @@ async fn a_signed_lost_event_revokes_the_device_certificates() {
 
     let http = server.https_client();
     let url = format!("{}/webhooks/mdm", server.https_url);
-    let now = custos::ca::build::unix_now();
+    let now = custos::model::time::unix_now();
     let secret = Secret::parse(SECRET).unwrap();
     let post = |id: &str, ts: u64, body: &str, sig: Option<String>| {
         let sig = sig.unwrap_or_else(|| secret.sign(id, ts, body.as_bytes()));
@@ -389,7 +389,7 @@ async fn an_event_answered_before_sigkill_is_processed_at_restart() {
     std::fs::write(&leaf, &chain).unwrap();
 
     let body = r#"{"kind":"wiped","serial":"C02KILLED"}"#;
-    let now = custos::ca::build::unix_now();
+    let now = custos::model::time::unix_now();
     let sig = Secret::parse(SECRET)
         .unwrap()
         .sign("msg_kill", now, body.as_bytes());
@@ -660,7 +660,7 @@ async fn a_late_older_event_does_not_override_a_newer_status() {
     let url = format!("{}/webhooks/mdm", server.https_url);
     let secret = Secret::parse(SECRET).unwrap();
     let send = |id: &'static str, body: &'static str| {
-        let ts = custos::ca::build::unix_now();
+        let ts = custos::model::time::unix_now();
         http.post(&url)
             .header("webhook-id", id)
             .header("webhook-timestamp", ts.to_string())
