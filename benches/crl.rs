@@ -98,7 +98,7 @@ fn spawner() {
 
 /// Runs a command, returning its wall time (s), peak RSS (MB) and stdout.
 // The child is reaped by wait4 (which also gives its rusage), not Child::wait.
-#[allow(clippy::zombie_processes)]
+#[allow(clippy::zombie_processes, unsafe_code)]
 fn measure(cmd: &mut Command) -> (f64, f64, String) {
     let t = Instant::now();
     let out_path = std::env::temp_dir().join(format!("custos-crl-bench-{}", std::process::id()));

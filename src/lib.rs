@@ -20,6 +20,9 @@
 //! - [`verify`]: `custos ledger verify`; [`backup`]: online backups and restores.
 //! - [`cli`]: the `custos` command line; [`metrics`], [`files`]: support.
 
+#![warn(clippy::unwrap_used)]
+#![forbid(unsafe_code)]
+
 pub mod acme_domain;
 pub mod acme_store;
 pub mod acme_validation;

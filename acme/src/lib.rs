@@ -12,6 +12,8 @@
 //! The resources and state machines join these as the ACME issue proceeds.
 //! The crate asks the domain for storage, validation and issuance through
 //! small traits and never touches sockets, files, clocks or RocksDB.
+
+#![warn(clippy::unwrap_used)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

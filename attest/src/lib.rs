@@ -9,6 +9,7 @@
 //! - [`apple`]: Apple Managed Device Attestation (`device-attest-01`, `fmt`
 //!   "apple").
 
+#![warn(clippy::unwrap_used)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -6,6 +6,8 @@
 //! it keeps them, then a [`CrlSigner`]. Entries are encoded straight into
 //! the buffer that becomes the CRL, so building needs memory in proportion
 //! to the CRL's size and nothing more. Times are Unix seconds passed in.
+
+#![warn(clippy::unwrap_used)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

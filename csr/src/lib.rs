@@ -4,6 +4,9 @@
 //! self-signature and its key type, so code that holds one knows both were
 //! checked. What may be *issued* for it is not decided here.
 
+#![warn(clippy::unwrap_used)]
+#![forbid(unsafe_code)]
+
 use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use der::asn1::UintRef;
 use der::oid::ObjectIdentifier;

@@ -6,6 +6,8 @@
 //! [`issuer::IssuerHashes`] matches CertIDs to the issuer we serve. Nothing
 //! here knows about RocksDB, HTTP, clocks (time is an argument) or keys
 //! (signing is a trait).
+
+#![warn(clippy::unwrap_used)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

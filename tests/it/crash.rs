@@ -217,6 +217,7 @@ async fn storm(server: &Server, devices: &[String], seed: u64, for_ms: u64) -> A
 /// acknowledged issuance, revocation and event is there and the ledger
 /// verifies clean.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[allow(unsafe_code)] // kill(2) on our own child
 async fn a_killed_server_keeps_everything_it_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

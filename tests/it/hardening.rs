@@ -178,6 +178,7 @@ fn metric(text: &str, series: &str) -> f64 {
 
 /// Lets this process (and the servers it starts) open as many files as
 /// the hard limit allows.
+#[allow(unsafe_code)] // getrlimit/setrlimit on this process
 fn raise_fd_limit() {
     unsafe {
         let mut r = libc::rlimit {

@@ -5,6 +5,8 @@
 //! - [`auth`]: the other sources' credentials (HMAC header, Basic or a
 //!   header value, bearer/query token), compared in constant time.
 //! - [`parse`]: each source's payload → [`Parsed`].
+
+#![warn(clippy::unwrap_used)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

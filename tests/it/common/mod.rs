@@ -212,6 +212,7 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the exit status.
+    #[allow(unsafe_code)] // kill(2) on our own child
     pub fn terminate(mut self) -> std::process::ExitStatus {
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
