@@ -67,6 +67,22 @@ fn apple_verifier(config: &Config) -> anyhow::Result<crate::attestation::AppleVe
         .map_err(|e| anyhow!("acme.device_attest.apple_roots: {e}"))
 }
 
+/// Checks what only the domain can judge in a loaded configuration: every
+/// certificate profile builds, every webhook source and notification
+/// subscriber is usable. Errors name the table at fault.
+pub fn check_config(config: &Config) -> anyhow::Result<()> {
+    for (name, p) in &config.profiles {
+        crate::profile::Profile::from_config(name, p)
+            .map_err(|e| anyhow!("configuration error: [profiles.{name}]: {e}"))?;
+    }
+    for (name, w) in &config.webhooks {
+        crate::webhook_events::check_source(name, w)
+            .map_err(|e| anyhow!("configuration error: [webhooks.{name}]: {e}"))?;
+    }
+    crate::notify::check(&config.notify).map_err(|e| anyhow!("configuration error: {e}"))?;
+    Ok(())
+}
+
 /// Ledger options from the configuration.
 pub fn ledger_options(config: &Config) -> LedgerOptions {
     LedgerOptions {
@@ -128,6 +144,7 @@ impl App {
         http_bound: Option<SocketAddr>,
         create_ca: bool,
     ) -> anyhow::Result<App> {
+        check_config(&config)?;
         let data_dir = config.data_dir.clone();
         let urls = CaUrls {
             http_base: config.http_base(http_bound),

@@ -454,6 +454,7 @@ pub async fn main() -> anyhow::Result<std::process::ExitCode> {
         },
     };
     let config = Config::load(cli.config.as_deref(), &overrides)?;
+    crate::app::check_config(&config)?;
     init_logging(&config, matches!(cli.command, Command::Serve(_)));
     let done = match cli.command {
         Command::Init(args) => init(config, args),

@@ -658,6 +658,8 @@ impl Config {
         Ok(config)
     }
 
+    /// What can be judged from the configuration alone (the domain judges
+    /// the rest: see `app::check_config`).
     fn check(&self) -> anyhow::Result<()> {
         if !self.profiles.contains_key(&self.default_profile) {
             bail!(
@@ -665,15 +667,6 @@ impl Config {
                 self.default_profile
             );
         }
-        for (name, p) in &self.profiles {
-            crate::profile::Profile::from_config(name, p)
-                .map_err(|e| anyhow!("configuration error: [profiles.{name}]: {e}"))?;
-        }
-        for (name, w) in &self.webhooks {
-            crate::webhook_events::check_source(name, w)
-                .map_err(|e| anyhow!("configuration error: [webhooks.{name}]: {e}"))?;
-        }
-        crate::notify::check(&self.notify).map_err(|e| anyhow!("configuration error: {e}"))?;
         let r = &self.webhook_reasons;
         for (kind, reason) in [
             ("lost", &r.lost),
@@ -721,7 +714,7 @@ impl Config {
         if c.debounce_ms > 1000 {
             bail!("configuration error: crl.debounce_ms must be at most 1000 (revocations are published within a second)");
         }
-        crate::crl_publisher::parse_schedule(&c.refresh_schedule).map_err(|e| {
+        crate::model::time::parse_schedule(&c.refresh_schedule).map_err(|e| {
             anyhow!(
                 "configuration error: crl.refresh_schedule {:?}: {e}",
                 c.refresh_schedule

@@ -47,14 +47,7 @@ pub struct CrlSettings {
     pub refresh_schedule: String,
 }
 
-/// Parses a cron expression the way the scheduler does (with seconds).
-pub fn parse_schedule(expr: &str) -> Result<croner::Cron, String> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Required)
-        .build()
-        .parse(expr)
-        .map_err(|e| e.to_string())
-}
+pub use crate::model::time::parse_schedule;
 
 /// A shard's current CRL, ready to serve.
 #[derive(Debug)]
