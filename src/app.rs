@@ -42,6 +42,8 @@ pub struct App {
     pub acme: Arc<crate::acme_store::Acme>,
     /// ACME validation jobs, taken by the validator when serving starts.
     pub acme_jobs: AcmeJobs,
+    /// MDM device events (the webhook listener's one service).
+    pub device_events: Arc<crate::webhook_events::DeviceEvents>,
 }
 
 /// The queue of ACME validation jobs (taken once, by the validator).
@@ -205,8 +207,14 @@ impl App {
             ledger.clone(),
             domain,
         ));
+        let device_events = Arc::new(crate::webhook_events::DeviceEvents::new(
+            ledger.clone(),
+            authority.clone(),
+            &config,
+        ));
         Ok(App {
             acme,
+            device_events,
             acme_jobs: Arc::new(std::sync::Mutex::new(Some(job_queue))),
             config: Arc::new(config),
             ca,

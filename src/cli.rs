@@ -372,6 +372,10 @@ pub struct ServeArgs {
     /// HTTPS listen address (ACME, admin API, webhooks).
     #[arg(long)]
     pub https: Option<SocketAddr>,
+    /// Record MDM events without processing them until the next start
+    /// (for tests that stop a server between the answer and the work).
+    #[arg(long, hide = true)]
+    pub hold_device_events: bool,
 }
 
 /// `custos issue`.
@@ -458,7 +462,7 @@ pub async fn main() -> anyhow::Result<std::process::ExitCode> {
     init_logging(&config, matches!(cli.command, Command::Serve(_)));
     let done = match cli.command {
         Command::Init(args) => init(config, args),
-        Command::Serve(_) => serve(config).await,
+        Command::Serve(args) => serve(config, args).await,
         Command::Issue(args) => issue(config, args).await,
         Command::Certs { command } => certs(config, command).await,
         Command::Revoke(args) => revoke(config, args).await,
@@ -952,7 +956,7 @@ fn print_ca(ca: &Ca, data_dir: &Path) {
     );
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let ledger = open_ledger(&config).map_err(|e| match ServerInfo::read(&data_dir) {
         Ok(info) => anyhow!(
@@ -971,6 +975,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let http_addr = http.local_addr()?;
     let https_addr = https.local_addr()?;
     let app = App::build(config, ledger, Some(http_addr), true)?;
+    if args.hold_device_events {
+        app.device_events.hold();
+    }
     app.ca.renew_ocsp_signer_if_due(
         app.config.ocsp.signer_validity_days,
         app.config.ocsp.signer_renew_before_days,
@@ -1009,7 +1016,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("cannot publish the CRLs: {e}"))?;
     tokio::spawn(app.crl.clone().run_triggered(shutdown.clone()));
     crate::acme_validation::spawn(app.clone(), shutdown.clone());
-    crate::notify::spawn(app.clone(), shutdown.clone())?;
+    crate::notify::spawn(
+        app.ledger.clone(),
+        &app.config.notify,
+        app.metrics.registry(),
+        shutdown.clone(),
+    )?;
     crate::jobs::retry_device_events(app.clone()).await;
     let mut scheduler = crate::jobs::start(app.clone()).await?;
     let result = crate::server::run(app.clone(), http, https, tls, shutdown).await;

@@ -69,11 +69,11 @@ async fn renew_ocsp_signer(app: Arc<App>) {
 /// Processes device events whose processing failed (or was cut short).
 /// Returns how many were finished.
 pub async fn retry_device_events(app: Arc<App>) -> usize {
-    if crate::webhook_events::held() {
+    if app.device_events.held() {
         return 0;
     }
-    let result =
-        tokio::task::spawn_blocking(move || crate::webhook_events::resume(&app, unix_now())).await;
+    let events = app.device_events.clone();
+    let result = tokio::task::spawn_blocking(move || events.resume(unix_now())).await;
     match result {
         Ok(Ok(0)) => 0,
         Ok(Ok(n)) => {
@@ -91,7 +91,6 @@ pub async fn retry_device_events(app: Arc<App>) -> usize {
     }
 }
 
-/// Starts the scheduler with every job. Shut it down with `shutdown()`.
 /// Deletes ACME orders and authorizations a day after they expired (in
 /// pages, until none is due); returns how many orders went.
 pub async fn delete_expired_acme(app: Arc<App>) -> usize {
@@ -129,6 +128,7 @@ pub async fn delete_expired_acme(app: Arc<App>) -> usize {
     }
 }
 
+/// Starts the scheduler with every job. Shut it down with `shutdown()`.
 pub async fn start(app: Arc<App>) -> anyhow::Result<JobScheduler> {
     let scheduler = JobScheduler::new().await?;
     let a = app.clone();

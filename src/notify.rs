@@ -9,7 +9,6 @@
 //! Delivery is at least once: a receiver deduplicates on `webhook-id`.
 //! Nothing here revokes or decides status; secrets never reach the logs.
 
-use crate::app::App;
 use crate::config::{NotifyConfig, Subscriber};
 use crate::ledger::{Ledger, OutboxEntry, OutboxState};
 use crate::model::time::unix_now;
@@ -386,15 +385,16 @@ struct Failure {
 }
 
 /// Starts the notifier when subscribers are configured.
-pub fn spawn(app: Arc<App>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    if app.config.notify.subscribers.is_empty() {
+pub fn spawn(
+    ledger: Arc<Ledger>,
+    config: &NotifyConfig,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    if config.subscribers.is_empty() {
         return Ok(());
     }
-    let n = Arc::new(Notifier::new(
-        app.ledger.clone(),
-        &app.config.notify,
-        app.metrics.registry(),
-    )?);
+    let n = Arc::new(Notifier::new(ledger, config, registry)?);
     tokio::spawn(n.run(shutdown));
     Ok(())
 }

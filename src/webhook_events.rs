@@ -5,23 +5,32 @@
 //! same write, CRL shard within a second), update the device's status, and
 //! write the audit log. Events accepted before a crash are finished at start.
 
-use crate::app::App;
-use crate::config::WebhookSource;
+use crate::config::{Config, MdmLookupConfig, WebhookReasons, WebhookSource};
 use crate::devices::DeviceStatus;
-use crate::ledger::{AuditEntry, Recorded, StoredEvent};
+use crate::ledger::{AuditEntry, Ledger, Recorded, StoredEvent};
+use crate::ra::Authority;
 use crate::revocation::Reason;
 use custos_webhooks::{auth, parse, standard, DeviceEvent, DeviceEventKind, Parsed};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-/// Set in the environment, events are recorded but processed only at the
-/// next start (`CUSTOS_TEST_HOLD_EVENTS=1`): how the tests stop the server
-/// between the answer and the processing. Not for production.
-pub const HOLD_ENV: &str = "CUSTOS_TEST_HOLD_EVENTS";
-
-/// Whether [`HOLD_ENV`] is set.
-pub fn held() -> bool {
-    std::env::var_os(HOLD_ENV).is_some()
+/// MDM device events: the one service the webhook listener calls. It
+/// authenticates a delivery, parses it, records its events durably, and
+/// (after the answer) processes them; it also finishes events left pending
+/// by a crash or an unreachable MDM API.
+pub struct DeviceEvents {
+    ledger: Arc<Ledger>,
+    authority: Authority,
+    sources: BTreeMap<String, WebhookSource>,
+    reasons: WebhookReasons,
+    /// `acme.device_attest.mdm`: the Jamf Pro API a `jamf` source without
+    /// its own credentials resolves device ids through.
+    mdm: MdmLookupConfig,
+    /// Record events but leave their processing to the next start (the
+    /// hidden `serve --hold-device-events`, for tests).
+    held: AtomicBool,
 }
 
 /// Largest accepted body.
@@ -109,6 +118,9 @@ pub struct Delivery<'a> {
 /// Why a delivery was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
+    /// No such source (404).
+    #[error("{0}")]
+    UnknownSource(String),
     /// Bad or missing credentials (401).
     #[error("{0}")]
     Unauthenticated(String),
@@ -234,287 +246,349 @@ pub struct Accepted {
     pub unknown_devices: usize,
 }
 
-/// Whether an event names a device in the inventory or on a certificate
-/// (a Fleet host id counts when the Fleet API can be asked).
-fn names_known_device(app: &App, event: &DeviceEvent) -> bool {
-    let known = |id: &String| {
-        app.ledger.device(id).ok().flatten().is_some()
-            || app
-                .ledger
-                .serials_by_device(id)
-                .is_ok_and(|s| !s.is_empty())
-    };
-    if [&event.serial, &event.udid]
-        .into_iter()
-        .flatten()
-        .any(known)
-    {
-        return true;
-    }
-    event.serial.is_none()
-        && event.udid.is_none()
-        && event.mdm_id.is_some()
-        && app
-            .config
-            .webhooks
-            .get(&event.source)
-            .is_some_and(|w| match w.kind.as_str() {
-                "fleet" => w.api_url.is_some(),
-                "jamf" => jamf_api(app, w).is_some(),
-                _ => false,
-            })
-}
-
-/// The Jamf Pro API a `jamf` source resolves device ids through: its own
-/// `api_url`/`client_id`/`client_secret`, else `acme.device_attest.mdm`
-/// when that is a Jamf Pro server.
-fn jamf_api(app: &App, w: &WebhookSource) -> Option<(String, String, String)> {
-    if let (Some(u), Some(id), Some(secret)) = (&w.api_url, &w.client_id, &w.client_secret) {
-        return Some((u.clone(), id.clone(), secret.clone()));
-    }
-    let m = &app.config.acme.device_attest.mdm;
-    match (m.kind.as_deref(), &m.client_id, &m.client_secret) {
-        (Some("jamf"), Some(id), Some(secret)) if !m.url.is_empty() => {
-            Some((m.url.clone(), id.clone(), secret.clone()))
-        }
-        _ => None,
+impl std::fmt::Debug for DeviceEvents {
+    // Names only: the sources hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceEvents")
+            .field("sources", &self.sources.keys().collect::<Vec<_>>())
+            .field("held", &self.held())
+            .finish()
     }
 }
 
-/// Records a delivery's events durably (synced); learns pairings.
-pub fn accept(app: &App, parsed: Vec<Parsed>, body: &[u8], now: u64) -> Result<Accepted, Refusal> {
-    let internal = |e: crate::ledger::LedgerError| Refusal::Internal(e.to_string());
-    let mut out = Accepted::default();
-    let hash = crate::model::sha256_hex(body);
-    for p in parsed {
-        match p {
-            Parsed::Event(event) => {
-                let stored = StoredEvent {
-                    event: event.clone(),
-                    body_sha256: hash.clone(),
-                    received_at: now,
-                    state: "pending".into(),
-                    outcome: None,
-                };
-                match app.ledger.record_event(&stored).map_err(internal)? {
-                    Recorded::New => {
-                        if !names_known_device(app, &event) {
-                            out.unknown_devices += 1;
-                        }
-                        out.new.push(event)
-                    }
-                    Recorded::Duplicate => out.duplicates += 1,
-                    Recorded::Conflict => {
-                        return Err(Refusal::Conflict(format!(
-                            "event id {} was already delivered with a different body",
-                            event.event_id
-                        )))
-                    }
-                }
-            }
-            Parsed::Pairing { serial, udid } => {
-                app.ledger
-                    .learn_udid(&serial, &udid, now)
-                    .map_err(internal)?;
-                out.ignored.push("serial/UDID pairing learned".into());
-            }
-            Parsed::Ignored(why) => out.ignored.push(why),
+impl DeviceEvents {
+    /// The service for `config`'s webhook sources, reasons and MDM.
+    pub fn new(ledger: Arc<Ledger>, authority: Authority, config: &Config) -> DeviceEvents {
+        DeviceEvents {
+            ledger,
+            authority,
+            sources: config.webhooks.clone(),
+            reasons: config.webhook_reasons.clone(),
+            mdm: config.acme.device_attest.mdm.clone(),
+            held: AtomicBool::new(false),
         }
     }
-    Ok(out)
-}
 
-fn reason_for(app: &App, kind: DeviceEventKind) -> Option<Reason> {
-    let r = &app.config.webhook_reasons;
-    let name = match kind {
-        DeviceEventKind::Lost => &r.lost,
-        DeviceEventKind::Wiped => &r.wiped,
-        DeviceEventKind::Unenrolled => &r.unenrolled,
-        DeviceEventKind::Deleted => &r.deleted,
-        DeviceEventKind::NonCompliant => &r.noncompliant,
-        _ => return None,
-    };
-    name.parse().ok()
-}
-
-/// Acts on one recorded event and marks it done: revokes the device's
-/// certificates (for lost, wiped, unenrolled, deleted, noncompliant),
-/// updates the device, writes the audit log. Returns the outcome text.
-pub fn process(app: &App, event: &DeviceEvent, now: u64) -> anyhow::Result<String> {
-    process_resumed(app, event, now, None)
-}
-
-/// [`process`] for an event accepted at `resumed_since` and perhaps
-/// partly processed before a crash: certificates it finds already revoked
-/// since then are audited as its revocations (the crash lost their audit
-/// entries along with the event's end).
-fn process_resumed(
-    app: &App,
-    event: &DeviceEvent,
-    now: u64,
-    resumed_since: Option<u64>,
-) -> anyhow::Result<String> {
-    let looked_up = mdm_serial(app, event)?;
-    let ids: Vec<&String> = [&event.serial, &event.udid, &looked_up]
-        .into_iter()
-        .flatten()
-        .collect();
-    let device = ids
-        .iter()
-        .find_map(|id| app.ledger.device(id).ok().flatten());
-    // One device's events are processed one at a time, and each event
-    // once: the delivery's own processing and the retry job may both pick
-    // up a pending event; whoever comes second finds it done.
-    let lock_key = device
-        .as_ref()
-        .map(|d| d.serial.clone())
-        .or_else(|| ids.first().map(|s| crate::ledger::normalize_device_id(s)))
-        .unwrap_or_else(|| event.event_id.clone());
-    let _one_at_a_time = crate::devices::device_lock(&lock_key);
-    if !app.ledger.event_pending(&event.source, &event.event_id)? {
-        return Ok("already processed".into());
+    /// From now on, record events without processing them (they are
+    /// finished at the next start): how tests stop a server between the
+    /// answer and the processing.
+    pub fn hold(&self) {
+        self.held.store(true, Ordering::Relaxed);
     }
-    // Re-read under the lock: an event processed just before may have
-    // changed the device.
-    let device = match &device {
-        Some(d) => app.ledger.device(&d.serial)?,
-        None => None,
-    };
-    let mut revoked = Vec::new();
-    let mut audits = Vec::new();
-    if let Some(reason) = reason_for(app, event.kind) {
-        let mut seen = std::collections::BTreeSet::new();
-        let mut lookup: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
-        if let Some(d) = &device {
-            lookup.push(d.serial.clone());
-            lookup.extend(d.udid.clone());
+
+    /// Whether events are held (see [`DeviceEvents::hold`]).
+    pub fn held(&self) -> bool {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Takes one delivery to source `name`: authenticates it, parses it and
+    /// records its events durably (synced writes: call it where blocking is
+    /// fine). The caller answers, then hands [`Accepted::new`] to
+    /// [`DeviceEvents::process_new`].
+    pub fn receive(&self, name: &str, delivery: &Delivery<'_>) -> Result<Accepted, Refusal> {
+        let source = self
+            .sources
+            .get(name)
+            .ok_or_else(|| Refusal::UnknownSource(format!("no webhook source {name:?}")))?;
+        authenticate(source, delivery)?;
+        let parsed = parse_delivery(name, source, delivery)?;
+        self.accept(parsed, delivery.body, delivery.now)
+    }
+
+    /// Processes newly recorded events (unless held); a failure leaves the
+    /// event pending for the retry job.
+    pub fn process_new(&self, events: &[DeviceEvent], now: u64) {
+        if self.held() {
+            return;
         }
-        for id in lookup {
-            let results = match app.authority.revoke_device(&id, reason, None, now) {
-                Ok(results) => results,
-                Err(crate::ra::AdminError::UnknownDevice(_)) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            for r in results {
-                if !seen.insert(r.serial.clone()) {
-                    continue;
-                }
-                let ours = r.change != "unchanged"
-                    || resumed_since.is_some_and(|since| revoked_since(app, &r.serial, since));
-                if ours {
-                    revoked.push(r.serial.clone());
-                    audits.push(AuditEntry::new(
-                        now,
-                        "revocation",
-                        &format!("webhook:{}", event.source),
-                        serde_json::json!({
-                            "certificate": r.serial,
-                            "device": device.as_ref().map(|d| d.serial.clone()),
-                            "reason": r.reason,
-                            "outcome": r.change,
-                            "event_id": event.event_id,
-                        }),
-                    ));
-                }
+        for e in events {
+            if let Err(err) = self.process(e, now) {
+                tracing::error!(event_id = %e.event_id, error = %err, "device event processing failed; retried every minute and at start");
             }
         }
     }
-    let status = device.as_ref().map(|d| {
-        let (status, compliant) = match event.kind {
-            DeviceEventKind::Lost | DeviceEventKind::Wiped => (DeviceStatus::Lost, None),
-            DeviceEventKind::Unenrolled | DeviceEventKind::Deleted => {
-                (DeviceStatus::Unenrolled, None)
-            }
-            DeviceEventKind::NonCompliant => (d.status, Some(false)),
-            DeviceEventKind::Compliant => (d.status, Some(true)),
-            DeviceEventKind::Found | DeviceEventKind::Enrolled => (DeviceStatus::Active, None),
-            _ => (d.status, None),
+
+    /// Whether an event names a device in the inventory or on a certificate
+    /// (a Fleet host id counts when the Fleet API can be asked).
+    fn names_known_device(&self, event: &DeviceEvent) -> bool {
+        let known = |id: &String| {
+            self.ledger.device(id).ok().flatten().is_some()
+                || self
+                    .ledger
+                    .serials_by_device(id)
+                    .is_ok_and(|s| !s.is_empty())
         };
-        (d.serial.as_str(), status, compliant)
-    });
-    let outcome = match (&device, revoked.len()) {
-        (None, 0) => "unknown device: nothing revoked".to_string(),
-        (_, n) => format!("{n} certificates revoked"),
-    };
-    app.ledger.finish_event(
-        &event.source,
-        &event.event_id,
-        &outcome,
-        &audits,
-        status,
-        now,
-    )?;
-    tracing::info!(source = %event.source, event_id = %event.event_id, kind = event.kind.name(), outcome = %outcome, "device event processed");
-    Ok(outcome)
-}
-
-fn revoked_since(app: &App, serial: &str, since: u64) -> bool {
-    serial
-        .parse::<crate::serial::Serial>()
-        .ok()
-        .and_then(|s| app.ledger.get(&s).ok().flatten())
-        .and_then(|r| r.revocation)
-        .is_some_and(|rev| rev.time >= since)
-}
-
-/// The serial of a device an event names only by the MDM's own id: a
-/// Fleet host id through Fleet's API (`api_url`, `api_token`), a Jamf
-/// computer or mobile device id through the Jamf Pro API (see
-/// [`jamf_api`]). An unreachable API is an error: the event stays pending
-/// and is retried.
-fn mdm_serial(app: &App, event: &DeviceEvent) -> anyhow::Result<Option<String>> {
-    let (None, None, Some(id)) = (&event.serial, &event.udid, &event.mdm_id) else {
-        return Ok(None);
-    };
-    let Some(source) = app.config.webhooks.get(&event.source) else {
-        return Ok(None);
-    };
-    let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        return Ok(None);
-    };
-    // Called on the blocking pool: waiting here holds no async worker.
-    match source.kind.as_str() {
-        "fleet" => {
-            let (Some(url), Some(token)) = (&source.api_url, &source.api_token) else {
-                return Ok(None);
-            };
-            rt.block_on(crate::mdm_lookup::fleet_host_serial(url, token, id))
-                .map_err(anyhow::Error::msg)
+        if [&event.serial, &event.udid]
+            .into_iter()
+            .flatten()
+            .any(known)
+        {
+            return true;
         }
-        "jamf" => {
-            let Some((url, client_id, secret)) = jamf_api(app, source) else {
-                return Ok(None);
-            };
-            let jamf = crate::mdm_lookup::Jamf::new(
-                &url,
-                &client_id,
-                &secret,
-                std::time::Duration::from_secs(10),
-            )
-            .map_err(anyhow::Error::msg)?;
-            rt.block_on(jamf.serial_of(id)).map_err(anyhow::Error::msg)
-        }
-        _ => Ok(None),
+        event.serial.is_none()
+            && event.udid.is_none()
+            && event.mdm_id.is_some()
+            && self
+                .sources
+                .get(&event.source)
+                .is_some_and(|w| match w.kind.as_str() {
+                    "fleet" => w.api_url.is_some(),
+                    "jamf" => self.jamf_api(w).is_some(),
+                    _ => false,
+                })
     }
-}
 
-/// Finishes events accepted before a crash (or whose processing failed);
-/// returns how many were finished. One failure does not hold up the rest.
-pub fn resume(app: &App, now: u64) -> anyhow::Result<usize> {
-    let pending = app.ledger.pending_events()?;
-    let mut done = 0;
-    let mut first_error = None;
-    for p in &pending {
-        match process_resumed(app, &p.event, now, Some(p.received_at)) {
-            Ok(_) => done += 1,
-            Err(e) => {
-                tracing::error!(source = %p.event.source, event_id = %p.event.event_id, error = %e, "device event processing failed");
-                first_error.get_or_insert(e);
+    /// The Jamf Pro API a `jamf` source resolves device ids through: its own
+    /// `api_url`/`client_id`/`client_secret`, else `acme.device_attest.mdm`
+    /// when that is a Jamf Pro server.
+    fn jamf_api(&self, w: &WebhookSource) -> Option<(String, String, String)> {
+        if let (Some(u), Some(id), Some(secret)) = (&w.api_url, &w.client_id, &w.client_secret) {
+            return Some((u.clone(), id.clone(), secret.clone()));
+        }
+        let m = &self.mdm;
+        match (m.kind.as_deref(), &m.client_id, &m.client_secret) {
+            (Some("jamf"), Some(id), Some(secret)) if !m.url.is_empty() => {
+                Some((m.url.clone(), id.clone(), secret.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Records a delivery's events durably (synced); learns pairings.
+    fn accept(&self, parsed: Vec<Parsed>, body: &[u8], now: u64) -> Result<Accepted, Refusal> {
+        let internal = |e: crate::ledger::LedgerError| Refusal::Internal(e.to_string());
+        let mut out = Accepted::default();
+        let hash = crate::model::sha256_hex(body);
+        for p in parsed {
+            match p {
+                Parsed::Event(event) => {
+                    let stored = StoredEvent {
+                        event: event.clone(),
+                        body_sha256: hash.clone(),
+                        received_at: now,
+                        state: "pending".into(),
+                        outcome: None,
+                    };
+                    match self.ledger.record_event(&stored).map_err(internal)? {
+                        Recorded::New => {
+                            if !self.names_known_device(&event) {
+                                out.unknown_devices += 1;
+                            }
+                            out.new.push(event)
+                        }
+                        Recorded::Duplicate => out.duplicates += 1,
+                        Recorded::Conflict => {
+                            return Err(Refusal::Conflict(format!(
+                                "event id {} was already delivered with a different body",
+                                event.event_id
+                            )))
+                        }
+                    }
+                }
+                Parsed::Pairing { serial, udid } => {
+                    self.ledger
+                        .learn_udid(&serial, &udid, now)
+                        .map_err(internal)?;
+                    out.ignored.push("serial/UDID pairing learned".into());
+                }
+                Parsed::Ignored(why) => out.ignored.push(why),
             }
         }
+        Ok(out)
     }
-    match first_error {
-        Some(e) if done == 0 => Err(e),
-        _ => Ok(done),
+
+    fn reason_for(&self, kind: DeviceEventKind) -> Option<Reason> {
+        let r = &self.reasons;
+        let name = match kind {
+            DeviceEventKind::Lost => &r.lost,
+            DeviceEventKind::Wiped => &r.wiped,
+            DeviceEventKind::Unenrolled => &r.unenrolled,
+            DeviceEventKind::Deleted => &r.deleted,
+            DeviceEventKind::NonCompliant => &r.noncompliant,
+            _ => return None,
+        };
+        name.parse().ok()
+    }
+
+    /// Acts on one recorded event and marks it done: revokes the device's
+    /// certificates (for lost, wiped, unenrolled, deleted, noncompliant),
+    /// updates the device, writes the audit log. Returns the outcome text.
+    pub fn process(&self, event: &DeviceEvent, now: u64) -> anyhow::Result<String> {
+        self.process_resumed(event, now, None)
+    }
+
+    /// [`process`] for an event accepted at `resumed_since` and perhaps
+    /// partly processed before a crash: certificates it finds already revoked
+    /// since then are audited as its revocations (the crash lost their audit
+    /// entries along with the event's end).
+    fn process_resumed(
+        &self,
+        event: &DeviceEvent,
+        now: u64,
+        resumed_since: Option<u64>,
+    ) -> anyhow::Result<String> {
+        let looked_up = self.mdm_serial(event)?;
+        let ids: Vec<&String> = [&event.serial, &event.udid, &looked_up]
+            .into_iter()
+            .flatten()
+            .collect();
+        let device = ids
+            .iter()
+            .find_map(|id| self.ledger.device(id).ok().flatten());
+        // One device's events are processed one at a time, and each event
+        // once: the delivery's own processing and the retry job may both pick
+        // up a pending event; whoever comes second finds it done.
+        let lock_key = device
+            .as_ref()
+            .map(|d| d.serial.clone())
+            .or_else(|| ids.first().map(|s| crate::ledger::normalize_device_id(s)))
+            .unwrap_or_else(|| event.event_id.clone());
+        let _one_at_a_time = crate::devices::device_lock(&lock_key);
+        if !self.ledger.event_pending(&event.source, &event.event_id)? {
+            return Ok("already processed".into());
+        }
+        // Re-read under the lock: an event processed just before may have
+        // changed the device.
+        let device = match &device {
+            Some(d) => self.ledger.device(&d.serial)?,
+            None => None,
+        };
+        let mut revoked = Vec::new();
+        let mut audits = Vec::new();
+        if let Some(reason) = self.reason_for(event.kind) {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut lookup: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+            if let Some(d) = &device {
+                lookup.push(d.serial.clone());
+                lookup.extend(d.udid.clone());
+            }
+            for id in lookup {
+                let results = match self.authority.revoke_device(&id, reason, None, now) {
+                    Ok(results) => results,
+                    Err(crate::ra::AdminError::UnknownDevice(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                for r in results {
+                    if !seen.insert(r.serial.clone()) {
+                        continue;
+                    }
+                    let ours = r.change != "unchanged"
+                        || resumed_since.is_some_and(|since| self.revoked_since(&r.serial, since));
+                    if ours {
+                        revoked.push(r.serial.clone());
+                        audits.push(AuditEntry::new(
+                            now,
+                            "revocation",
+                            &format!("webhook:{}", event.source),
+                            serde_json::json!({
+                                "certificate": r.serial,
+                                "device": device.as_ref().map(|d| d.serial.clone()),
+                                "reason": r.reason,
+                                "outcome": r.change,
+                                "event_id": event.event_id,
+                            }),
+                        ));
+                    }
+                }
+            }
+        }
+        let status = device.as_ref().map(|d| {
+            let (status, compliant) = match event.kind {
+                DeviceEventKind::Lost | DeviceEventKind::Wiped => (DeviceStatus::Lost, None),
+                DeviceEventKind::Unenrolled | DeviceEventKind::Deleted => {
+                    (DeviceStatus::Unenrolled, None)
+                }
+                DeviceEventKind::NonCompliant => (d.status, Some(false)),
+                DeviceEventKind::Compliant => (d.status, Some(true)),
+                DeviceEventKind::Found | DeviceEventKind::Enrolled => (DeviceStatus::Active, None),
+                _ => (d.status, None),
+            };
+            (d.serial.as_str(), status, compliant)
+        });
+        let outcome = match (&device, revoked.len()) {
+            (None, 0) => "unknown device: nothing revoked".to_string(),
+            (_, n) => format!("{n} certificates revoked"),
+        };
+        self.ledger.finish_event(
+            &event.source,
+            &event.event_id,
+            &outcome,
+            &audits,
+            status,
+            now,
+        )?;
+        tracing::info!(source = %event.source, event_id = %event.event_id, kind = event.kind.name(), outcome = %outcome, "device event processed");
+        Ok(outcome)
+    }
+
+    fn revoked_since(&self, serial: &str, since: u64) -> bool {
+        serial
+            .parse::<crate::serial::Serial>()
+            .ok()
+            .and_then(|s| self.ledger.get(&s).ok().flatten())
+            .and_then(|r| r.revocation)
+            .is_some_and(|rev| rev.time >= since)
+    }
+
+    /// The serial of a device an event names only by the MDM's own id: a
+    /// Fleet host id through Fleet's API (`api_url`, `api_token`), a Jamf
+    /// computer or mobile device id through the Jamf Pro API (see
+    /// [`jamf_api`]). An unreachable API is an error: the event stays pending
+    /// and is retried.
+    fn mdm_serial(&self, event: &DeviceEvent) -> anyhow::Result<Option<String>> {
+        let (None, None, Some(id)) = (&event.serial, &event.udid, &event.mdm_id) else {
+            return Ok(None);
+        };
+        let Some(source) = self.sources.get(&event.source) else {
+            return Ok(None);
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return Ok(None);
+        };
+        // Called on the blocking pool: waiting here holds no async worker.
+        match source.kind.as_str() {
+            "fleet" => {
+                let (Some(url), Some(token)) = (&source.api_url, &source.api_token) else {
+                    return Ok(None);
+                };
+                rt.block_on(crate::mdm_lookup::fleet_host_serial(url, token, id))
+                    .map_err(anyhow::Error::msg)
+            }
+            "jamf" => {
+                let Some((url, client_id, secret)) = self.jamf_api(source) else {
+                    return Ok(None);
+                };
+                let jamf = crate::mdm_lookup::Jamf::new(
+                    &url,
+                    &client_id,
+                    &secret,
+                    std::time::Duration::from_secs(10),
+                )
+                .map_err(anyhow::Error::msg)?;
+                rt.block_on(jamf.serial_of(id)).map_err(anyhow::Error::msg)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Finishes events accepted before a crash (or whose processing failed);
+    /// returns how many were finished. One failure does not hold up the rest.
+    pub fn resume(&self, now: u64) -> anyhow::Result<usize> {
+        let pending = self.ledger.pending_events()?;
+        let mut done = 0;
+        let mut first_error = None;
+        for p in &pending {
+            match self.process_resumed(&p.event, now, Some(p.received_at)) {
+                Ok(_) => done += 1,
+                Err(e) => {
+                    tracing::error!(source = %p.event.source, event_id = %p.event.event_id, error = %e, "device event processing failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if done == 0 => Err(e),
+            _ => Ok(done),
+        }
     }
 }

@@ -6,11 +6,15 @@
 //! - [`nonce`]: single-use anti-replay nonces.
 //! - [`account`]: accounts and their payloads.
 //! - [`order`]: orders, authorizations and challenges, and their states.
+//! - [`ports`]: what the engine asks of its storage ([`ports::Store`]) and
+//!   of the CA around it ([`ports::Domain`]), and the facts they return.
 //! - [`server`]: the request pipeline (checks every POST, then the
-//!   resource), over a [`server::Store`].
+//!   resource); the resources are in `orders` (orders, authorizations,
+//!   challenges, finalize), `revoke` (revokeCert, keyChange), [`renewal`]
+//!   (ARI) and [`limits`] (rate limits, the validation queue bound).
 //!
-//! The resources and state machines join these as the ACME issue proceeds.
-//! The crate asks the domain for storage, validation and issuance through
+//! Imports point down: resources → `server` → `ports` → data (`account`,
+//! `order`, `problem`, `jws`). The crate asks the domain for storage, validation and issuance through
 //! small traits and never touches sockets, files, clocks or RocksDB.
 
 #![warn(clippy::unwrap_used)]
@@ -23,6 +27,7 @@ pub mod limits;
 pub mod nonce;
 pub mod order;
 mod orders;
+pub mod ports;
 pub mod problem;
 pub mod renewal;
 mod revoke;

@@ -14,18 +14,7 @@ use crate::server::{not_found, AcmeServer, Domain, Response, Store};
 /// How long clients should wait before asking again (seconds).
 pub const RETRY_AFTER_SECS: u64 = 6 * 3600;
 
-/// What ARI needs to know about a certificate.
-#[derive(Clone, Debug)]
-pub struct RenewalFacts {
-    /// notBefore (Unix seconds).
-    pub not_before: u64,
-    /// notAfter (Unix seconds).
-    pub not_after: u64,
-    /// Revoked.
-    pub revoked: bool,
-    /// The ACME account that ordered it.
-    pub account_id: Option<String>,
-}
+pub use crate::ports::RenewalFacts;
 
 /// The AKI keyIdentifier and serial bytes of a certID
 /// (`base64url(keyIdentifier) "." base64url(serial)`).

@@ -5,12 +5,13 @@
 //! resource demands, the signature) before any resource sees it, so a bad
 //! request changes nothing.
 //!
-//! State lives behind [`Store`]; the server implements it over its ledger.
+//! State lives behind [`Store`] and the CA around it behind [`Domain`] (both
+//! in [`crate::ports`]); the server implements them over its ledger.
 
 use crate::account::{check_contacts, AccountRecord, AccountStatus, AccountUpdate, NewAccount};
 use crate::jws::{b64u, Jwk, Jws, Signer};
 use crate::nonce::NonceStore;
-use crate::order::{AuthzRecord, Identifier, OrderRecord, ValidationJob};
+pub use crate::ports::{CertificateFacts, Domain, IssuedCertificate, Store, StoreError};
 use crate::problem::{Problem, ProblemType};
 use serde_json::Value;
 use std::sync::{Mutex, MutexGuard};
@@ -23,139 +24,6 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Path prefix of every ACME resource.
 pub const PREFIX: &str = "/acme";
-
-/// A storage failure: the server's fault, reported as `serverInternal`.
-#[derive(Debug, thiserror::Error)]
-#[error("ACME storage: {0}")]
-pub struct StoreError(pub String);
-
-impl From<StoreError> for Problem {
-    fn from(e: StoreError) -> Problem {
-        Problem::internal(e.to_string())
-    }
-}
-
-/// What the protocol needs stored. Writes must be durable when they return.
-pub trait Store: Send + Sync {
-    /// The account with this id.
-    fn account(&self, id: &str) -> Result<Option<AccountRecord>, StoreError>;
-    /// The account with this key thumbprint.
-    fn account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<AccountRecord>, StoreError>;
-    /// Stores a new account; `Ok(false)` if its key already has one.
-    fn create_account(&self, account: &AccountRecord) -> Result<bool, StoreError>;
-    /// Replaces an account.
-    fn update_account(&self, account: &AccountRecord) -> Result<(), StoreError>;
-    /// Stores a new order with its new authorizations, in one write.
-    fn create_order(&self, order: &OrderRecord, authzs: &[AuthzRecord]) -> Result<(), StoreError>;
-    /// The order with this id.
-    fn order(&self, id: &str) -> Result<Option<OrderRecord>, StoreError>;
-    /// Replaces an order.
-    fn update_order(&self, order: &OrderRecord) -> Result<(), StoreError>;
-    /// The authorization with this id.
-    fn authz(&self, id: &str) -> Result<Option<AuthzRecord>, StoreError>;
-    /// Replaces an authorization.
-    fn update_authz(&self, authz: &AuthzRecord) -> Result<(), StoreError>;
-    /// Ids of an account's orders, oldest first.
-    fn orders_of_account(&self, account_id: &str) -> Result<Vec<String>, StoreError>;
-    /// An account's authorizations for one identifier, any status (from an
-    /// index: revocation by authorization reads it).
-    fn authzs_for(
-        &self,
-        account_id: &str,
-        identifier: &crate::order::Identifier,
-    ) -> Result<Vec<AuthzRecord>, StoreError>;
-    /// Authorizations with a challenge left `processing` (a validation that
-    /// was under way when the server stopped), from an index, not a scan.
-    fn processing_authzs(&self) -> Result<Vec<AuthzRecord>, StoreError>;
-    /// Moves an account to a new key; `Ok(Some(id))` names the account that
-    /// already has that key (nothing changed then).
-    fn change_account_key(
-        &self,
-        account: &AccountRecord,
-        new_jwk: Value,
-        new_thumbprint: &str,
-    ) -> Result<Option<String>, StoreError>;
-}
-
-/// What revocation needs to know about a certificate.
-#[derive(Clone, Debug)]
-pub struct CertificateFacts {
-    /// Serial (hex).
-    pub serial: String,
-    /// The ACME account that ordered it, if any.
-    pub account_id: Option<String>,
-    /// Its identifiers (SAN dNSNames and iPAddresses).
-    pub identifiers: Vec<Identifier>,
-    /// The content of its subjectPublicKey BIT STRING.
-    pub public_key: Vec<u8>,
-    /// Already revoked.
-    pub revoked: bool,
-}
-
-/// A certificate as the ACME server hands it out.
-#[derive(Clone, Debug)]
-pub struct IssuedCertificate {
-    /// The account that ordered it, if it came through ACME.
-    pub account_id: Option<String>,
-    /// The PEM chain (leaf first).
-    pub chain_pem: String,
-}
-
-/// What the protocol needs from the CA around it: identifier policy,
-/// validation, issuance.
-pub trait Domain: Send + Sync {
-    /// Whether certificates may name `id` (`rejectedIdentifier` or
-    /// `unsupportedIdentifier` otherwise).
-    fn check_identifier(&self, id: &Identifier) -> Result<(), Problem>;
-    /// The challenge types offered for `id`.
-    fn challenge_types(&self, id: &Identifier) -> Vec<&'static str>;
-    /// The profiles offered, with a description each (directory
-    /// `meta.profiles`).
-    fn profiles(&self) -> Vec<(String, Value)>;
-    /// Whether `profile` names a profile we issue (`None`: the default).
-    fn check_profile(&self, profile: Option<&str>) -> Result<(), Problem>;
-    /// Starts validating, off the request path; the result comes back
-    /// through [`AcmeServer::finish_validation`].
-    fn validate(&self, job: ValidationJob);
-    /// Verifies a device-attest-01 response (the decoded attestation
-    /// object) for `identifier` and the challenge `token`; returns what it
-    /// proved, to be kept on the authorization and handed back at finalize.
-    fn verify_attestation(
-        &self,
-        identifier: &Identifier,
-        token: &str,
-        att_obj: &[u8],
-    ) -> Result<Value, Problem>;
-    /// Issues for a ready order from a DER CSR; returns the serial (hex).
-    /// `attestations` are what the order's authorizations proved by device
-    /// attestation. Refusals are problems (`badCSR`, `badPublicKey`, ...)
-    /// and issue nothing.
-    fn issue(
-        &self,
-        order: &OrderRecord,
-        account: &AccountRecord,
-        csr_der: &[u8],
-        attestations: &[Value],
-    ) -> Result<String, Problem>;
-    /// The certificate with this serial (hex).
-    fn certificate(&self, serial: &str) -> Result<Option<IssuedCertificate>, Problem>;
-    /// Facts about a certificate given as DER, if this CA issued it.
-    fn certificate_facts(&self, der: &[u8]) -> Result<Option<CertificateFacts>, Problem>;
-    /// Revokes a certificate (RFC 5280 reason code) at the request of
-    /// `account` (`None`: a request signed with the certificate's own
-    /// key); durable when it returns.
-    fn revoke(&self, serial: &str, reason: u8, account: Option<&str>) -> Result<(), Problem>;
-    /// ARI facts about the certificate with this AKI keyIdentifier and
-    /// serial (DER INTEGER content bytes), if this CA issued it.
-    fn renewal_facts(
-        &self,
-        aki: &[u8],
-        serial: &[u8],
-    ) -> Result<Option<crate::renewal::RenewalFacts>, Problem>;
-    /// The HS256 MAC key of an external account binding key id that exists
-    /// and has not bound an account yet.
-    fn eab_mac_key(&self, kid: &str) -> Result<Option<Vec<u8>>, Problem>;
-}
 
 /// Directory `meta` and policy.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@
 
 use crate::app::App;
 use crate::model::time::unix_now;
-use crate::webhook_events::{self, Delivery, Refusal, MAX_BODY_BYTES};
+use crate::webhook_events::{Delivery, Refusal, MAX_BODY_BYTES};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -36,24 +36,11 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(source) = app.config.webhooks.get(&name).cloned() else {
-        return answer(
-            StatusCode::NOT_FOUND,
-            serde_json::json!({"error": format!("no webhook source {name:?}")}),
-        );
-    };
     let now = unix_now();
-    let refuse = |r: Refusal| {
-        let status = match r {
-            Refusal::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Refusal::Malformed(_) => StatusCode::BAD_REQUEST,
-            Refusal::Conflict(_) => StatusCode::CONFLICT,
-            Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        tracing::warn!(source = %name, status = status.as_u16(), reason = %r, "webhook refused");
-        answer(status, serde_json::json!({"error": r.to_string()}))
-    };
-    let checked = {
+    let events = app.device_events.clone();
+    let source = name.clone();
+    // Authenticate, parse and record (synced writes) on the blocking pool.
+    let received = tokio::task::spawn_blocking(move || {
         let header = |n: &str| {
             headers
                 .get(n)
@@ -67,39 +54,34 @@ async fn receive(
             body: &body,
             now,
         };
-        webhook_events::authenticate(&source, &delivery)
-            .and_then(|()| webhook_events::parse_delivery(&name, &source, &delivery))
-    };
-    let parsed = match checked {
-        Ok(p) => p,
-        Err(r) => return refuse(r),
-    };
-    let a = app.clone();
-    let body_copy = body.clone();
-    let accepted =
-        tokio::task::spawn_blocking(move || webhook_events::accept(&a, parsed, &body_copy, now))
-            .await;
-    let accepted = match accepted {
-        Ok(Ok(acc)) => acc,
-        Ok(Err(r)) => return refuse(r),
-        Err(e) => return refuse(Refusal::Internal(e.to_string())),
+        events.receive(&source, &delivery)
+    })
+    .await
+    .unwrap_or_else(|e| Err(Refusal::Internal(e.to_string())));
+    let accepted = match received {
+        Ok(a) => a,
+        Err(r) => {
+            let status = match r {
+                Refusal::UnknownSource(_) => StatusCode::NOT_FOUND,
+                Refusal::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+                Refusal::Malformed(_) => StatusCode::BAD_REQUEST,
+                Refusal::Conflict(_) => StatusCode::CONFLICT,
+                Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            tracing::warn!(source = %name, status = status.as_u16(), reason = %r, "webhook refused");
+            return answer(status, serde_json::json!({"error": r.to_string()}));
+        }
     };
     for why in &accepted.ignored {
         tracing::info!(source = %name, what = %why, "webhook payload not acted on");
     }
     let new = accepted.new.len();
-    if new > 0 && !webhook_events::held() {
+    if new > 0 {
         // Durable already: process after answering (a crash here is
         // finished at the next start).
-        let a = app.clone();
-        let events = accepted.new;
-        tokio::task::spawn_blocking(move || {
-            for e in &events {
-                if let Err(err) = webhook_events::process(&a, e, unix_now()) {
-                    tracing::error!(event_id = %e.event_id, error = %err, "device event processing failed; retried at next start");
-                }
-            }
-        });
+        let events = app.device_events.clone();
+        let recorded = accepted.new;
+        tokio::task::spawn_blocking(move || events.process_new(&recorded, unix_now()));
     }
     // 202: nothing will be acted on (only unknown event types, or only
     // devices custos does not know: recorded, logged, nothing revoked).

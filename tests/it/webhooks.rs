@@ -382,8 +382,7 @@ async fn an_event_answered_before_sigkill_is_processed_at_restart() {
         .status
         .success());
     // This server records events but leaves processing to the next start.
-    let held = [(custos::webhook_events::HOLD_ENV, "1")];
-    let server = Server::start_with_env(&data, "127.0.0.1:0", "127.0.0.1:0", &[], &held);
+    let server = Server::start(&data, &["--hold-device-events"]);
     let chain = device_certificate(&server, &ca, "C02KILLED").await;
     let leaf = dir.path().join("leaf.pem");
     std::fs::write(&leaf, &chain).unwrap();
