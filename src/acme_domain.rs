@@ -77,11 +77,7 @@ impl AcmeDomain {
                 .iter()
                 .map(|s| s.trim_matches('.').to_ascii_lowercase())
                 .collect(),
-            ip_ranges: config
-                .allowed_ip_ranges
-                .iter()
-                .filter_map(|r| r.parse().ok())
-                .collect(),
+            ip_ranges: config.allowed_ip_ranges.clone(),
             jobs,
             eab,
             apple,

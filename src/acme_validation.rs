@@ -192,7 +192,7 @@ fn dns_resolver(
     use hickory_resolver::proto::xfer::Protocol;
     let mut builder = match &config.dns_resolver {
         Some(addr) => {
-            let addr: std::net::SocketAddr = addr.parse()?;
+            let addr = *addr;
             let mut c = ResolverConfig::new();
             c.add_name_server(NameServerConfig::new(addr, Protocol::Udp));
             c.add_name_server(NameServerConfig::new(addr, Protocol::Tcp));

@@ -7,6 +7,7 @@
 //! `CUSTOS_CRL__SHARDS`), then flags. Every key is documented in README.md.
 //! Nothing here opens sockets or touches the data dir.
 
+use crate::model::revocation::Reason;
 use anyhow::{anyhow, bail};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -175,12 +176,12 @@ pub struct AcmeConfig {
     /// name itself and every name under it. Nothing else is allowed.
     pub allowed_dns_suffixes: Vec<String>,
     /// IP ranges (CIDR) certificates may name.
-    pub allowed_ip_ranges: Vec<String>,
+    pub allowed_ip_ranges: Vec<ipnet::IpNet>,
     /// Port http-01 validation connects to.
     pub http01_port: u16,
     /// DNS server (`ip:port`) dns-01 validation asks; unset: the system's
     /// resolvers (`/etc/resolv.conf`).
-    pub dns_resolver: Option<String>,
+    pub dns_resolver: Option<SocketAddr>,
     /// Seconds one http-01 attempt may take.
     pub validation_timeout_secs: u64,
     /// Attempts per validation before it fails.
@@ -495,7 +496,7 @@ pub struct WebhookSource {
     /// micromdm, fleet: bearer token (`Authorization: Bearer …` or `?token=`).
     pub token: Option<String>,
     /// Source IPs allowed (CIDR); empty: any.
-    pub allowed_ips: Vec<String>,
+    pub allowed_ips: Vec<ipnet::IpNet>,
     /// jamf: smart group name → event kind (lost, noncompliant, …).
     pub smart_groups: BTreeMap<String, String>,
     /// fleet, jamf: base URL of the MDM's API, to turn a device id into a
@@ -515,25 +516,25 @@ pub struct WebhookSource {
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookReasons {
     /// lost.
-    pub lost: String,
+    pub lost: Reason,
     /// wiped.
-    pub wiped: String,
+    pub wiped: Reason,
     /// unenrolled.
-    pub unenrolled: String,
+    pub unenrolled: Reason,
     /// deleted.
-    pub deleted: String,
+    pub deleted: Reason,
     /// noncompliant.
-    pub noncompliant: String,
+    pub noncompliant: Reason,
 }
 
 impl Default for WebhookReasons {
     fn default() -> Self {
         WebhookReasons {
-            lost: "keyCompromise".into(),
-            wiped: "keyCompromise".into(),
-            unenrolled: "cessationOfOperation".into(),
-            deleted: "cessationOfOperation".into(),
-            noncompliant: "privilegeWithdrawn".into(),
+            lost: Reason::KeyCompromise,
+            wiped: Reason::KeyCompromise,
+            unenrolled: Reason::CessationOfOperation,
+            deleted: Reason::CessationOfOperation,
+            noncompliant: Reason::PrivilegeWithdrawn,
         }
     }
 }
@@ -667,31 +668,7 @@ impl Config {
                 self.default_profile
             );
         }
-        let r = &self.webhook_reasons;
-        for (kind, reason) in [
-            ("lost", &r.lost),
-            ("wiped", &r.wiped),
-            ("unenrolled", &r.unenrolled),
-            ("deleted", &r.deleted),
-            ("noncompliant", &r.noncompliant),
-        ] {
-            reason
-                .parse::<crate::revocation::Reason>()
-                .map_err(|e| anyhow!("configuration error: webhook_reasons.{kind}: {e}"))?;
-        }
         let a = &self.acme;
-        for range in &a.allowed_ip_ranges {
-            range.parse::<ipnet::IpNet>().map_err(|_| {
-                anyhow!(
-                    "configuration error: acme.allowed_ip_ranges: {range:?} is not a CIDR range"
-                )
-            })?;
-        }
-        if let Some(r) = &a.dns_resolver {
-            r.parse::<SocketAddr>().map_err(|_| {
-                anyhow!("configuration error: acme.dns_resolver {r:?} is not ip:port")
-            })?;
-        }
         if a.validation_attempts == 0 || a.validation_attempts > 10 {
             bail!("configuration error: acme.validation_attempts must be between 1 and 10");
         }
@@ -943,6 +920,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("custos.toml: crl.shards: expected"), "{e}");
+    }
+
+    #[test]
+    fn typed_values_are_checked_when_loaded_and_name_the_key() {
+        for (text, key) in [
+            (
+                "[acme]\nallowed_ip_ranges = [\"10.0.0.0/33\"]\n",
+                "acme.allowed_ip_ranges",
+            ),
+            ("[acme]\ndns_resolver = \"8.8.8.8\"\n", "acme.dns_resolver"),
+            (
+                "[webhook_reasons]\nlost = \"certificateHold\"\n",
+                "webhook_reasons.lost",
+            ),
+            (
+                "[webhooks.x]\nkind = \"fleet\"\ntoken = \"t\"\nallowed_ips = [\"nope\"]\n",
+                "webhooks.x.allowed_ips",
+            ),
+        ] {
+            let e = load_toml(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let c = load_toml("[acme]\nallowed_ip_ranges = [\"10.0.0.0/8\"]\n[webhook_reasons]\nlost = \"superseded\"\n").unwrap();
+        assert_eq!(c.acme.allowed_ip_ranges[0].prefix_len(), 8);
+        assert_eq!(c.webhook_reasons.lost, Reason::Superseded);
     }
 
     #[test]
