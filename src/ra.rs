@@ -100,8 +100,8 @@ impl CertView {
 pub struct RevokeResult {
     /// Serial.
     pub serial: String,
-    /// revoked | reason_upgraded | unchanged.
-    pub change: String,
+    /// What the call changed.
+    pub change: RevokeChange,
     /// Reason now recorded.
     pub reason: String,
     /// Revocation time now recorded (RFC 3339).
@@ -116,12 +116,7 @@ impl RevokeResult {
             .expect("a revoke outcome always carries a revocation");
         RevokeResult {
             serial: o.record.serial.to_hex(),
-            change: match o.change {
-                RevokeChange::Revoked => "revoked",
-                RevokeChange::ReasonUpgraded => "reason_upgraded",
-                RevokeChange::Unchanged => "unchanged",
-            }
-            .into(),
+            change: o.change,
             reason: rev.reason.name().into(),
             revoked_at: rfc3339(rev.time),
         }

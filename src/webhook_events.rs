@@ -462,7 +462,7 @@ impl DeviceEvents {
                     if !seen.insert(r.serial.clone()) {
                         continue;
                     }
-                    let ours = r.change != "unchanged"
+                    let ours = r.change != crate::ledger::RevokeChange::Unchanged
                         || resumed_since.is_some_and(|since| self.revoked_since(&r.serial, since));
                     if ours {
                         revoked.push(r.serial.clone());

@@ -103,8 +103,10 @@ pub enum LedgerError {
     Storage(#[from] rocksdb::Error),
 }
 
-/// What a revocation call did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a revocation call did (`revoked`, `reason_upgraded` or
+/// `unchanged` in JSON and logs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RevokeChange {
     /// The certificate was good and is now revoked.
     Revoked,
@@ -112,6 +114,23 @@ pub enum RevokeChange {
     ReasonUpgraded,
     /// It was already revoked; nothing changed.
     Unchanged,
+}
+
+impl RevokeChange {
+    /// The name used in JSON and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            RevokeChange::Revoked => "revoked",
+            RevokeChange::ReasonUpgraded => "reason_upgraded",
+            RevokeChange::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl std::fmt::Display for RevokeChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Result of [`Ledger::revoke`].
