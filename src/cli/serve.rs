@@ -1,0 +1,148 @@
+//! `custos init` and `custos serve`: make the CA, then run the listeners,
+//! the validator, the notifier and the scheduled jobs until a signal.
+
+use super::args::*;
+use super::urls;
+use crate::app::{open_ledger, App};
+use crate::ca::{Ca, InitOptions};
+use crate::config::Config;
+use crate::files::read_named;
+use crate::instance::{AdminToken, ServerInfo};
+use crate::model::time::unix_now;
+use anyhow::{anyhow, Context};
+use std::path::Path;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+pub(super) fn init(config: Config, args: InitArgs) -> anyhow::Result<()> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("{}: cannot create data dir", data_dir.display()))?;
+    let opts = InitOptions {
+        organization: args.org,
+        root_cn: args.root_cn,
+        intermediate_cn: args.intermediate_cn,
+        root_days: args.root_days,
+        intermediate_days: args.intermediate_days,
+        ocsp_key: args.ocsp_key,
+        ocsp_days: args.ocsp_days.unwrap_or(config.ocsp.signer_validity_days),
+    };
+    let ca = match args.import_ca {
+        Some(files) => {
+            let (cert, key) = (&files[0], &files[1]);
+            let bundle = read_named(cert, "CA certificate")?;
+            let key_pem = read_named(key, "CA key")?;
+            Ca::import(data_dir, &bundle, &key_pem, &opts, urls(&config))
+                .map_err(|e| anyhow!("{} / {}: {e}", cert.display(), key.display()))?
+        }
+        None => Ca::init(data_dir, &opts, urls(&config))?,
+    };
+    AdminToken::ensure(data_dir)?;
+    println!("CA ready in {}", data_dir.display());
+    print_ca(&ca, data_dir);
+    Ok(())
+}
+
+pub(super) fn print_ca(ca: &Ca, data_dir: &Path) {
+    println!("  root certificate:  {}", ca.paths().root_cert().display());
+    println!("  issuing chain:     {}", ca.paths().chain().display());
+    println!("  root SHA-256:      {}", ca.root_fingerprint());
+    println!(
+        "  admin token:       {}",
+        crate::instance::admin_token_path(data_dir).display()
+    );
+}
+
+pub(super) async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    let ledger = open_ledger(&config).map_err(|e| match ServerInfo::read(&data_dir) {
+        Ok(info) => anyhow!(
+            "custos is already serving this data dir (pid {}, {}): {e}",
+            info.pid,
+            info.https_url
+        ),
+        Err(_) => e,
+    })?;
+    let http = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (http_listen)", config.http_listen))?;
+    let https = tokio::net::TcpListener::bind(config.https_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (https_listen)", config.https_listen))?;
+    let http_addr = http.local_addr()?;
+    let https_addr = https.local_addr()?;
+    let app = App::build(config, ledger, Some(http_addr), true)?;
+    if args.hold_device_events {
+        app.device_events.hold();
+    }
+    app.ca.renew_ocsp_signer_if_due(
+        app.config.ocsp.signer_validity_days,
+        app.config.ocsp.signer_renew_before_days,
+    )?;
+    let tls = crate::server::tls::acceptor(&app)?;
+    let info = ServerInfo {
+        pid: std::process::id(),
+        https_url: app.config.https_base(Some(https_addr)),
+        http_url: app.config.http_base(Some(http_addr)),
+    };
+    info.write(&data_dir)?;
+    println!("custos is serving");
+    println!("  http  (OCSP, CRL, /metrics):     {}", info.http_url);
+    println!("  https (admin API, ACME):         {}", info.https_url);
+    println!(
+        "  CRL ({} shard{}):                 {}",
+        app.crl.shard_count(),
+        if app.crl.shard_count() == 1 { "" } else { "s" },
+        app.ca.crl_url(0)
+    );
+    print_ca(&app.ca, &data_dir);
+    for w in app.config.loopback_warnings(true, true) {
+        eprintln!("custos: warning: {w}");
+        tracing::warn!("{w}");
+    }
+    tracing::info!(http = %http_addr, https = %https_addr, "listening");
+
+    let app = Arc::new(app);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    // Catch up on refreshes missed while the server was down, then schedule.
+    crate::jobs::refresh_ocsp(app.clone()).await;
+    let crl = app.crl.clone();
+    tokio::task::spawn_blocking(move || crl.ensure_current(unix_now()))
+        .await?
+        .map_err(|e| anyhow!("cannot publish the CRLs: {e}"))?;
+    tokio::spawn(app.crl.clone().run_triggered(shutdown.clone()));
+    crate::acme_validation::spawn(app.clone(), shutdown.clone());
+    crate::notify::spawn(
+        app.ledger.clone(),
+        &app.config.notify,
+        app.metrics.registry(),
+        shutdown.clone(),
+    )?;
+    crate::jobs::retry_device_events(app.clone()).await;
+    let mut scheduler = crate::jobs::start(app.clone()).await?;
+    let result = crate::server::run(app.clone(), http, https, tls, shutdown).await;
+    let _ = scheduler.shutdown().await;
+    tracing::info!("shutting down: flushing the ledger");
+    let flushed = app.ledger.flush();
+    ServerInfo::remove(&data_dir);
+    result?;
+    flushed?;
+    Ok(())
+}
+
+pub(super) async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}
