@@ -29,8 +29,8 @@ use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -120,109 +120,41 @@ where
     S::Future: Send + 'static,
 {
     let limits = listener.limits;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(limits.idle_timeout);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(connection_builder(limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
     let name = listener.name;
     let open = listener.metrics.connections_open.with_label_values(&[name]);
-    let limited = listener
+    let waited = listener
         .metrics
         .connections_waited
         .with_label_values(&[name]);
-    let closed = listener.metrics.connections_closed.clone();
     loop {
         // A slot first: when all are taken, stop accepting and let new
         // clients wait in the kernel's backlog.
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(s) => s,
-            Err(_) => {
-                limited.inc();
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    s = slots.clone().acquire_owned() => match s {
-                        Ok(s) => s,
-                        Err(_) => break,
-                    },
-                }
-            }
+        let Some(slot) = next_slot(&slots, &waited, &shutdown).await else {
+            break;
         };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.socket.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and similar: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let Some((stream, peer)) = next_connection(&listener.socket, &shutdown).await else {
+            break;
         };
         let _ = stream.set_nodelay(true);
         let activity = Activity::new();
-        let inner = service.clone();
-        let requests = activity.clone();
-        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(PeerAddr(peer));
-            let guard = requests.request();
-            let fut = hyper::service::Service::call(&inner, req);
-            async move {
-                let r = fut.await;
-                drop(guard);
-                r
-            }
-        });
-        let builder = builder.clone();
-        let tls = listener.tls.clone();
         let ctx = ConnCtx {
+            service: with_peer(service.clone(), peer, activity.clone()),
             activity,
             limits,
             shutdown: shutdown.clone(),
             peer,
             listener: name,
-            closed: closed.clone(),
+            closed: listener.metrics.connections_closed.clone(),
             _open: OpenGuard::new(open.clone()),
         };
+        let builder = builder.clone();
+        let tls = listener.tls.clone();
         tracker.spawn(async move {
             let _slot = slot;
-            match tls {
-                None => {
-                    let io = TokioIo::new(TrackedIo::new(stream, ctx.activity.clone()));
-                    let conn = builder.serve_connection(io, service);
-                    drive(conn, |c| c.graceful_shutdown(), &ctx).await;
-                }
-                Some(acceptor) => {
-                    let tls_stream =
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                ctx.closed
-                                    .with_label_values(&[name, "tls_handshake_timeout"])
-                                    .inc();
-                                return;
-                            }
-                        };
-                    let io = TokioIo::new(TrackedIo::new(tls_stream, ctx.activity.clone()));
-                    let conn = builder.serve_connection_with_upgrades(io, service);
-                    drive(conn, |c| c.graceful_shutdown(), &ctx).await;
-                }
-            }
+            serve_connection(stream, tls, &builder, ctx).await;
         });
     }
     drop(listener);
@@ -233,6 +165,133 @@ where
     {
         tracing::warn!("in-flight requests did not finish within the grace period");
     }
+}
+
+/// HTTP/1 and HTTP/2 as every connection is served: hyper's header timer
+/// (HTTP/1) and keep-alive pings (HTTP/2) on a real timer.
+fn connection_builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.idle_timeout);
+    builder
+}
+
+/// A connection slot, waiting (and counting the wait) when every one is
+/// taken; `None` when the server stops meanwhile.
+async fn next_slot(
+    slots: &Arc<Semaphore>,
+    waited: &prometheus::IntCounter,
+    shutdown: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(slot) = slots.clone().try_acquire_owned() {
+        return Some(slot);
+    }
+    waited.inc();
+    tokio::select! {
+        _ = shutdown.cancelled() => None,
+        s = slots.clone().acquire_owned() => s.ok(),
+    }
+}
+
+/// The next accepted connection; `None` when the server stops. Accept
+/// errors (out of file descriptors and the like) back off and retry.
+async fn next_connection(
+    socket: &TcpListener,
+    shutdown: &CancellationToken,
+) -> Option<(TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            accepted = socket.accept() => match accepted {
+                Ok(pair) => return Some(pair),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+/// `service` with the connection's peer address on every request and each
+/// request in flight counted as activity (so a slow answer is not idle).
+fn with_peer<S>(
+    service: S,
+    peer: std::net::SocketAddr,
+    activity: Arc<Activity>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<Response, Infallible>> + Send + 'static,
+> + Clone
+       + Send
+       + 'static
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(PeerAddr(peer));
+        let guard = activity.request();
+        let fut = hyper::service::Service::call(&service, req);
+        async move {
+            let r = fut.await;
+            drop(guard);
+            r
+        }
+    })
+}
+
+/// Serves one accepted connection (after the TLS handshake, on the HTTPS
+/// listener) until it ends.
+async fn serve_connection<S>(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    builder: &auto::Builder<TokioExecutor>,
+    ctx: ConnCtx<S>,
+) where
+    S: hyper::service::Service<Request<Incoming>, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let Some(acceptor) = tls else {
+        let io = TokioIo::new(TrackedIo::new(stream, ctx.activity.clone()));
+        let conn = builder.serve_connection(io, ctx.service.clone());
+        drive(conn, |c| c.graceful_shutdown(), &ctx).await;
+        return;
+    };
+    let peer = ctx.peer;
+    let tls_stream =
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                ctx.closed
+                    .with_label_values(&[ctx.listener, "tls_handshake_timeout"])
+                    .inc();
+                return;
+            }
+        };
+    let io = TokioIo::new(TrackedIo::new(tls_stream, ctx.activity.clone()));
+    let conn = builder.serve_connection_with_upgrades(io, ctx.service.clone());
+    drive(conn, |c| c.graceful_shutdown(), &ctx).await;
 }
 
 /// Counts a connection in `custos_http_connections_open` while it lives.
@@ -252,7 +311,8 @@ impl Drop for OpenGuard {
 }
 
 /// What serving one connection needs besides the connection.
-struct ConnCtx {
+struct ConnCtx<S> {
+    service: S,
     activity: Arc<Activity>,
     limits: ConnLimits,
     shutdown: CancellationToken,
@@ -265,7 +325,7 @@ struct ConnCtx {
 /// Serves one connection until it ends, shutting it down gracefully when
 /// it has been idle for `idle_timeout` or the server stops, and dropping it
 /// if it has not finished `SHUTDOWN_GRACE` after that.
-async fn drive<C, F>(conn: C, shut: F, ctx: &ConnCtx)
+async fn drive<C, F, S>(conn: C, shut: F, ctx: &ConnCtx<S>)
 where
     C: std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
     F: Fn(std::pin::Pin<&mut C>),
