@@ -9,6 +9,10 @@
 
 pub mod build;
 pub mod key;
+mod ocsp_signer;
+
+pub use ocsp_signer::OcspSigner;
+use ocsp_signer::{issue_ocsp_signer, load_ocsp_signer, write_ocsp_signer};
 
 use crate::files::{read_named, write_atomic, Visibility};
 use crate::model::time::unix_now;
@@ -107,20 +111,6 @@ impl Default for InitOptions {
             ocsp_days: 14,
         }
     }
-}
-
-/// The delegated OCSP responder: certificate and key.
-pub struct OcspSigner {
-    /// Its certificate (EKU OCSPSigning, ocsp-nocheck).
-    pub cert: Certificate,
-    /// The certificate in DER, as included in responses.
-    pub cert_der: Vec<u8>,
-    /// The key that signs responses.
-    pub key: SigningKey,
-    /// notAfter in Unix seconds.
-    pub not_after: u64,
-    /// notBefore in Unix seconds.
-    pub not_before: u64,
 }
 
 /// Public URLs written into certificates.
@@ -587,87 +577,4 @@ pub fn fingerprint(der: &[u8]) -> String {
 /// PEM-encodes one DER certificate.
 pub fn to_pem(der: &[u8]) -> String {
     cert_pem(der).unwrap_or_default()
-}
-
-fn load_ocsp_signer(paths: &CaPaths) -> anyhow::Result<OcspSigner> {
-    let cert = load_cert(&paths.ocsp_cert(), "OCSP responder certificate")?;
-    let key = load_key(&paths.ocsp_key(), "OCSP responder key")?;
-    if !key_matches(&cert, &key) {
-        bail!(
-            "{}: this key does not match {}",
-            paths.ocsp_key().display(),
-            paths.ocsp_cert().display()
-        );
-    }
-    let (not_before, not_after) = validity_secs(&cert);
-    Ok(OcspSigner {
-        cert_der: cert.to_der()?,
-        cert,
-        key,
-        not_after,
-        not_before,
-    })
-}
-
-fn issue_ocsp_signer(
-    issuer: &Certificate,
-    issuer_key: &SigningKey,
-    algorithm: KeyAlgorithm,
-    validity_days: u32,
-) -> anyhow::Result<OcspSigner> {
-    let key = SigningKey::generate(algorithm)?;
-    let now = unix_now();
-    let not_before = now - 3600;
-    let (_, issuer_not_after) = validity_secs(issuer);
-    let not_after = (now + days(validity_days)).min(issuer_not_after);
-    let org = issuer
-        .tbs_certificate
-        .subject
-        .to_string()
-        .split(',')
-        .find_map(|p| p.strip_prefix("O=").map(str::to_string))
-        .unwrap_or_else(|| "custos".into());
-    let subject = name("custos OCSP Responder", &org)?;
-    let (cert, cert_der) = sign_certificate(
-        CertParts {
-            serial: Serial::random(),
-            subject,
-            spki: key.spki(),
-            not_before,
-            not_after,
-            extensions: vec![
-                basic_constraints(false, None)?,
-                extension(true, &KeyUsage(KeyUsages::DigitalSignature.into()))?,
-                extension(false, &ExtendedKeyUsage(vec![ID_KP_OCSP_SIGNING]))?,
-                ocsp_nocheck()?,
-                subject_key_id(&key.key_id())?,
-                authority_key_id(&issuer_key.key_id())?,
-            ],
-        },
-        &issuer.tbs_certificate.subject,
-        issuer_key,
-    )?;
-    Ok(OcspSigner {
-        cert,
-        cert_der,
-        key,
-        not_after,
-        not_before,
-    })
-}
-
-fn write_ocsp_signer(paths: &CaPaths, signer: &OcspSigner) -> anyhow::Result<()> {
-    // Key first: a crash between the two writes leaves a mismatched pair that
-    // `load` reports, rather than a certificate whose key is lost.
-    write_atomic(
-        &paths.ocsp_key(),
-        signer.key.to_pkcs8_pem()?.as_bytes(),
-        Visibility::Secret,
-    )?;
-    write_atomic(
-        &paths.ocsp_cert(),
-        cert_pem(&signer.cert_der)?.as_bytes(),
-        Visibility::Public,
-    )?;
-    Ok(())
 }
