@@ -128,62 +128,62 @@ pub async fn delete_expired_acme(app: Arc<App>) -> usize {
     }
 }
 
+/// Adds one job running `work(app)` on the cron `schedule`; `key` names
+/// the configuration key the schedule came from, for errors.
+async fn add_job<F, Fut>(
+    scheduler: &JobScheduler,
+    app: &Arc<App>,
+    key: &str,
+    schedule: &str,
+    work: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Arc<App>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let app = app.clone();
+    let work = Arc::new(work);
+    let job = Job::new_async(schedule, move |_, _| {
+        let (app, work) = (app.clone(), work.clone());
+        Box::pin(async move { work(app).await })
+    })
+    .map_err(|e| anyhow::anyhow!("configuration error: {key} {schedule:?}: {e}"))?;
+    scheduler.add(job).await?;
+    Ok(())
+}
+
 /// Starts the scheduler with every job. Shut it down with `shutdown()`.
 pub async fn start(app: Arc<App>) -> anyhow::Result<JobScheduler> {
-    let scheduler = JobScheduler::new().await?;
-    let a = app.clone();
-    let schedule = app.config.ocsp.refresh_schedule.clone();
-    scheduler
-        .add(
-            Job::new_async(schedule.as_str(), move |_, _| {
-                let a = a.clone();
-                Box::pin(async move {
-                    refresh_ocsp(a).await;
-                })
-            })
-            .map_err(|e| {
-                anyhow::anyhow!("configuration error: ocsp.refresh_schedule {schedule:?}: {e}")
-            })?,
-        )
-        .await?;
-    let a = app.clone();
-    let schedule = app.config.crl.refresh_schedule.clone();
-    scheduler
-        .add(
-            Job::new_async(schedule.as_str(), move |_, _| {
-                let a = a.clone();
-                Box::pin(async move { regenerate_crls(a).await })
-            })
-            .map_err(|e| {
-                anyhow::anyhow!("configuration error: crl.refresh_schedule {schedule:?}: {e}")
-            })?,
-        )
-        .await?;
-    let a = app.clone();
-    scheduler
-        .add(Job::new_async("41 * * * * *", move |_, _| {
-            let a = a.clone();
-            Box::pin(async move {
-                retry_device_events(a).await;
-            })
-        })?)
-        .await?;
-    let a = app.clone();
-    scheduler
-        .add(Job::new_async("0 17 * * * *", move |_, _| {
-            let a = a.clone();
-            Box::pin(async move { renew_ocsp_signer(a).await })
-        })?)
-        .await?;
-    let a = app.clone();
-    scheduler
-        .add(Job::new_async("0 23 * * * *", move |_, _| {
-            let a = a.clone();
-            Box::pin(async move {
-                delete_expired_acme(a).await;
-            })
-        })?)
-        .await?;
-    scheduler.start().await?;
-    Ok(scheduler)
+    let s = JobScheduler::new().await?;
+    let ocsp = app.config.ocsp.refresh_schedule.clone();
+    let crl = app.config.crl.refresh_schedule.clone();
+    add_job(&s, &app, "ocsp.refresh_schedule", &ocsp, |a| async move {
+        refresh_ocsp(a).await;
+    })
+    .await?;
+    add_job(&s, &app, "crl.refresh_schedule", &crl, regenerate_crls).await?;
+    add_job(
+        &s,
+        &app,
+        "device event retry",
+        "41 * * * * *",
+        |a| async move {
+            retry_device_events(a).await;
+        },
+    )
+    .await?;
+    add_job(
+        &s,
+        &app,
+        "OCSP signer renewal",
+        "0 17 * * * *",
+        renew_ocsp_signer,
+    )
+    .await?;
+    add_job(&s, &app, "ACME expiry", "0 23 * * * *", |a| async move {
+        delete_expired_acme(a).await;
+    })
+    .await?;
+    s.start().await?;
+    Ok(s)
 }

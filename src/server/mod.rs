@@ -83,6 +83,32 @@ pub async fn run_plain(app: Arc<App>, http: TcpListener, shutdown: CancellationT
     .await;
 }
 
+/// What a listener serves: a cloneable hyper service answering every
+/// request (the plain listener's OCSP fast path, or an axum router).
+trait HttpService:
+    hyper::service::Service<
+        Request<Incoming>,
+        Response = Response,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> HttpService for S
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+}
+
 /// One listening socket and what its connections are held to.
 struct Listener {
     name: &'static str,
@@ -110,15 +136,7 @@ impl Listener {
     }
 }
 
-async fn accept_loop<S>(listener: Listener, service: S, shutdown: CancellationToken)
-where
-    S: hyper::service::Service<Request<Incoming>, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
+async fn accept_loop<S: HttpService>(listener: Listener, service: S, shutdown: CancellationToken) {
     let limits = listener.limits;
     let builder = Arc::new(connection_builder(limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -221,7 +239,7 @@ async fn next_connection(
 
 /// `service` with the connection's peer address on every request and each
 /// request in flight counted as activity (so a slow answer is not idle).
-fn with_peer<S>(
+fn with_peer<S: HttpService>(
     service: S,
     peer: std::net::SocketAddr,
     activity: Arc<Activity>,
@@ -232,15 +250,7 @@ fn with_peer<S>(
     Future = impl std::future::Future<Output = Result<Response, Infallible>> + Send + 'static,
 > + Clone
        + Send
-       + 'static
-where
-    S: hyper::service::Service<Request<Incoming>, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
+       + 'static {
     hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(PeerAddr(peer));
         let guard = activity.request();

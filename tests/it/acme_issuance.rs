@@ -356,14 +356,7 @@ async fn validations_interrupted_by_kill_9_finish_after_restart() {
         format!("[acme]\nallowed_ip_ranges = [\"127.0.0.0/8\"]\nhttp01_port = {port}\nvalidation_timeout_secs = 30\n"),
     )
     .unwrap();
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .to_string()
-    };
-    let (http, https) = (free(), free());
+    let (http, https) = (common::free_addr(), common::free_addr());
     let mut server = Server::start_on(&data, &http, &https, &[]);
     let account = common::acme_account(&server).await;
     let ids = [Identifier::Ip("127.0.0.1".parse().unwrap())];
@@ -590,14 +583,7 @@ async fn expired_orders_are_deleted_and_certificates_stay_revocable() {
         format!("[acme]\nallowed_ip_ranges = [\"127.0.0.0/8\"]\nhttp01_port = {port}\norder_lifetime_days = 1\nauthz_lifetime_days = 2\n"),
     )
     .unwrap();
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .to_string()
-    };
-    let (http, https) = (free(), free());
+    let (http, https) = (common::free_addr(), common::free_addr());
     let server = Server::start_on(&data, &http, &https, &[]);
     let ids = [Identifier::Ip("127.0.0.1".parse().unwrap())];
 

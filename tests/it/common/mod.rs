@@ -122,6 +122,16 @@ pub fn ocsp_says(server: &Server, leaf: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
 }
 
+/// A loopback address no one listens on now (for a server restarted on
+/// the same ports).
+pub fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string()
+}
+
 /// A running `custos serve`, killed on drop.
 pub struct Server {
     pub child: Child,
