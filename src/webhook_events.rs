@@ -443,59 +443,23 @@ impl DeviceEvents {
             Some(d) => self.ledger.device(&d.serial)?,
             None => None,
         };
-        let mut revoked = Vec::new();
-        let mut audits = Vec::new();
-        if let Some(reason) = self.reason_for(event.kind) {
-            let mut seen = std::collections::BTreeSet::new();
-            let mut lookup: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
-            if let Some(d) = &device {
-                lookup.push(d.serial.clone());
-                lookup.extend(d.udid.clone());
-            }
-            for id in lookup {
-                let results = match self.authority.revoke_device(&id, reason, None, now) {
-                    Ok(results) => results,
-                    Err(crate::ra::AdminError::UnknownDevice(_)) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                for r in results {
-                    if !seen.insert(r.serial.clone()) {
-                        continue;
-                    }
-                    let ours = r.change != crate::ledger::RevokeChange::Unchanged
-                        || resumed_since.is_some_and(|since| self.revoked_since(&r.serial, since));
-                    if ours {
-                        revoked.push(r.serial.clone());
-                        audits.push(AuditEntry::new(
-                            now,
-                            "revocation",
-                            &format!("webhook:{}", event.source),
-                            serde_json::json!({
-                                "certificate": r.serial,
-                                "device": device.as_ref().map(|d| d.serial.clone()),
-                                "reason": r.reason,
-                                "outcome": r.change,
-                                "event_id": event.event_id,
-                            }),
-                        ));
-                    }
+        let audits = match self.reason_for(event.kind) {
+            Some(reason) => {
+                let mut ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+                if let Some(d) = &device {
+                    ids.push(d.serial.clone());
+                    ids.extend(d.udid.clone());
                 }
+                self.revoke_all(event, &ids, device.as_ref(), reason, now, resumed_since)?
             }
-        }
+            None => Vec::new(),
+        };
+        let revoked = audits.len();
         let status = device.as_ref().map(|d| {
-            let (status, compliant) = match event.kind {
-                DeviceEventKind::Lost | DeviceEventKind::Wiped => (DeviceStatus::Lost, None),
-                DeviceEventKind::Unenrolled | DeviceEventKind::Deleted => {
-                    (DeviceStatus::Unenrolled, None)
-                }
-                DeviceEventKind::NonCompliant => (d.status, Some(false)),
-                DeviceEventKind::Compliant => (d.status, Some(true)),
-                DeviceEventKind::Found | DeviceEventKind::Enrolled => (DeviceStatus::Active, None),
-                _ => (d.status, None),
-            };
+            let (status, compliant) = status_after(event.kind, d);
             (d.serial.as_str(), status, compliant)
         });
-        let outcome = match (&device, revoked.len()) {
+        let outcome = match (&device, revoked) {
             (None, 0) => "unknown device: nothing revoked".to_string(),
             (_, n) => format!("{n} certificates revoked"),
         };
@@ -509,6 +473,51 @@ impl DeviceEvents {
         )?;
         tracing::info!(source = %event.source, event_id = %event.event_id, kind = event.kind.name(), outcome = %outcome, "device event processed");
         Ok(outcome)
+    }
+
+    /// Revokes every unexpired certificate of the device known by any of
+    /// `ids`; returns one audit entry per certificate this event revoked
+    /// (counting, for a resumed event, those revoked since it arrived).
+    fn revoke_all(
+        &self,
+        event: &DeviceEvent,
+        ids: &[String],
+        device: Option<&crate::devices::Device>,
+        reason: Reason,
+        now: u64,
+        resumed_since: Option<u64>,
+    ) -> anyhow::Result<Vec<AuditEntry>> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut audits = Vec::new();
+        for id in ids {
+            let results = match self.authority.revoke_device(id, reason, None, now) {
+                Ok(results) => results,
+                Err(crate::ra::AdminError::UnknownDevice(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for r in results {
+                if !seen.insert(r.serial.clone()) {
+                    continue;
+                }
+                let ours = r.change != crate::ledger::RevokeChange::Unchanged
+                    || resumed_since.is_some_and(|since| self.revoked_since(&r.serial, since));
+                if ours {
+                    audits.push(AuditEntry::new(
+                        now,
+                        "revocation",
+                        &format!("webhook:{}", event.source),
+                        serde_json::json!({
+                            "certificate": r.serial,
+                            "device": device.map(|d| d.serial.clone()),
+                            "reason": r.reason,
+                            "outcome": r.change,
+                            "event_id": event.event_id,
+                        }),
+                    ));
+                }
+            }
+        }
+        Ok(audits)
     }
 
     fn revoked_since(&self, serial: &str, since: u64) -> bool {
@@ -580,5 +589,17 @@ impl DeviceEvents {
             Some(e) if done == 0 => Err(e),
             _ => Ok(done),
         }
+    }
+}
+
+/// The device's status and compliance after an event of `kind`.
+fn status_after(kind: DeviceEventKind, d: &crate::devices::Device) -> (DeviceStatus, Option<bool>) {
+    match kind {
+        DeviceEventKind::Lost | DeviceEventKind::Wiped => (DeviceStatus::Lost, None),
+        DeviceEventKind::Unenrolled | DeviceEventKind::Deleted => (DeviceStatus::Unenrolled, None),
+        DeviceEventKind::NonCompliant => (d.status, Some(false)),
+        DeviceEventKind::Compliant => (d.status, Some(true)),
+        DeviceEventKind::Found | DeviceEventKind::Enrolled => (DeviceStatus::Active, None),
+        _ => (d.status, None),
     }
 }

@@ -2,7 +2,9 @@
 
 use super::args::*;
 use super::{target, Target};
+use crate::admin_client::cli_actor;
 use crate::config::Config;
+use crate::devices::{ops, Device, NewDevice, StatusChange};
 use crate::model::time::unix_now;
 
 pub(super) fn profile(config: Config, command: ProfileCommand) -> anyhow::Result<()> {
@@ -45,12 +47,7 @@ pub(super) fn profile(config: Config, command: ProfileCommand) -> anyhow::Result
 }
 
 pub(super) async fn devices(config: Config, command: DevicesCommand) -> anyhow::Result<()> {
-    use crate::devices::{ops, Device, NewDevice, StatusChange};
     let target = target(config)?;
-    let print = |d: &Device| -> anyhow::Result<()> {
-        println!("{}", serde_json::to_string_pretty(d)?);
-        Ok(())
-    };
     match command {
         DevicesCommand::Add {
             serial,
@@ -70,40 +67,16 @@ pub(super) async fn devices(config: Config, command: DevicesCommand) -> anyhow::
                 compliant: Some((!noncompliant).to_string()),
                 notes,
             };
-            let device = match &target {
-                Target::Direct(app) => {
-                    let d = ops::add(&app.ledger, new, unix_now())?;
-                    ops::audit_add(
-                        &app.authority,
-                        &crate::admin_client::cli_actor(),
-                        &d,
-                        unix_now(),
-                    );
-                    d
-                }
-                Target::Remote(c) => c.device_add(&new).await?,
-            };
-            print(&device)?;
+            print_device(&device_add(&target, new).await?)
         }
         DevicesCommand::Import { file } => {
             let csv = crate::files::read_named(&file, "device CSV")?;
-            let result = match &target {
-                Target::Direct(app) => {
-                    let r = ops::import(&app.ledger, &csv, unix_now())?;
-                    app.authority.audit(
-                        &crate::admin_client::cli_actor(),
-                        "device",
-                        serde_json::json!({"action": "import", "imported": r.imported, "added": r.added, "outcome": "imported"}),
-                        unix_now(),
-                    );
-                    r
-                }
-                Target::Remote(c) => c.device_import(csv).await?,
-            };
+            let result = device_import(&target, csv).await?;
             println!(
                 "imported {} devices ({} new)",
                 result.imported, result.added
             );
+            Ok(())
         }
         DevicesCommand::List { after, limit, json } => {
             let limit = limit.clamp(1, crate::server::admin::MAX_PAGE);
@@ -111,25 +84,7 @@ pub(super) async fn devices(config: Config, command: DevicesCommand) -> anyhow::
                 Target::Direct(app) => app.ledger.list_devices(after.as_deref(), limit)?,
                 Target::Remote(c) => c.device_list(after, limit).await?,
             };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&devices)?);
-            } else {
-                println!(
-                    "{:<20} {:<10} {:<9} {:<20} {:<12} UDID",
-                    "SERIAL", "STATUS", "COMPLIANT", "OWNER", "GROUP"
-                );
-                for d in devices {
-                    println!(
-                        "{:<20} {:<10} {:<9} {:<20} {:<12} {}",
-                        d.serial,
-                        d.status.name(),
-                        d.compliant,
-                        d.owner.as_deref().unwrap_or("-"),
-                        d.group.as_deref().unwrap_or("-"),
-                        d.udid.as_deref().unwrap_or("-")
-                    );
-                }
-            }
+            print_devices(&devices, json)
         }
         DevicesCommand::Show { id } => {
             let device = match &target {
@@ -137,7 +92,7 @@ pub(super) async fn devices(config: Config, command: DevicesCommand) -> anyhow::
                 Target::Remote(c) => c.device_show(&id).await?,
             };
             match device {
-                Some(d) => print(&d)?,
+                Some(d) => print_device(&d),
                 None => anyhow::bail!("no device {id:?} in the inventory"),
             }
         }
@@ -145,35 +100,88 @@ pub(super) async fn devices(config: Config, command: DevicesCommand) -> anyhow::
             id,
             status,
             compliant,
-        } => {
-            let change = StatusChange { status, compliant };
-            let device = match &target {
-                Target::Direct(app) => {
-                    let d = app.ledger.set_device_status(
-                        &id,
-                        change.status,
-                        change.compliant,
-                        unix_now(),
-                    )?;
-                    if let Some(d) = &d {
-                        ops::audit_status(
-                            &app.authority,
-                            &crate::admin_client::cli_actor(),
-                            d,
-                            unix_now(),
-                        );
-                    }
-                    d
-                }
-                Target::Remote(c) => c.device_set_status(&id, &change).await?,
-            };
-            match device {
-                Some(d) => print(&d)?,
-                None => anyhow::bail!("no device {id:?} in the inventory"),
-            }
-        }
+        } => match set_status(&target, &id, StatusChange { status, compliant }).await? {
+            Some(d) => print_device(&d),
+            None => anyhow::bail!("no device {id:?} in the inventory"),
+        },
+    }
+}
+
+fn print_device(d: &Device) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(d)?);
+    Ok(())
+}
+
+fn print_devices(devices: &[Device], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(devices)?);
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<10} {:<9} {:<20} {:<12} UDID",
+        "SERIAL", "STATUS", "COMPLIANT", "OWNER", "GROUP"
+    );
+    for d in devices {
+        println!(
+            "{:<20} {:<10} {:<9} {:<20} {:<12} {}",
+            d.serial,
+            d.status.name(),
+            d.compliant,
+            d.owner.as_deref().unwrap_or("-"),
+            d.group.as_deref().unwrap_or("-"),
+            d.udid.as_deref().unwrap_or("-")
+        );
     }
     Ok(())
+}
+
+async fn device_add(target: &Target, new: NewDevice) -> anyhow::Result<Device> {
+    Ok(match target {
+        Target::Direct(app) => {
+            let d = ops::add(&app.ledger, new, unix_now())?;
+            ops::audit_add(&app.authority, &cli_actor(), &d, unix_now());
+            d
+        }
+        Target::Remote(c) => c.device_add(&new).await?,
+    })
+}
+
+async fn device_import(
+    target: &Target,
+    csv: Vec<u8>,
+) -> anyhow::Result<crate::devices::ImportResult> {
+    Ok(match target {
+        Target::Direct(app) => {
+            let r = ops::import(&app.ledger, &csv, unix_now())?;
+            app.authority.audit(
+                &cli_actor(),
+                "device",
+                serde_json::json!({"action": "import", "imported": r.imported, "added": r.added, "outcome": "imported"}),
+                unix_now(),
+            );
+            r
+        }
+        Target::Remote(c) => c.device_import(csv).await?,
+    })
+}
+
+async fn set_status(
+    target: &Target,
+    id: &str,
+    change: StatusChange,
+) -> anyhow::Result<Option<Device>> {
+    Ok(match target {
+        Target::Direct(app) => {
+            let d =
+                app.ledger
+                    .set_device_status(id, change.status, change.compliant, unix_now())?;
+            if let Some(d) = &d {
+                ops::audit_status(&app.authority, &cli_actor(), d, unix_now());
+            }
+            d
+        }
+        Target::Remote(c) => c.device_set_status(id, &change).await?,
+    })
 }
 
 pub(super) async fn eab(config: Config, command: EabCommand) -> anyhow::Result<()> {
