@@ -1,5 +1,6 @@
 //! `[acme]`: the embedded ACME server and device attestation.
 
+use anyhow::bail;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -174,5 +175,21 @@ impl Default for AcmeConfig {
             external_account_required: false,
             device_attest: DeviceAttestConfig::default(),
         }
+    }
+}
+
+impl AcmeConfig {
+    /// The checks serde cannot make (ranges, relations between keys).
+    pub(super) fn check(&self) -> anyhow::Result<()> {
+        if self.validation_attempts == 0 || self.validation_attempts > 10 {
+            bail!("configuration error: acme.validation_attempts must be between 1 and 10");
+        }
+        if self.validation_timeout_secs == 0 || self.validation_timeout_secs > 120 {
+            bail!("configuration error: acme.validation_timeout_secs must be between 1 and 120");
+        }
+        if self.order_lifetime_days == 0 || self.authz_lifetime_days == 0 {
+            bail!("configuration error: acme.order_lifetime_days and acme.authz_lifetime_days must be at least 1");
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! `[http]`, `[tls]` and `[log]`: how the listeners treat connections, the
 //! HTTPS listener's certificate, and logging.
 
+use anyhow::bail;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -79,5 +80,24 @@ impl Default for TlsConfig {
             cert_file: None,
             key_file: None,
         }
+    }
+}
+
+impl HttpConfig {
+    /// The checks serde cannot make (ranges, relations between keys).
+    pub(super) fn check(&self) -> anyhow::Result<()> {
+        for (key, v) in [
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+        ] {
+            if v == 0 || v > 3600 {
+                bail!("configuration error: http.{key} must be between 1 and 3600");
+            }
+        }
+        if self.max_connections == 0 || self.max_connections > 1_000_000 {
+            bail!("configuration error: http.max_connections must be between 1 and 1000000");
+        }
+        Ok(())
     }
 }

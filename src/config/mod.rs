@@ -198,67 +198,10 @@ impl Config {
                 self.default_profile
             );
         }
-        let a = &self.acme;
-        if a.validation_attempts == 0 || a.validation_attempts > 10 {
-            bail!("configuration error: acme.validation_attempts must be between 1 and 10");
-        }
-        if a.validation_timeout_secs == 0 || a.validation_timeout_secs > 120 {
-            bail!("configuration error: acme.validation_timeout_secs must be between 1 and 120");
-        }
-        if a.order_lifetime_days == 0 || a.authz_lifetime_days == 0 {
-            bail!("configuration error: acme.order_lifetime_days and acme.authz_lifetime_days must be at least 1");
-        }
-        let c = &self.crl;
-        if c.shards == 0 || c.shards > 4096 {
-            bail!("configuration error: crl.shards must be between 1 and 4096");
-        }
-        if c.validity_hours == 0 || c.validity_hours > 24 * 10 {
-            bail!("configuration error: crl.validity_hours must be between 1 and 240");
-        }
-        if c.backdate_secs >= u64::from(c.validity_hours) * 3600 {
-            bail!("configuration error: crl.backdate_secs must be shorter than crl.validity_hours");
-        }
-        if c.debounce_ms > 1000 {
-            bail!("configuration error: crl.debounce_ms must be at most 1000 (revocations are published within a second)");
-        }
-        crate::model::time::parse_schedule(&c.refresh_schedule).map_err(|e| {
-            anyhow!(
-                "configuration error: crl.refresh_schedule {:?}: {e}",
-                c.refresh_schedule
-            )
-        })?;
-        let h = &self.http;
-        for (key, v) in [
-            ("header_timeout_secs", h.header_timeout_secs),
-            ("idle_timeout_secs", h.idle_timeout_secs),
-            ("body_timeout_secs", h.body_timeout_secs),
-        ] {
-            if v == 0 || v > 3600 {
-                bail!("configuration error: http.{key} must be between 1 and 3600");
-            }
-        }
-        if h.max_connections == 0 || h.max_connections > 1_000_000 {
-            bail!("configuration error: http.max_connections must be between 1 and 1000000");
-        }
-        let o = &self.ocsp;
-        if o.response_validity_hours == 0 || o.response_validity_hours > 24 * 7 {
-            bail!("configuration error: ocsp.response_validity_hours must be between 1 and 168");
-        }
-        if !(0.1..=0.9).contains(&o.refresh_fraction) {
-            bail!("configuration error: ocsp.refresh_fraction must be between 0.1 and 0.9");
-        }
-        if o.max_nonce_len < 1 || o.max_nonce_len > 128 {
-            bail!("configuration error: ocsp.max_nonce_len must be between 1 and 128");
-        }
-        if o.max_concurrent_signing == 0 {
-            bail!("configuration error: ocsp.max_concurrent_signing must be at least 1");
-        }
-        if o.backdate_secs >= u64::from(o.response_validity_hours) * 3600 {
-            bail!("configuration error: ocsp.backdate_secs must be shorter than the response validity");
-        }
-        if self.ocsp.signer_renew_before_days >= self.ocsp.signer_validity_days {
-            bail!("configuration error: ocsp.signer_renew_before_days must be less than ocsp.signer_validity_days");
-        }
+        self.acme.check()?;
+        self.crl.check()?;
+        self.http.check()?;
+        self.ocsp.check()?;
         for (key, url) in [
             ("public_http_url", &self.public_http_url),
             ("public_https_url", &self.public_https_url),

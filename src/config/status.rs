@@ -1,5 +1,6 @@
 //! `[ocsp]` and `[crl]`: the status services.
 
+use anyhow::{anyhow, bail};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -96,5 +97,55 @@ impl Default for CrlConfig {
             backdate_secs: 300,
             publish_dir: None,
         }
+    }
+}
+
+impl CrlConfig {
+    /// The checks serde cannot make (ranges, relations between keys).
+    pub(super) fn check(&self) -> anyhow::Result<()> {
+        if self.shards == 0 || self.shards > 4096 {
+            bail!("configuration error: crl.shards must be between 1 and 4096");
+        }
+        if self.validity_hours == 0 || self.validity_hours > 24 * 10 {
+            bail!("configuration error: crl.validity_hours must be between 1 and 240");
+        }
+        if self.backdate_secs >= u64::from(self.validity_hours) * 3600 {
+            bail!("configuration error: crl.backdate_secs must be shorter than crl.validity_hours");
+        }
+        if self.debounce_ms > 1000 {
+            bail!("configuration error: crl.debounce_ms must be at most 1000 (revocations are published within a second)");
+        }
+        crate::model::time::parse_schedule(&self.refresh_schedule).map_err(|e| {
+            anyhow!(
+                "configuration error: crl.refresh_schedule {:?}: {e}",
+                self.refresh_schedule
+            )
+        })?;
+        Ok(())
+    }
+}
+
+impl OcspConfig {
+    /// The checks serde cannot make (ranges, relations between keys).
+    pub(super) fn check(&self) -> anyhow::Result<()> {
+        if self.response_validity_hours == 0 || self.response_validity_hours > 24 * 7 {
+            bail!("configuration error: ocsp.response_validity_hours must be between 1 and 168");
+        }
+        if !(0.1..=0.9).contains(&self.refresh_fraction) {
+            bail!("configuration error: ocsp.refresh_fraction must be between 0.1 and 0.9");
+        }
+        if self.max_nonce_len < 1 || self.max_nonce_len > 128 {
+            bail!("configuration error: ocsp.max_nonce_len must be between 1 and 128");
+        }
+        if self.max_concurrent_signing == 0 {
+            bail!("configuration error: ocsp.max_concurrent_signing must be at least 1");
+        }
+        if self.backdate_secs >= u64::from(self.response_validity_hours) * 3600 {
+            bail!("configuration error: ocsp.backdate_secs must be shorter than the response validity");
+        }
+        if self.signer_renew_before_days >= self.signer_validity_days {
+            bail!("configuration error: ocsp.signer_renew_before_days must be less than ocsp.signer_validity_days");
+        }
+        Ok(())
     }
 }
