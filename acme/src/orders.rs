@@ -81,9 +81,42 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
         if let Some(replaces) = &payload.replaces {
             self.check_replaces(replaces, &account.id)?;
         }
+        let identifiers = self.allowed_identifiers(&payload.identifiers)?;
+        let now = req.now;
+        let authzs: Vec<AuthzRecord> = identifiers
+            .iter()
+            .map(|id| self.new_authz(&account.id, id, now))
+            .collect();
+        let order = OrderRecord {
+            id: random_id(),
+            account_id: account.id.clone(),
+            status: OrderStatus::Pending,
+            expires: now + self.settings.order_lifetime_secs,
+            identifiers,
+            authz_ids: authzs.iter().map(|a| a.id.clone()).collect(),
+            profile: payload.profile,
+            replaces: payload.replaces,
+            certificate: None,
+            error: None,
+            created_at: now,
+        };
+        self.store.create_order(&order, &authzs)?;
+        self.limiter
+            .record(Event::NewOrder, &account.id, ip.as_deref(), req.now);
+        let statuses: Vec<AuthzStatus> = authzs.iter().map(|a| a.status_at(now)).collect();
+        let body = order.to_object(
+            order.status_at(now, &statuses),
+            &self.order_urls(urls, &order),
+        );
+        Ok(Response::json(201, &body).with_location(urls.order(&order.id)))
+    }
+
+    /// The order's identifiers, normalised and without repeats; every one
+    /// the domain refuses is named in one problem's subproblems.
+    fn allowed_identifiers(&self, asked: &[Identifier]) -> Result<Vec<Identifier>, Problem> {
         let mut identifiers: Vec<Identifier> = Vec::new();
         let mut refused: Option<Problem> = None;
-        for id in &payload.identifiers {
+        for id in asked {
             let id = id.normalized();
             if identifiers.contains(&id) {
                 continue;
@@ -113,53 +146,33 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
             }
             return Err(p);
         }
-        let now = req.now;
-        let authzs: Vec<AuthzRecord> = identifiers
-            .iter()
-            .map(|id| AuthzRecord {
-                id: random_id(),
-                account_id: account.id.clone(),
-                identifier: id.clone(),
-                status: AuthzStatus::Pending,
-                expires: now + self.settings.authz_lifetime_secs,
-                challenges: self
-                    .domain
-                    .challenge_types(id)
-                    .into_iter()
-                    .map(|kind| ChallengeRecord {
-                        id: random_id(),
-                        kind: kind.to_string(),
-                        token: random_id(),
-                        status: ChallengeStatus::Pending,
-                        validated: None,
-                        error: None,
-                    })
-                    .collect(),
-                attestation: None,
-            })
-            .collect();
-        let order = OrderRecord {
+        Ok(identifiers)
+    }
+
+    /// A fresh pending authorization for `id`, with every challenge the
+    /// domain offers for it.
+    fn new_authz(&self, account_id: &str, id: &Identifier, now: u64) -> AuthzRecord {
+        AuthzRecord {
             id: random_id(),
-            account_id: account.id.clone(),
-            status: OrderStatus::Pending,
-            expires: now + self.settings.order_lifetime_secs,
-            identifiers,
-            authz_ids: authzs.iter().map(|a| a.id.clone()).collect(),
-            profile: payload.profile,
-            replaces: payload.replaces,
-            certificate: None,
-            error: None,
-            created_at: now,
-        };
-        self.store.create_order(&order, &authzs)?;
-        self.limiter
-            .record(Event::NewOrder, &account.id, ip.as_deref(), req.now);
-        let statuses: Vec<AuthzStatus> = authzs.iter().map(|a| a.status_at(now)).collect();
-        let body = order.to_object(
-            order.status_at(now, &statuses),
-            &self.order_urls(urls, &order),
-        );
-        Ok(Response::json(201, &body).with_location(urls.order(&order.id)))
+            account_id: account_id.to_string(),
+            identifier: id.clone(),
+            status: AuthzStatus::Pending,
+            expires: now + self.settings.authz_lifetime_secs,
+            challenges: self
+                .domain
+                .challenge_types(id)
+                .into_iter()
+                .map(|kind| ChallengeRecord {
+                    id: random_id(),
+                    kind: kind.to_string(),
+                    token: random_id(),
+                    status: ChallengeStatus::Pending,
+                    validated: None,
+                    error: None,
+                })
+                .collect(),
+            attestation: None,
+        }
     }
 
     fn order_urls(&self, urls: &Urls<'_>, order: &OrderRecord) -> OrderUrls {
