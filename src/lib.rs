@@ -2,23 +2,21 @@
 //! every certificate in a RocksDB ledger, serves status over OCSP and CRL, and
 //! revokes on MDM events.
 //!
-//! Module map (domain and wiring; protocols live in the `custos-*` crates):
+//! Module map (domain and wiring; protocols live in the `custos-*` crates),
+//! from the bottom up. Imports point down this list, never up, and no two
+//! modules import each other (`.ci/module-cycles` checks it in CI):
 //! - [`model`]: the shared vocabulary ([`serial`] numbers, [`revocation`] reasons, time, digests); imports nothing of custos.
-//! - [`ca`]: the CA's keys and certificates; signs what it is told to.
-//! - [`csr`] (the `custos-csr` crate): PKCS#10 parsing and self-signature verification.
-//! - [`attestation`] (the `custos-attest` crate): Apple device attestation.
-//! - [`profile`]: certificate templates.
-//! - [`issuance`]: the one issuance function (CSR + profile + identity → certificate in the ledger).
-//! - [`ledger`]: RocksDB storage of certificates, indexes and the revocation log.
-//! - [`ra`]: administrative operations shared by the admin API and the CLI.
-//! - [`responder`]: OCSP status decisions and precomputed responses.
-//! - [`config`]: `custos.toml` + `CUSTOS_*` + flags → typed config.
-//! - [`app`]: builds the shared handles; [`server`]: the listeners.
-//! - [`instance`]: how a running server is found; [`admin_client`]: the CLI's client for it.
-//! - [`ocsp_check`]: the CLI's OCSP client.
-//! - [`jobs`]: scheduled work (OCSP refresh, responder renewal).
-//! - [`verify`]: `custos ledger verify`; [`backup`]: online backups and restores.
-//! - [`cli`]: the `custos` command line; [`metrics`], [`files`]: support.
+//! - [`config`]: `custos.toml` + `CUSTOS_*` + flags → typed, checked sections; imports only `model`.
+//! - [`files`], [`metrics`], [`instance`]: atomic key files, Prometheus, how a running server is found.
+//! - [`ledger`]: RocksDB storage of certificates, revocations, precomputed OCSP, CRLs, devices, events, ACME state, the audit chain.
+//! - [`ca`]: the CA's keys and certificates and the delegated OCSP responder; signs what it is told to.
+//! - [`csr`] (the `custos-csr` crate) and [`attestation`] (the `custos-attest` crate): PKCS#10 and Apple attestation checks.
+//! - [`profile`], [`issuance`]: certificate templates; the one issuance function.
+//! - [`responder`] (with [`signing_pool`]), [`crl_publisher`], [`notify`]: what status readers and subscribers see.
+//! - [`ra`]: the registration authority (issue, revoke, audit) shared by every front end; [`devices`], [`mdm_lookup`]: the inventory and MDM APIs.
+//! - [`webhook_events`]: MDM device events in ([`webhook_events::DeviceEvents`]); [`eab`], [`acme_domain`], [`acme_store`], [`acme_validation`]: the ACME engine's ports and its validator.
+//! - [`verify`], [`backup`]: `custos ledger verify`; online backups and restores.
+//! - [`app`]: builds the shared handles; [`jobs`]: scheduled work; [`server`]: the listeners; [`admin_client`], [`ocsp_check`], [`apple_profile`], [`cli`]: the command line.
 
 #![warn(clippy::unwrap_used)]
 #![forbid(unsafe_code)]

@@ -2,7 +2,7 @@
 //! the library: commands that change state go through the admin API when a
 //! server holds the data dir, and straight to the ledger when none does.
 //!
-//! One file per group of commands: [`args`] (the grammar), `serve`, `certs`,
+//! One file per group of commands: `args` (the grammar), `serve`, `certs`,
 //! `devices`, `records` and `status`.
 
 use crate::admin_client::AdminClient;
