@@ -14,21 +14,7 @@ use custos_acme::jws::b64u;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// One handed-out key as the ledger remembers it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EabRecord {
-    /// Key id (the binding's `kid`).
-    pub kid: String,
-    /// Who it was made for (`--name`).
-    pub name: String,
-    /// SHA-256 of the MAC key, hex.
-    pub key_sha256: String,
-    /// When it was made (Unix seconds).
-    pub created_at: u64,
-    /// The account it bound, once used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<String>,
-}
+pub use crate::ledger::EabRecord;
 
 /// A key as printed for the administrator.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -15,10 +15,25 @@
 //! `processing`, resumed at start).
 
 use super::{sync_opts, Ledger, LedgerError, CF_ACME, CF_META};
-use crate::eab::EabRecord;
 use custos_acme::account::AccountRecord;
 use custos_acme::order::{AuthzRecord, Identifier, OrderRecord};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+/// One handed-out key as the ledger remembers it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EabRecord {
+    /// Key id (the binding's `kid`).
+    pub kid: String,
+    /// Who it was made for (`--name`).
+    pub name: String,
+    /// SHA-256 of the MAC key, hex.
+    pub key_sha256: String,
+    /// When it was made (Unix seconds).
+    pub created_at: u64,
+    /// The account it bound, once used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+}
 
 fn account_key(id: &str) -> Vec<u8> {
     [b"acct/".as_slice(), id.as_bytes()].concat()

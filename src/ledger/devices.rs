@@ -3,7 +3,7 @@
 //! every write synced.
 
 use super::{sync_opts, Ledger, LedgerError, CF_DEVICES};
-use crate::devices::{Device, DeviceStatus};
+use crate::model::device::{Device, DeviceStatus};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 fn device_key(serial: &str) -> Vec<u8> {

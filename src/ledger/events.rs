@@ -205,7 +205,7 @@ impl Ledger {
         id: &str,
         outcome: &str,
         audits: &[AuditEntry],
-        device: Option<(&str, crate::devices::DeviceStatus, Option<bool>)>,
+        device: Option<(&str, crate::model::device::DeviceStatus, Option<bool>)>,
         now: u64,
     ) -> Result<bool, LedgerError> {
         let _guard = self.lock();

@@ -30,6 +30,7 @@ mod record;
 mod revocation;
 mod status;
 
+pub use acme::EabRecord;
 pub use crls::{RevokedEntry, StoredCrl};
 pub use events::{AuditEntry, AuditFilter, Recorded, StoredEvent};
 pub use outbox::{OutboxEntry, OutboxState};

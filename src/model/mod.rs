@@ -1,6 +1,7 @@
 //! The vocabulary every other module uses, importing nothing of custos:
-//! serial numbers, revocation reasons, time, digests.
+//! serial numbers, revocation reasons, devices, time, digests.
 
+pub mod device;
 pub mod revocation;
 pub mod serial;
 pub mod time;

@@ -1,0 +1,99 @@
+//! A managed device as every module sees it: its standing and its record.
+
+use serde::{Deserialize, Serialize};
+
+/// A device's standing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceStatus {
+    /// In use and managed: may get certificates.
+    Active,
+    /// Reported lost or stolen.
+    Lost,
+    /// Left management.
+    Unenrolled,
+    /// Taken out of service for good.
+    Retired,
+}
+
+impl DeviceStatus {
+    /// The lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceStatus::Active => "active",
+            DeviceStatus::Lost => "lost",
+            DeviceStatus::Unenrolled => "unenrolled",
+            DeviceStatus::Retired => "retired",
+        }
+    }
+}
+
+impl std::str::FromStr for DeviceStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "active" => Ok(DeviceStatus::Active),
+            "lost" => Ok(DeviceStatus::Lost),
+            "unenrolled" => Ok(DeviceStatus::Unenrolled),
+            "retired" => Ok(DeviceStatus::Retired),
+            other => Err(format!(
+                "unknown device status {other:?} (active, lost, unenrolled, retired)"
+            )),
+        }
+    }
+}
+
+/// One managed device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Hardware serial number (normalised: trimmed, upper-case); the key.
+    pub serial: String,
+    /// Apple UDID (normalised), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udid: Option<String>,
+    /// Who has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Group (policy floors apply per group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Standing.
+    pub status: DeviceStatus,
+    /// Compliant with the MDM's policies.
+    pub compliant: bool,
+    /// Free text for the helpdesk.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub notes: String,
+    /// Created (Unix seconds).
+    pub created_at: u64,
+    /// Last changed (Unix seconds).
+    pub updated_at: u64,
+    /// When what set the current status happened (an MDM event's
+    /// `occurred_at`, or an administrator's `set-status`; 0 for a status
+    /// from `devices add` or an import): an event that happened before
+    /// this does not change the status.
+    #[serde(default)]
+    pub status_at: u64,
+}
+
+impl Device {
+    /// Why this device may not get a certificate now, in words a helpdesk
+    /// can act on; `None` when it may.
+    pub fn refusal(&self) -> Option<String> {
+        if self.status != DeviceStatus::Active {
+            return Some(format!(
+                "device {} is {} in the inventory; an administrator must set it active again (custos devices set-status {} active)",
+                self.serial,
+                self.status.name(),
+                self.serial
+            ));
+        }
+        if !self.compliant {
+            return Some(format!(
+                "device {} is not compliant with the MDM's policies",
+                self.serial
+            ));
+        }
+        None
+    }
+}
