@@ -148,21 +148,7 @@ impl App {
     ) -> anyhow::Result<App> {
         check_config(&config)?;
         let data_dir = config.data_dir.clone();
-        let urls = CaUrls {
-            http_base: config.http_base(http_bound),
-        };
-        let ca = if Ca::exists(&data_dir) {
-            Ca::load(&data_dir, urls)?
-        } else if create_ca {
-            let ca = Ca::init(&data_dir, &InitOptions::default(), urls)?;
-            tracing::info!(root = %ca.paths().root_cert().display(), "created a development CA");
-            ca
-        } else {
-            anyhow::bail!(
-                "{}: no CA in this data dir; run `custos init` first",
-                crate::ca::CaPaths::new(&data_dir).chain().display()
-            );
-        };
+        let ca = open_ca(&config, http_bound, create_ca)?;
         let admin_token = AdminToken::ensure(&data_dir)?;
         let ca = Arc::new(ca);
         let ledger = Arc::new(ledger);
@@ -189,24 +175,7 @@ impl App {
             responder.clone(),
             crl.clone(),
         );
-        let (jobs, job_queue) = tokio::sync::mpsc::unbounded_channel();
-        let domain = crate::acme_domain::AcmeDomain::new(
-            authority.clone(),
-            ca.clone(),
-            ledger.clone(),
-            &config.acme,
-            crate::acme_domain::Checks {
-                jobs,
-                eab: crate::eab::EabSecret::ensure(&data_dir)?,
-                apple: apple_verifier(&config)?,
-                mdm: crate::mdm_lookup::from_config(&config.acme.device_attest.mdm)?,
-            },
-        );
-        let acme = Arc::new(crate::acme_store::acme_server(
-            &config,
-            ledger.clone(),
-            domain,
-        ));
+        let (acme, job_queue) = acme_engine(&config, &ca, &ledger, &authority)?;
         let device_events = Arc::new(crate::webhook_events::DeviceEvents::new(
             ledger.clone(),
             authority.clone(),
@@ -226,4 +195,53 @@ impl App {
             crl,
         })
     }
+}
+
+/// The CA of the data dir: loaded, or (when `create` is set and there is
+/// none) a development CA made now.
+fn open_ca(config: &Config, http_bound: Option<SocketAddr>, create: bool) -> anyhow::Result<Ca> {
+    let data_dir = &config.data_dir;
+    let urls = CaUrls {
+        http_base: config.http_base(http_bound),
+    };
+    if Ca::exists(data_dir) {
+        Ca::load(data_dir, urls)
+    } else if create {
+        let ca = Ca::init(data_dir, &InitOptions::default(), urls)?;
+        tracing::info!(root = %ca.paths().root_cert().display(), "created a development CA");
+        Ok(ca)
+    } else {
+        anyhow::bail!(
+            "{}: no CA in this data dir; run `custos init` first",
+            crate::ca::CaPaths::new(data_dir).chain().display()
+        )
+    }
+}
+
+/// The ACME engine over the ledger and the authority, and the queue its
+/// validation jobs arrive on (taken by the validator when serving starts).
+fn acme_engine(
+    config: &Config,
+    ca: &Arc<Ca>,
+    ledger: &Arc<Ledger>,
+    authority: &Authority,
+) -> anyhow::Result<(
+    Arc<crate::acme_store::Acme>,
+    tokio::sync::mpsc::UnboundedReceiver<custos_acme::order::ValidationJob>,
+)> {
+    let (jobs, job_queue) = tokio::sync::mpsc::unbounded_channel();
+    let domain = crate::acme_domain::AcmeDomain::new(
+        authority.clone(),
+        ca.clone(),
+        ledger.clone(),
+        &config.acme,
+        crate::acme_domain::Checks {
+            jobs,
+            eab: crate::eab::EabSecret::ensure(&config.data_dir)?,
+            apple: apple_verifier(config)?,
+            mdm: crate::mdm_lookup::from_config(&config.acme.device_attest.mdm)?,
+        },
+    );
+    let engine = crate::acme_store::acme_server(config, ledger.clone(), domain);
+    Ok((Arc::new(engine), job_queue))
 }
