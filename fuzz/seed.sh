@@ -4,12 +4,13 @@
 # without nonce, SHA-1 and SHA-256 CertIDs) and their GET encodings, and
 # ACME request shapes, CSRs made by `openssl req` (P-256, P-384, RSA,
 # Ed25519; PEM and DER; with subjectAltNames), and attestation objects
-# wrapping the real Apple attestation leaf from the tests. Idempotent.
+# wrapping the real Apple attestation leaf from the tests, and the config
+# files the tests and README write. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")"
 c=corpus
 mkdir -p $c/ocsp_request $c/ocsp_get_path $c/acme_jws $c/webhook_payloads $c/webhook_signature \
-  $c/csr $c/apple_attestation
+  $c/csr $c/apple_attestation $c/config_file
 cp ../tests/data/mdm/*.json $c/webhook_payloads/
 printf '{"kind":"lost","serial":"C02X","occurred_at":"2026-01-01T00:00:00Z"}' > $c/webhook_payloads/standard.json
 printf '{"webhook":{"webhookEvent":"SmartGroupComputerMembershipChange","eventTimestamp":1700000000000},"event":{"name":"Lost Devices","groupAddedDevicesIds":[12,13]}}' > $c/webhook_payloads/jamf_smart_group.json
@@ -60,3 +61,46 @@ att() { # fmt "apple", attStmt.x5c = the files given
 }
 att "$leaf" > $c/apple_attestation/leaf_only.cbor
 att "$leaf" "$tmp/ca.der" > $c/apple_attestation/leaf_and_ca.cbor
+
+# Config files: every section, as the README documents them.
+cat > $c/config_file/full.toml <<'TOML'
+http_listen = "0.0.0.0:8080"
+https_listen = "0.0.0.0:8443"
+public_http_url = "http://ca.corp.example"
+default_profile = "device"
+[http]
+header_timeout_secs = 10
+max_connections = 100
+[ocsp]
+response_validity_hours = 24
+refresh_fraction = 0.5
+sign_with = "issuer"
+refresh_schedule = "0 */5 * * * *"
+[crl]
+shards = 16
+refresh_schedule = "0 0 * * * *"
+[acme]
+allowed_ip_ranges = ["10.0.0.0/8", "fd00::/8"]
+allowed_dns_suffixes = ["corp.example"]
+dns_resolver = "127.0.0.1:53"
+[acme.device_attest]
+profile = "device"
+[profiles.device]
+validity_days = 14
+extended_key_usage = ["clientAuth"]
+[webhooks.fleet]
+kind = "fleet"
+token = "t"
+allowed_ips = ["192.0.2.0/24"]
+[webhooks.jamf]
+kind = "jamf"
+username = "u"
+password = "p"
+smart_groups = { "Lost Devices" = "lost" }
+[webhook_reasons]
+lost = "keyCompromise"
+[notify.subscribers.radius]
+url = "https://radius.corp.example/hook"
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+TOML
+printf '[crl]\nshards = 3\n' > $c/config_file/small.toml

@@ -115,7 +115,7 @@ impl CrlConfig {
         if self.debounce_ms > 1000 {
             bail!("configuration error: crl.debounce_ms must be at most 1000 (revocations are published within a second)");
         }
-        crate::model::time::parse_schedule(&self.refresh_schedule).map_err(|e| {
+        custos_model::time::parse_schedule(&self.refresh_schedule).map_err(|e| {
             anyhow!(
                 "configuration error: crl.refresh_schedule {:?}: {e}",
                 self.refresh_schedule

@@ -1,6 +1,9 @@
 //! The vocabulary every other module uses, importing nothing of custos:
 //! serial numbers, revocation reasons, devices, time, digests.
 
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
+
 pub mod device;
 pub mod revocation;
 pub mod serial;

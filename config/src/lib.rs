@@ -11,6 +11,9 @@
 //! domain can judge (profiles build, sources are usable) is checked by
 //! `app::check_config`.
 
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
+
 use anyhow::{anyhow, bail};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -185,6 +188,18 @@ impl Config {
         if let Some(a) = overrides.https_listen {
             config.https_listen = a;
         }
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The configuration a TOML text gives over the defaults, checked, with
+    /// no environment variables, flags or files: what a config file alone
+    /// means (the fuzz target and tests use it).
+    pub fn from_toml(text: &str) -> anyhow::Result<Config> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| anyhow!("configuration error: {}", describe(&e)))?;
         config.check()?;
         Ok(config)
     }
@@ -419,8 +434,20 @@ mod tests {
         assert_eq!(c.acme.allowed_ip_ranges[0].prefix_len(), 8);
         assert_eq!(
             c.webhook_reasons.lost,
-            crate::model::revocation::Reason::Superseded
+            custos_model::revocation::Reason::Superseded
         );
+    }
+
+    #[test]
+    fn a_toml_text_alone_is_a_checked_configuration() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.crl.shards, Config::default().crl.shards);
+        let e = Config::from_toml("[crl]\nshards = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("crl.shards must be between 1 and 4096"), "{e}");
+        let e = Config::from_toml("[crl\n").unwrap_err().to_string();
+        assert!(e.contains("configuration error"), "{e}");
     }
 
     #[test]

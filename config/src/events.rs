@@ -1,7 +1,7 @@
 //! `[webhooks.<name>]`, `[webhook_reasons]` and `[notify]`: MDM events in,
 //! revocation notifications out.
 
-use crate::model::revocation::Reason;
+use custos_model::revocation::Reason;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
