@@ -17,47 +17,16 @@ use custos_ocsp::issuer::{HashAlg, IssuerHashes};
 use custos_ocsp::request::{parse_request, parse_simple, CertQuery};
 use custos_ocsp::response::{build_response, cert_id_for, ResponseSigner, SingleAnswer, Status};
 use custos_ocsp::OcspError;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::Registry;
 use spki::AlgorithmIdentifierOwned;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-/// Responder settings, from `[ocsp]`.
-#[derive(Clone, Debug)]
-pub struct ResponderSettings {
-    /// thisUpdate → nextUpdate, seconds.
-    pub validity_secs: u64,
-    /// Fraction of the validity after which a response is re-made.
-    pub refresh_fraction: f64,
-    /// thisUpdate is this many seconds in the past (clock skew).
-    pub backdate_secs: u64,
-    /// Sign fresh responses for nonce requests.
-    pub fresh_signing: bool,
-    /// Fresh signatures under way at once before `tryLater`.
-    pub max_concurrent_signing: usize,
-    /// Longest nonce accepted (RFC 8954: 32; RFC 9654: 128).
-    pub max_nonce_len: usize,
-    /// Sign with the issuing CA's key instead of the delegated responder.
-    pub sign_with_issuer: bool,
-    /// Threads of the signing pool (fresh responses and the re-making of
-    /// missing or stale ones); one per core by default.
-    pub signing_threads: usize,
-}
+mod metrics;
+mod settings;
 
-impl Default for ResponderSettings {
-    fn default() -> Self {
-        ResponderSettings {
-            validity_secs: 24 * 3600,
-            refresh_fraction: 0.5,
-            backdate_secs: 300,
-            fresh_signing: true,
-            max_concurrent_signing: 256,
-            max_nonce_len: 32,
-            sign_with_issuer: false,
-            signing_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-        }
-    }
-}
+use metrics::OcspMetrics;
+pub use settings::ResponderSettings;
 
 /// How an answer was produced (for caching headers and metrics).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,69 +55,6 @@ pub struct Answer {
     pub kind: AnswerKind,
     /// good | revoked | unknown | mixed, for metrics.
     pub status: &'static str,
-}
-
-#[derive(Clone)]
-struct OcspMetrics {
-    answers: IntCounterVec,
-    /// `answers` for good and revoked, resolved once for the hot path.
-    good: IntCounter,
-    revoked: IntCounter,
-    precomputed_hits: IntCounter,
-    fresh_signings: IntCounter,
-    shed: IntCounter,
-    oldest_age: IntGauge,
-    backlog: IntGauge,
-}
-
-impl OcspMetrics {
-    fn new(registry: &Registry) -> OcspMetrics {
-        let answers = IntCounterVec::new(
-            Opts::new("custos_ocsp_responses_total", "OCSP answers by status"),
-            &["status"],
-        )
-        .expect("valid metric");
-        let m = OcspMetrics {
-            good: answers.with_label_values(&["good"]),
-            revoked: answers.with_label_values(&["revoked"]),
-            answers,
-            precomputed_hits: IntCounter::new(
-                "custos_ocsp_precomputed_hits_total",
-                "OCSP answers served from precomputed responses",
-            )
-            .expect("valid metric"),
-            fresh_signings: IntCounter::new(
-                "custos_ocsp_fresh_signatures_total",
-                "OCSP responses signed on request (nonce or several CertIDs)",
-            )
-            .expect("valid metric"),
-            shed: IntCounter::new("custos_ocsp_shed_total", "OCSP requests answered tryLater")
-                .expect("valid metric"),
-            oldest_age: IntGauge::new(
-                "custos_ocsp_oldest_precomputed_age_seconds",
-                "Age of the oldest precomputed response",
-            )
-            .expect("valid metric"),
-            backlog: IntGauge::new(
-                "custos_ocsp_refresh_backlog",
-                "Precomputed responses past their refresh time",
-            )
-            .expect("valid metric"),
-        };
-        for c in [
-            Box::new(m.answers.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(m.precomputed_hits.clone()),
-            Box::new(m.fresh_signings.clone()),
-            Box::new(m.shed.clone()),
-            Box::new(m.oldest_age.clone()),
-            Box::new(m.backlog.clone()),
-        ] {
-            // Registering twice (a second responder in one process, as in
-            // tests) is harmless: the first registration keeps counting.
-            let _ = registry.register(c);
-        }
-        m
-    }
 }
 
 /// Signs with the delegated responder (or the issuing CA).
