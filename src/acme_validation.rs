@@ -10,7 +10,8 @@
 //!
 //! No protocol state here: only the network check and the hand-back.
 
-use crate::app::App;
+use crate::acme_store::Acme;
+use crate::config::{AcmeConfig, Config};
 use crate::model::time::unix_now;
 use custos_acme::order::ValidationJob;
 use custos_acme::problem::{Problem, ProblemType};
@@ -28,23 +29,21 @@ const MAX_RESPONSE_BYTES: usize = 8 * 1024;
 /// Pause between attempts.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-/// Starts the validator; it stops when `shutdown` is cancelled. Does
-/// nothing if the queue was already taken.
-pub fn spawn(app: Arc<App>, shutdown: CancellationToken) {
-    let queue = app
-        .acme_jobs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
-    let Some(mut queue) = queue else {
-        return;
-    };
-    let own = own_endpoints(&app.config);
+/// Starts the validator on the engine's job queue (what the ACME domain
+/// queues); it stops when `shutdown` is cancelled.
+pub fn spawn(
+    engine: Arc<Acme>,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<ValidationJob>,
+    config: &Config,
+    shutdown: CancellationToken,
+) {
+    let acme = Arc::new(config.acme.clone());
+    let own = own_endpoints(config);
     let client = match reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::custom(move |attempt| {
             redirect_allowed(&own, attempt)
         }))
-        .timeout(Duration::from_secs(app.config.acme.validation_timeout_secs))
+        .timeout(Duration::from_secs(acme.validation_timeout_secs))
         .build()
     {
         Ok(c) => c,
@@ -53,7 +52,7 @@ pub fn spawn(app: Arc<App>, shutdown: CancellationToken) {
             return;
         }
     };
-    match app.acme.resume_validations() {
+    match engine.resume_validations() {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             count = n,
@@ -63,7 +62,7 @@ pub fn spawn(app: Arc<App>, shutdown: CancellationToken) {
     }
     // Without a usable resolver (no acme.dns_resolver and no readable
     // /etc/resolv.conf) dns-01 fails per challenge; http-01 still runs.
-    let resolver = match dns_resolver(&app.config.acme) {
+    let resolver = match dns_resolver(&acme) {
         Ok(r) => Some(Arc::new(r)),
         Err(e) => {
             tracing::error!(error = %e, "cannot set up the dns-01 resolver; dns-01 challenges will fail");
@@ -83,11 +82,11 @@ pub fn spawn(app: Arc<App>, shutdown: CancellationToken) {
             let Ok(permit) = limit.clone().acquire_owned().await else {
                 break;
             };
-            let app = app.clone();
+            let (engine, acme) = (engine.clone(), acme.clone());
             let client = client.clone();
             let resolver = resolver.clone();
             tokio::spawn(async move {
-                let outcome = validate(&app, &client, &resolver, &job).await;
+                let outcome = validate(&acme, &client, &resolver, &job).await;
                 match &outcome {
                     Ok(()) => {
                         tracing::info!(identifier = %job.identifier.value, kind = %job.kind, "ACME challenge valid")
@@ -96,9 +95,8 @@ pub fn spawn(app: Arc<App>, shutdown: CancellationToken) {
                         tracing::info!(identifier = %job.identifier.value, kind = %job.kind, problem = %p, "ACME challenge invalid")
                     }
                 }
-                let engine = app.clone();
                 let recorded = tokio::task::spawn_blocking(move || {
-                    engine.acme.finish_validation(&job, outcome, unix_now())
+                    engine.finish_validation(&job, outcome, unix_now())
                 })
                 .await;
                 if let Ok(Err(p)) = recorded {
@@ -208,19 +206,19 @@ fn dns_resolver(
 }
 
 async fn validate(
-    app: &App,
+    acme: &AcmeConfig,
     client: &reqwest::Client,
     resolver: &Option<Arc<Resolver<TokioConnectionProvider>>>,
     job: &ValidationJob,
 ) -> Result<(), Problem> {
-    let attempts = app.config.acme.validation_attempts.max(1);
+    let attempts = acme.validation_attempts.max(1);
     let mut last = Problem::new(ProblemType::Connection, "not attempted");
     for attempt in 0..attempts {
         if attempt > 0 {
             tokio::time::sleep(RETRY_PAUSE).await;
         }
         let outcome = match job.kind.as_str() {
-            "http-01" => http01(app, client, job).await,
+            "http-01" => http01(acme.http01_port, client, job).await,
             "dns-01" => match resolver {
                 Some(r) => dns01(r, job).await,
                 None => {
@@ -287,14 +285,14 @@ async fn dns01(
     }
 }
 
-async fn http01(app: &App, client: &reqwest::Client, job: &ValidationJob) -> Result<(), Problem> {
+async fn http01(port: u16, client: &reqwest::Client, job: &ValidationJob) -> Result<(), Problem> {
     let host = match job.identifier.value.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
         _ => job.identifier.value.clone(),
     };
     let url = format!(
         "http://{host}:{}/.well-known/acme-challenge/{}",
-        app.config.acme.http01_port, job.token
+        port, job.token
     );
     let mut response = client.get(&url).send().await.map_err(|e| {
         tracing::debug!(url = %url, error = %error_chain(&e), "http-01 fetch failed");

@@ -112,7 +112,14 @@ pub(super) async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()>
         .await?
         .map_err(|e| anyhow!("cannot publish the CRLs: {e}"))?;
     tokio::spawn(app.crl.clone().run_triggered(shutdown.clone()));
-    crate::acme_validation::spawn(app.clone(), shutdown.clone());
+    if let Some(queue) = app
+        .acme_jobs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        crate::acme_validation::spawn(app.acme.clone(), queue, &app.config, shutdown.clone());
+    }
     crate::notify::spawn(
         app.ledger.clone(),
         &app.config.notify,
