@@ -197,6 +197,18 @@ impl App {
     }
 }
 
+impl App {
+    /// What `custos ledger verify` reads.
+    pub fn verify_sources(&self) -> crate::verify::Sources<'_> {
+        crate::verify::Sources {
+            ledger: &self.ledger,
+            ca: &self.ca,
+            crl: &self.crl,
+            expired_grace_hours: self.config.crl.expired_grace_hours,
+        }
+    }
+}
+
 /// The CA of the data dir: loaded, or (when `create` is set and there is
 /// none) a development CA made now.
 fn open_ca(config: &Config, http_bound: Option<SocketAddr>, create: bool) -> anyhow::Result<Ca> {

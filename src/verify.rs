@@ -13,9 +13,11 @@
 //!   revoked;
 //! - every index agrees with the records ([`crate::ledger::Ledger::check_indexes`]).
 
-use crate::app::App;
+use crate::ca::Ca;
+use crate::crl_publisher::CrlPublisher;
 use crate::devices::DeviceStatus;
 use crate::ledger::CertRecord;
+use crate::ledger::Ledger;
 use crate::serial::Serial;
 use custos_ocsp::issuer::HashAlg;
 use der::{Decode, Encode};
@@ -76,7 +78,7 @@ fn crl_serials(der: &[u8], issuer: &x509_cert::Certificate) -> anyhow::Result<BT
         .collect())
 }
 
-fn check_responses(app: &App, rec: &CertRecord, now: u64, report: &mut VerifyReport) {
+fn check_responses(app: Sources<'_>, rec: &CertRecord, now: u64, report: &mut VerifyReport) {
     let issuer = app.ca.issuer_cert();
     let mut current = 0;
     for alg in HashAlg::ALL {
@@ -131,11 +133,30 @@ fn check_responses(app: &App, rec: &CertRecord, now: u64, report: &mut VerifyRep
     }
 }
 
-/// Verifies the ledger of `app` at `now`; `progress` is called with the
-/// number of certificates read so far.
-pub fn verify(app: &App, now: u64, mut progress: impl FnMut(u64)) -> anyhow::Result<VerifyReport> {
+/// What `custos ledger verify` reads: the ledger, the CA the responses must
+/// verify to, the CRL publisher's shards, and how long expired revoked
+/// certificates stay on CRLs.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    /// The ledger.
+    pub ledger: &'a Ledger,
+    /// The CA.
+    pub ca: &'a Ca,
+    /// The CRL publisher.
+    pub crl: &'a CrlPublisher,
+    /// `crl.expired_grace_hours`.
+    pub expired_grace_hours: u32,
+}
+
+/// Verifies the ledger at `now`; `progress` is called with the number of
+/// certificates read so far.
+pub fn verify(
+    app: Sources<'_>,
+    now: u64,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<VerifyReport> {
     let mut report = VerifyReport::default();
-    let grace = u64::from(app.config.crl.expired_grace_hours) * 3600;
+    let grace = u64::from(app.expired_grace_hours) * 3600;
 
     // The current CRL of every shard.
     let mut crls: BTreeMap<u32, (u64, BTreeSet<Vec<u8>>)> = BTreeMap::new();

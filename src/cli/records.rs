@@ -26,7 +26,8 @@ pub(super) async fn ledger_verify(
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            let report = crate::verify::verify(&app, unix_now(), |n| bar.set_position(n))?;
+            let report =
+                crate::verify::verify(app.verify_sources(), unix_now(), |n| bar.set_position(n))?;
             bar.finish_and_clear();
             report
         }

@@ -596,11 +596,12 @@ async fn ledger_verify(
     State(app): State<Arc<App>>,
 ) -> Result<Json<crate::verify::VerifyReport>, ApiError> {
     let a = app.clone();
-    let report =
-        tokio::task::spawn_blocking(move || crate::verify::verify(&a, build_unix_now(), |_| {}))
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
+    let report = tokio::task::spawn_blocking(move || {
+        crate::verify::verify(a.verify_sources(), build_unix_now(), |_| {})
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
     Ok(Json(report))
 }
 
