@@ -158,22 +158,7 @@ pub fn verify(
     let mut report = VerifyReport::default();
     let grace = u64::from(app.expired_grace_hours) * 3600;
 
-    // The current CRL of every shard.
-    let mut crls: BTreeMap<u32, (u64, BTreeSet<Vec<u8>>)> = BTreeMap::new();
-    for shard in 0..app.crl.shard_count() {
-        match app.ledger.get_crl(shard)? {
-            None => {}
-            Some(c) => match crl_serials(&c.der, app.ca.issuer_cert()) {
-                Ok(serials) => {
-                    crls.insert(shard, (c.covers_seq, serials));
-                }
-                Err(e) => report
-                    .mismatches
-                    .push(format!("CRL shard {shard} (number {}): {e}", c.number)),
-            },
-        }
-    }
-
+    let crls = current_crls(app, &mut report)?;
     let mut after: Option<Serial> = None;
     loop {
         let page = app.ledger.list(after.as_ref(), 1000)?;
@@ -205,7 +190,40 @@ pub fn verify(
         progress(report.certificates);
     }
 
-    // Devices that must not hold a working certificate.
+    check_devices(app, now, &mut report)?;
+    let (_, problems) = app.ledger.check_indexes()?;
+    report.mismatches.extend(problems);
+    Ok(report)
+}
+
+/// Per shard: the revocation sequence its current CRL covers, and the
+/// serials it lists.
+type ShardCrls = BTreeMap<u32, (u64, BTreeSet<Vec<u8>>)>;
+
+/// The current CRL of every shard: what it covers (revocation sequence) and
+/// the serials it lists. An unreadable CRL is a mismatch.
+fn current_crls(app: Sources<'_>, report: &mut VerifyReport) -> anyhow::Result<ShardCrls> {
+    let mut crls = ShardCrls::new();
+    for shard in 0..app.crl.shard_count() {
+        match app.ledger.get_crl(shard)? {
+            None => {}
+            Some(c) => match crl_serials(&c.der, app.ca.issuer_cert()) {
+                Ok(serials) => {
+                    crls.insert(shard, (c.covers_seq, serials));
+                }
+                Err(e) => report
+                    .mismatches
+                    .push(format!("CRL shard {shard} (number {}): {e}", c.number)),
+            },
+        }
+    }
+
+    Ok(crls)
+}
+
+/// Devices that must not hold a working certificate: every unexpired
+/// certificate of a lost or unenrolled device must be revoked.
+fn check_devices(app: Sources<'_>, now: u64, report: &mut VerifyReport) -> anyhow::Result<()> {
     let mut device_after: Option<String> = None;
     loop {
         let page = app.ledger.list_devices(device_after.as_deref(), 1000)?;
@@ -234,7 +252,5 @@ pub fn verify(
         }
     }
 
-    let (_, problems) = app.ledger.check_indexes()?;
-    report.mismatches.extend(problems);
-    Ok(report)
+    Ok(())
 }
