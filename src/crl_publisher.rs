@@ -357,6 +357,13 @@ impl CrlPublisher {
             bytes: der.len() as u64,
             der,
         };
+        self.publish(stored)
+    }
+
+    /// Stores a freshly signed CRL, writes its files, counts it and makes it
+    /// the shard's current one.
+    fn publish(&self, stored: StoredCrl) -> Result<Arc<PublishedCrl>, PublishError> {
+        let (shard, number, entries) = (stored.shard, stored.number, stored.entries);
         self.ledger.store_crl(&stored)?;
         let published = Arc::new(PublishedCrl::from_stored(stored));
         self.write_files(&published);
