@@ -86,20 +86,7 @@ pub(super) async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()>
         http_url: app.config.http_base(Some(http_addr)),
     };
     info.write(&data_dir)?;
-    println!("custos is serving");
-    println!("  http  (OCSP, CRL, /metrics):     {}", info.http_url);
-    println!("  https (admin API, ACME):         {}", info.https_url);
-    println!(
-        "  CRL ({} shard{}):                 {}",
-        app.crl.shard_count(),
-        if app.crl.shard_count() == 1 { "" } else { "s" },
-        app.ca.crl_url(0)
-    );
-    print_ca(&app.ca, &data_dir);
-    for w in app.config.loopback_warnings(true, true) {
-        eprintln!("custos: warning: {w}");
-        tracing::warn!("{w}");
-    }
+    print_serving(&app, &info, &data_dir);
     tracing::info!(http = %http_addr, https = %https_addr, "listening");
 
     let app = Arc::new(app);
@@ -111,6 +98,41 @@ pub(super) async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()>
     tokio::task::spawn_blocking(move || crl.ensure_current(unix_now()))
         .await?
         .map_err(|e| anyhow!("cannot publish the CRLs: {e}"))?;
+    start_background(&app, &shutdown)?;
+    crate::jobs::retry_device_events(app.clone()).await;
+    let mut scheduler = crate::jobs::start(app.clone()).await?;
+    let result = crate::server::run(app.clone(), http, https, tls, shutdown).await;
+    let _ = scheduler.shutdown().await;
+    tracing::info!("shutting down: flushing the ledger");
+    let flushed = app.ledger.flush();
+    ServerInfo::remove(&data_dir);
+    result?;
+    flushed?;
+    Ok(())
+}
+
+/// What `serve` prints when it is up: where it listens, the CRLs, the CA
+/// files, and any loopback URL warnings.
+fn print_serving(app: &App, info: &ServerInfo, data_dir: &std::path::Path) {
+    println!("custos is serving");
+    println!("  http  (OCSP, CRL, /metrics):     {}", info.http_url);
+    println!("  https (admin API, ACME):         {}", info.https_url);
+    println!(
+        "  CRL ({} shard{}):                 {}",
+        app.crl.shard_count(),
+        if app.crl.shard_count() == 1 { "" } else { "s" },
+        app.ca.crl_url(0)
+    );
+    print_ca(&app.ca, data_dir);
+    for w in app.config.loopback_warnings(true, true) {
+        eprintln!("custos: warning: {w}");
+        tracing::warn!("{w}");
+    }
+}
+
+/// The background services: triggered CRL publishing, the ACME validator
+/// and the revocation notifier; all stop with `shutdown`.
+fn start_background(app: &Arc<App>, shutdown: &CancellationToken) -> anyhow::Result<()> {
     tokio::spawn(app.crl.clone().run_triggered(shutdown.clone()));
     if let Some(queue) = app
         .acme_jobs
@@ -126,15 +148,6 @@ pub(super) async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()>
         app.metrics.registry(),
         shutdown.clone(),
     )?;
-    crate::jobs::retry_device_events(app.clone()).await;
-    let mut scheduler = crate::jobs::start(app.clone()).await?;
-    let result = crate::server::run(app.clone(), http, https, tls, shutdown).await;
-    let _ = scheduler.shutdown().await;
-    tracing::info!("shutting down: flushing the ledger");
-    let flushed = app.ledger.flush();
-    ServerInfo::remove(&data_dir);
-    result?;
-    flushed?;
     Ok(())
 }
 
