@@ -91,22 +91,33 @@ pub async fn retry_device_events(app: Arc<App>) -> usize {
     }
 }
 
-/// Deletes ACME orders and authorizations a day after they expired (in
-/// pages, until none is due); returns how many orders went.
-pub async fn delete_expired_acme(app: Arc<App>) -> usize {
-    let ledger = app.ledger.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let now = unix_now();
-        let mut total = 0;
-        loop {
-            let n = ledger.delete_expired_acme(now, 1000)?;
-            total += n;
-            if n < 1000 {
-                return Ok::<usize, crate::ledger::LedgerError>(total);
-            }
+/// Deletes, at `now`, the ACME orders and authorizations whose time has
+/// come (in pages, until none is due) and records how many in the audit
+/// log; returns how many orders went.
+pub fn delete_expired_acme_at(app: &App, now: u64) -> Result<usize, crate::ledger::LedgerError> {
+    let mut total = 0;
+    loop {
+        let n = app.ledger.delete_expired_acme(now, 1000)?;
+        total += n;
+        if n < 1000 {
+            break;
         }
-    })
-    .await;
+    }
+    if total > 0 {
+        app.authority.audit(
+            "serve",
+            "acme_cleanup",
+            serde_json::json!({"orders_deleted": total, "outcome": "deleted"}),
+            now,
+        );
+    }
+    Ok(total)
+}
+
+/// [`delete_expired_acme_at`] now, off the async workers (the hourly job).
+pub async fn delete_expired_acme(app: Arc<App>) -> usize {
+    let result =
+        tokio::task::spawn_blocking(move || delete_expired_acme_at(&app, unix_now())).await;
     match result {
         Ok(Ok(n)) => {
             if n > 0 {

@@ -86,22 +86,32 @@ fn retry() -> RetryPolicy {
         .timeout(Duration::from_secs(20))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn instant_acme_gets_a_certificate_through_http01_and_refusals_change_nothing() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+/// Starts the http-01 challenge server and writes `dir/custos.toml`: ACME
+/// for 127.0.0.0/8 validated on that server's port, plus `extra` `[acme]`
+/// lines. Returns the tokens the server answers from.
+async fn http01_setup(dir: &std::path::Path, extra: &str) -> Tokens {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let tokens: Tokens = Arc::default();
     tokio::spawn(challenge_server(listener, tokens.clone()));
     std::fs::write(
-        dir.path().join("custos.toml"),
-        format!(
-            "[acme]\nallowed_ip_ranges = [\"127.0.0.0/8\"]\nallowed_dns_suffixes = [\"corp.example\"]\nhttp01_port = {port}\nvalidation_attempts = 1\n"
-        ),
+        dir.join("custos.toml"),
+        format!("[acme]\nallowed_ip_ranges = [\"127.0.0.0/8\"]\nhttp01_port = {port}\n{extra}"),
     )
     .unwrap();
+    tokens
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instant_acme_gets_a_certificate_through_http01_and_refusals_change_nothing() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tokens = http01_setup(
+        dir.path(),
+        "allowed_dns_suffixes = [\"corp.example\"]\nvalidation_attempts = 1\n",
+    )
+    .await;
     let server = Server::start(&data, &[]);
     let root = data.join("ca/root.pem");
     // The account key is kept, to try it in a CSR below.
@@ -574,15 +584,11 @@ async fn expired_orders_are_deleted_and_certificates_stay_revocable() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let tokens: Tokens = Arc::default();
-    tokio::spawn(challenge_server(listener, tokens.clone()));
-    std::fs::write(
-        dir.path().join("custos.toml"),
-        format!("[acme]\nallowed_ip_ranges = [\"127.0.0.0/8\"]\nhttp01_port = {port}\norder_lifetime_days = 1\nauthz_lifetime_days = 2\n"),
+    let tokens = http01_setup(
+        dir.path(),
+        "order_lifetime_days = 1\nauthz_lifetime_days = 2\n",
     )
-    .unwrap();
+    .await;
     let (http, https) = (common::free_addr(), common::free_addr());
     let server = Server::start_on(&data, &http, &https, &[]);
     let ids = [Identifier::Ip("127.0.0.1".parse().unwrap())];
@@ -641,12 +647,14 @@ async fn expired_orders_are_deleted_and_certificates_stay_revocable() {
         let now = custos::model::time::unix_now();
         assert_eq!(ledger.delete_expired_acme(now + 86_400, 100).unwrap(), 0);
         let authz_ids = ledger.acme_order(&order_ids[0]).unwrap().unwrap().authz_ids;
+        // The hourly job's work, at that time: it deletes all three and
+        // leaves one audit entry saying so.
+        let app = custos::app::App::build(config.clone(), ledger, None, false).unwrap();
         assert_eq!(
-            ledger
-                .delete_expired_acme(now + 3 * 86_400 + 60, 100)
-                .unwrap(),
+            custos::jobs::delete_expired_acme_at(&app, now + 3 * 86_400 + 60).unwrap(),
             3
         );
+        let ledger = app.ledger.clone();
         for id in &order_ids {
             assert!(ledger.acme_order(id).unwrap().is_none(), "order {id} kept");
         }
@@ -669,6 +677,14 @@ async fn expired_orders_are_deleted_and_certificates_stay_revocable() {
         );
     }
 
+    let audit = common::custos(&data, &["audit", "--kind", "acme_cleanup", "--json"]);
+    let text = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        text.matches("\"kind\": \"acme_cleanup\"").count() == 1
+            && text.contains("\"orders_deleted\": 3")
+            && text.contains("\"actor\": \"serve\""),
+        "{text}"
+    );
     // Served again: the deleted order is gone for its account too, the
     // second certificate is still revocable by the account that ordered it,
     // and OCSP says so.
