@@ -4,11 +4,11 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use custos::ca::key::{KeyAlgorithm, SigningKey};
+use custos::ca::profile::Profile;
 use custos::ca::{Ca, CaUrls, InitOptions};
 use custos::csr::verify_csr;
-use custos::issuance::{Identity, Issuer};
 use custos::ledger::Ledger;
-use custos::profile::Profile;
+use custos::ra::issuance::{Identity, Issuer};
 use std::sync::Arc;
 
 fn bench(c: &mut Criterion) {

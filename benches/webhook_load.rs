@@ -181,10 +181,9 @@ fn main() {
     .unwrap();
     config.webhooks.insert(
         "bench".into(),
-        WebhookSource {
-            kind: "standard".into(),
+        WebhookSource::Standard {
             secrets: vec![SECRET.into()],
-            ..WebhookSource::default()
+            allowed_ips: Vec::new(),
         },
     );
     let ledger = open_ledger(&config).unwrap();

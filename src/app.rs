@@ -4,17 +4,17 @@
 //! `App` is built once in `main` (or a test) and passed around in an `Arc`;
 //! there are no globals. Creating a CA on first start also lives here.
 
+use crate::ca::profile::Profiles;
 use crate::ca::{Ca, CaUrls, InitOptions};
 use crate::config::Config;
 use crate::config::OcspSignWith;
-use crate::crl_publisher::{CrlPublisher, CrlSettings};
-use crate::instance::{ledger_dir, AdminToken};
-use crate::issuance::Issuer;
 use crate::ledger::{Ledger, LedgerError, LedgerOptions};
-use crate::metrics::Metrics;
-use crate::profile::Profiles;
+use crate::ra::issuance::Issuer;
 use crate::ra::Authority;
-use crate::responder::{Responder, ResponderSettings};
+use crate::status::crl_publisher::{CrlPublisher, CrlSettings};
+use crate::status::responder::{Responder, ResponderSettings};
+use crate::support::instance::{ledger_dir, AdminToken};
+use crate::support::metrics::Metrics;
 use anyhow::{anyhow, Context};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,11 +39,11 @@ pub struct App {
     /// The CRL publisher.
     pub crl: Arc<CrlPublisher>,
     /// The ACME server.
-    pub acme: Arc<crate::acme_store::Acme>,
+    pub acme: Arc<crate::acme::store::Acme>,
     /// ACME validation jobs, taken by the validator when serving starts.
     pub acme_jobs: AcmeJobs,
     /// MDM device events (the webhook listener's one service).
-    pub device_events: Arc<crate::webhook_events::DeviceEvents>,
+    pub device_events: Arc<crate::devices::events::DeviceEvents>,
 }
 
 /// The queue of ACME validation jobs (taken once, by the validator).
@@ -74,14 +74,15 @@ fn apple_verifier(config: &Config) -> anyhow::Result<crate::attestation::AppleVe
 /// subscriber is usable. Errors name the table at fault.
 pub fn check_config(config: &Config) -> anyhow::Result<()> {
     for (name, p) in &config.profiles {
-        crate::profile::Profile::from_config(name, p)
+        crate::ca::profile::Profile::from_config(name, p)
             .map_err(|e| anyhow!("configuration error: [profiles.{name}]: {e}"))?;
     }
     for (name, w) in &config.webhooks {
-        crate::webhook_events::check_source(name, w)
+        crate::devices::events::check_source(w)
             .map_err(|e| anyhow!("configuration error: [webhooks.{name}]: {e}"))?;
     }
-    crate::notify::check(&config.notify).map_err(|e| anyhow!("configuration error: {e}"))?;
+    crate::status::notify::check(&config.notify)
+        .map_err(|e| anyhow!("configuration error: {e}"))?;
     Ok(())
 }
 
@@ -176,7 +177,7 @@ impl App {
             crl.clone(),
         );
         let (acme, job_queue) = acme_engine(&config, &ca, &ledger, &authority)?;
-        let device_events = Arc::new(crate::webhook_events::DeviceEvents::new(
+        let device_events = Arc::new(crate::devices::events::DeviceEvents::new(
             ledger.clone(),
             authority.clone(),
             &config,
@@ -199,8 +200,8 @@ impl App {
 
 impl App {
     /// What `custos ledger verify` reads.
-    pub fn verify_sources(&self) -> crate::verify::Sources<'_> {
-        crate::verify::Sources {
+    pub fn verify_sources(&self) -> crate::maintenance::verify::Sources<'_> {
+        crate::maintenance::verify::Sources {
             ledger: &self.ledger,
             ca: &self.ca,
             crl: &self.crl,
@@ -238,22 +239,22 @@ fn acme_engine(
     ledger: &Arc<Ledger>,
     authority: &Authority,
 ) -> anyhow::Result<(
-    Arc<crate::acme_store::Acme>,
+    Arc<crate::acme::store::Acme>,
     tokio::sync::mpsc::UnboundedReceiver<custos_acme::order::ValidationJob>,
 )> {
     let (jobs, job_queue) = tokio::sync::mpsc::unbounded_channel();
-    let domain = crate::acme_domain::AcmeDomain::new(
+    let domain = crate::acme::domain::AcmeDomain::new(
         authority.clone(),
         ca.clone(),
         ledger.clone(),
         &config.acme,
-        crate::acme_domain::Checks {
+        crate::acme::domain::Checks {
             jobs,
-            eab: crate::eab::EabSecret::ensure(&config.data_dir)?,
+            eab: crate::acme::eab::EabSecret::ensure(&config.data_dir)?,
             apple: apple_verifier(config)?,
-            mdm: crate::mdm_lookup::from_config(&config.acme.device_attest.mdm)?,
+            mdm: crate::devices::mdm_lookup::from_config(&config.acme.device_attest.mdm)?,
         },
     );
-    let engine = crate::acme_store::acme_server(config, ledger.clone(), domain);
+    let engine = crate::acme::store::acme_server(config, ledger.clone(), domain);
     Ok((Arc::new(engine), job_queue))
 }

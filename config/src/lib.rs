@@ -30,7 +30,7 @@ mod status;
 
 pub use acme::{AcmeConfig, DeviceAttestConfig, DevicePolicy, MdmLookupConfig};
 pub use events::{NotifyConfig, Subscriber, WebhookReasons, WebhookSource};
-pub use listeners::{HttpConfig, LogConfig, LogFormat, TlsConfig};
+pub use listeners::{HttpConfig, LogConfig, LogFormat, TlsConfig, TlsFiles};
 pub use profiles::ProfileConfig;
 pub use status::{CrlConfig, OcspConfig, OcspSignWith};
 
@@ -229,8 +229,8 @@ impl Config {
                 }
             }
         }
-        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            bail!("configuration error: tls.cert_file and tls.key_file go together");
+        for (name, source) in &self.webhooks {
+            source.check(name)?;
         }
         Ok(())
     }
@@ -429,6 +429,39 @@ mod tests {
         ] {
             let e = load_toml(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");
+        }
+        // A webhook source has exactly its kind's keys.
+        for (text, want) in [
+            (
+                "[webhooks.x]\nkind = \"fleet\"\ntoken = \"t\"\nhmac_key = \"k\"\n",
+                "webhooks.x: hmac_key is not a key of kind \"fleet\"",
+            ),
+            (
+                "[webhooks.x]\nkind = \"nanomdm\"\n",
+                "webhooks.x: missing key hmac_key (required for kind \"nanomdm\")",
+            ),
+            ("[webhooks.x]\nkind = \"airwatch\"\n", "webhooks.x.kind: \"airwatch\" is not one of"),
+            ("[webhooks.x]\ntoken = \"t\"\n", "webhooks.x: missing key kind"),
+            (
+                "[webhooks.x]\nkind = \"jamf\"\nusername = \"u\"\npassword = \"p\"\n[webhooks.x.smart_groups]\nStolen = \"misplaced\"\n",
+                "\"misplaced\" is not an event kind",
+            ),
+            (
+                "[webhooks.x]\nkind = \"micromdm\"\ntoken = \" \"\n",
+                "webhooks.x: token must not be empty",
+            ),
+            ("[tls]\ncert_file = \"/c.pem\"\n", "tls.cert_file and tls.key_file go together"),
+        ] {
+            let e = load_toml(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        let c = load_toml("[webhooks.x]\nkind = \"jamf\"\nheader_name = \"X-K\"\nheader_value = \"v\"\n[webhooks.x.smart_groups]\nStolen = \"Lost\"\n").unwrap();
+        match &c.webhooks["x"] {
+            WebhookSource::Jamf { smart_groups, .. } => assert_eq!(
+                smart_groups["Stolen"],
+                custos_model::device::DeviceEventKind::Lost
+            ),
+            other => panic!("{other:?}"),
         }
         let c = load_toml("[acme]\nallowed_ip_ranges = [\"10.0.0.0/8\"]\n[webhook_reasons]\nlost = \"superseded\"\n").unwrap();
         assert_eq!(c.acme.allowed_ip_ranges[0].prefix_len(), 8);

@@ -61,24 +61,78 @@ impl Default for HttpConfig {
     }
 }
 
-/// `[tls]`: the HTTPS listener's own certificate.
+/// `[tls]`: the HTTPS listener's own certificate. `cert_file` and
+/// `key_file` come as a pair ([`TlsFiles`]) or not at all; one without the
+/// other cannot be loaded.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(try_from = "TlsKeys", into = "TlsKeys")]
 pub struct TlsConfig {
     /// DNS names and IP addresses in the listener certificate.
     pub server_names: Vec<String>,
-    /// PEM certificate chain to use instead of one issued by our own CA.
-    pub cert_file: Option<PathBuf>,
-    /// PEM private key for `cert_file`.
-    pub key_file: Option<PathBuf>,
+    /// A certificate chain and key to use instead of one issued by our own
+    /// CA (`cert_file`, `key_file`).
+    pub files: Option<TlsFiles>,
+}
+
+/// `tls.cert_file` and `tls.key_file`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key of the leaf.
+    pub key: PathBuf,
+}
+
+/// `[tls]` as written in the file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct TlsKeys {
+    server_names: Vec<String>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+}
+
+impl Default for TlsKeys {
+    fn default() -> Self {
+        TlsConfig::default().into()
+    }
+}
+
+impl TryFrom<TlsKeys> for TlsConfig {
+    type Error = String;
+
+    fn try_from(k: TlsKeys) -> Result<Self, String> {
+        let files = match (k.cert_file, k.key_file) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err("tls.cert_file and tls.key_file go together".into()),
+        };
+        Ok(TlsConfig {
+            server_names: k.server_names,
+            files,
+        })
+    }
+}
+
+impl From<TlsConfig> for TlsKeys {
+    fn from(c: TlsConfig) -> Self {
+        let (cert_file, key_file) = match c.files {
+            Some(f) => (Some(f.cert), Some(f.key)),
+            None => (None, None),
+        };
+        TlsKeys {
+            server_names: c.server_names,
+            cert_file,
+            key_file,
+        }
+    }
 }
 
 impl Default for TlsConfig {
     fn default() -> Self {
         TlsConfig {
             server_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
-            cert_file: None,
-            key_file: None,
+            files: None,
         }
     }
 }

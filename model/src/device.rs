@@ -97,3 +97,66 @@ impl Device {
         None
     }
 }
+
+/// What happened to a device, normalised across MDMs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum DeviceEventKind {
+    /// Reported lost or stolen.
+    Lost,
+    /// Remotely wiped.
+    Wiped,
+    /// Left management.
+    Unenrolled,
+    /// Removed from the MDM.
+    Deleted,
+    /// Fell out of compliance.
+    #[serde(rename = "noncompliant")]
+    NonCompliant,
+    /// Back in compliance.
+    Compliant,
+    /// Found again.
+    Found,
+    /// Enrolled.
+    Enrolled,
+}
+
+impl DeviceEventKind {
+    /// The lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceEventKind::Lost => "lost",
+            DeviceEventKind::Wiped => "wiped",
+            DeviceEventKind::Unenrolled => "unenrolled",
+            DeviceEventKind::Deleted => "deleted",
+            DeviceEventKind::NonCompliant => "noncompliant",
+            DeviceEventKind::Compliant => "compliant",
+            DeviceEventKind::Found => "found",
+            DeviceEventKind::Enrolled => "enrolled",
+        }
+    }
+}
+
+impl std::str::FromStr for DeviceEventKind {
+    type Err = String;
+
+    /// The kind named `s`, in any case (`lost`, `Lost`, `LOST`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        const ALL: [DeviceEventKind; 8] = [
+            DeviceEventKind::Lost,
+            DeviceEventKind::Wiped,
+            DeviceEventKind::Unenrolled,
+            DeviceEventKind::Deleted,
+            DeviceEventKind::NonCompliant,
+            DeviceEventKind::Compliant,
+            DeviceEventKind::Found,
+            DeviceEventKind::Enrolled,
+        ];
+        ALL.into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                format!("{s:?} is not an event kind (lost, wiped, unenrolled, deleted, noncompliant, compliant, found, enrolled)")
+            })
+    }
+}

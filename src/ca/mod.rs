@@ -10,13 +10,14 @@
 pub mod build;
 pub mod key;
 mod ocsp_signer;
+pub mod profile;
 
 pub use ocsp_signer::OcspSigner;
 use ocsp_signer::{issue_ocsp_signer, load_ocsp_signer, write_ocsp_signer};
 
-use crate::files::{read_named, write_atomic, Visibility};
 use crate::model::time::unix_now;
 use crate::serial::Serial;
+use crate::support::files::{read_named, write_atomic, Visibility};
 use anyhow::{anyhow, bail, Context};
 use build::{
     authority_info_access, authority_key_id, basic_constraints, crl_distribution_point, extension,

@@ -4,13 +4,13 @@ use super::args::*;
 use super::serve::print_ca;
 use super::{target, Target};
 use crate::config::Config;
-use crate::files::{read_named, write_atomic, Visibility};
-use crate::instance::ServerInfo;
 use crate::model::time::unix_now;
 use crate::ra::CertView;
 use crate::revocation::Reason;
 use crate::serial::Serial;
 use crate::server::admin::RevokeBody;
+use crate::support::files::{read_named, write_atomic, Visibility};
+use crate::support::instance::ServerInfo;
 use anyhow::anyhow;
 
 /// Whether a file holds a private key (PEM), which must never be sent.
@@ -40,7 +40,7 @@ pub(super) async fn issue(config: Config, args: IssueArgs) -> anyhow::Result<()>
                     &csr,
                     args.profile.as_deref(),
                     args.device.as_deref(),
-                    &crate::admin_client::cli_actor(),
+                    &crate::cli::admin_client::cli_actor(),
                     now,
                 )
                 .map_err(|e| anyhow!("{}: {e}", args.csr.display()))?;
@@ -163,13 +163,13 @@ pub(super) async fn revoke(config: Config, args: RevokeArgs) -> anyhow::Result<(
                 (Some(s), _) => vec![app.authority.revoke_serial(
                     s,
                     reason,
-                    Some(&crate::admin_client::cli_actor()),
+                    Some(&crate::cli::admin_client::cli_actor()),
                     now,
                 )?],
                 (None, Some(d)) => app.authority.revoke_device(
                     d,
                     reason,
-                    Some(&crate::admin_client::cli_actor()),
+                    Some(&crate::cli::admin_client::cli_actor()),
                     now,
                 )?,
                 (None, None) => unreachable!("clap requires --serial or --device"),
@@ -227,7 +227,7 @@ pub(super) async fn status(config: Config) -> anyhow::Result<()> {
             println!("  root SHA-256:      {}", s.root_fingerprint);
             println!(
                 "  admin token:       {}",
-                crate::instance::admin_token_path(&data_dir).display()
+                crate::support::instance::admin_token_path(&data_dir).display()
             );
         }
     }

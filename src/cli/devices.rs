@@ -2,7 +2,7 @@
 
 use super::args::*;
 use super::{target, Target};
-use crate::admin_client::cli_actor;
+use crate::cli::admin_client::cli_actor;
 use crate::config::Config;
 use crate::devices::{ops, Device, NewDevice, StatusChange};
 use crate::model::time::unix_now;
@@ -18,14 +18,15 @@ pub(super) fn profile(config: Config, command: ProfileCommand) -> anyhow::Result
         eprintln!("custos: warning: {w}");
     }
     let root = crate::ca::CaPaths::new(&config.data_dir).root_cert();
-    let pem = crate::files::read_named(&root, "root certificate (run `custos init` first)")?;
+    let pem =
+        crate::support::files::read_named(&root, "root certificate (run `custos init` first)")?;
     let root_der = {
         use rustls::pki_types::pem::PemObject;
         rustls::pki_types::CertificateDer::from_pem_slice(&pem)
             .map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?
             .to_vec()
     };
-    let bytes = crate::apple_profile::build(&crate::apple_profile::AppleProfileOptions {
+    let bytes = crate::cli::mobileconfig::build(&crate::cli::mobileconfig::AppleProfileOptions {
         directory_url: format!("{}/acme/directory", config.https_base(None)),
         client_identifier: client_identifier
             .unwrap_or_else(|| config.acme.device_attest.client_identifier.clone()),
@@ -35,7 +36,11 @@ pub(super) fn profile(config: Config, command: ProfileCommand) -> anyhow::Result
     })?;
     match out {
         Some(path) => {
-            crate::files::write_atomic(&path, &bytes, crate::files::Visibility::Public)?;
+            crate::support::files::write_atomic(
+                &path,
+                &bytes,
+                crate::support::files::Visibility::Public,
+            )?;
             eprintln!("wrote {}", path.display());
         }
         None => {
@@ -70,7 +75,7 @@ pub(super) async fn devices(config: Config, command: DevicesCommand) -> anyhow::
             print_device(&device_add(&target, new).await?)
         }
         DevicesCommand::Import { file } => {
-            let csv = crate::files::read_named(&file, "device CSV")?;
+            let csv = crate::support::files::read_named(&file, "device CSV")?;
             let result = device_import(&target, csv).await?;
             println!(
                 "imported {} devices ({} new)",
@@ -188,11 +193,11 @@ pub(super) async fn eab(config: Config, command: EabCommand) -> anyhow::Result<(
     let EabCommand::Create { name } = command;
     let key = match target(config)? {
         Target::Direct(app) => {
-            let secret = crate::eab::EabSecret::ensure(&app.config.data_dir)?;
-            let key = crate::eab::create(&app.ledger, &secret, &name, unix_now())?;
-            crate::eab::audit_create(
+            let secret = crate::acme::eab::EabSecret::ensure(&app.config.data_dir)?;
+            let key = crate::acme::eab::create(&app.ledger, &secret, &name, unix_now())?;
+            crate::acme::eab::audit_create(
                 &app.authority,
-                &crate::admin_client::cli_actor(),
+                &crate::cli::admin_client::cli_actor(),
                 &key,
                 unix_now(),
             );

@@ -5,16 +5,18 @@
 //! One file per group of commands: `args` (the grammar), `serve`, `certs`,
 //! `devices`, `records` and `status`.
 
-use crate::admin_client::AdminClient;
 use crate::app::App;
 use crate::ca::CaUrls;
+use crate::cli::admin_client::AdminClient;
 use crate::config::{Config, LogFormat, Overrides};
 use anyhow::anyhow;
 use clap::Parser;
 
+pub mod admin_client;
 mod args;
 mod certs;
 mod devices;
+pub mod mobileconfig;
 mod records;
 mod serve;
 mod status;
@@ -115,7 +117,7 @@ fn target(config: Config) -> anyhow::Result<Target> {
         );
     }
     match crate::ledger::Ledger::open_with(
-        &crate::instance::ledger_dir(&data_dir),
+        &crate::support::instance::ledger_dir(&data_dir),
         &crate::app::ledger_options(&config),
     ) {
         Ok(ledger) => Ok(Target::Direct(Box::new(App::build(
@@ -126,7 +128,7 @@ fn target(config: Config) -> anyhow::Result<Target> {
         }
         Err(e) => Err(anyhow!(
             "{}: {e}",
-            crate::instance::ledger_dir(&data_dir).display()
+            crate::support::instance::ledger_dir(&data_dir).display()
         )),
     }
 }

@@ -27,7 +27,9 @@ pub(super) async fn ledger_verify(
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             let report =
-                crate::verify::verify(app.verify_sources(), unix_now(), |n| bar.set_position(n))?;
+                crate::maintenance::verify::verify(app.verify_sources(), unix_now(), |n| {
+                    bar.set_position(n)
+                })?;
             bar.finish_and_clear();
             report
         }
@@ -77,9 +79,14 @@ pub(super) async fn backup(config: Config, out: PathBuf) -> anyhow::Result<()> {
     let out = std::path::absolute(&out).with_context(|| format!("{}: bad path", out.display()))?;
     let manifest = match target(config)? {
         Target::Direct(app) => {
-            let m = crate::backup::backup(&app.ledger, &app.config.data_dir, &out, unix_now())?;
+            let m = crate::maintenance::backup::backup(
+                &app.ledger,
+                &app.config.data_dir,
+                &out,
+                unix_now(),
+            )?;
             app.authority.audit(
-                &crate::admin_client::cli_actor(),
+                &crate::cli::admin_client::cli_actor(),
                 "backup",
                 serde_json::json!({"out": out.display().to_string(), "certificates": m.certificates, "outcome": "written"}),
                 unix_now(),
@@ -98,7 +105,7 @@ pub(super) async fn backup(config: Config, out: PathBuf) -> anyhow::Result<()> {
 }
 
 pub(super) fn restore(config: Config, from: PathBuf) -> anyhow::Result<()> {
-    let manifest = crate::backup::restore(&from, &config.data_dir)?;
+    let manifest = crate::maintenance::backup::restore(&from, &config.data_dir)?;
     println!(
         "restored {} certificates into {}; check it with `custos --data-dir {} ledger verify`",
         manifest.certificates,
@@ -121,7 +128,7 @@ pub(super) async fn outbox(
             Target::Direct(app) => {
                 let n = app.ledger.retry_dead_notifications(unix_now())?;
                 app.authority.audit(
-                    &crate::admin_client::cli_actor(),
+                    &crate::cli::admin_client::cli_actor(),
                     "outbox.retry",
                     serde_json::json!({"requeued": n, "outcome": "requeued"}),
                     unix_now(),

@@ -6,9 +6,9 @@ use super::urls;
 use crate::app::{open_ledger, App};
 use crate::ca::{Ca, InitOptions};
 use crate::config::Config;
-use crate::files::read_named;
-use crate::instance::{AdminToken, ServerInfo};
 use crate::model::time::unix_now;
+use crate::support::files::read_named;
+use crate::support::instance::{AdminToken, ServerInfo};
 use anyhow::{anyhow, Context};
 use std::path::Path;
 use std::sync::Arc;
@@ -49,7 +49,7 @@ pub(super) fn print_ca(ca: &Ca, data_dir: &Path) {
     println!("  root SHA-256:      {}", ca.root_fingerprint());
     println!(
         "  admin token:       {}",
-        crate::instance::admin_token_path(data_dir).display()
+        crate::support::instance::admin_token_path(data_dir).display()
     );
 }
 
@@ -80,6 +80,9 @@ pub(super) async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()>
         app.config.ocsp.signer_renew_before_days,
     )?;
     let tls = crate::server::tls::acceptor(&app)?;
+    // Signal handlers before `server.json` says we are up: a SIGTERM sent
+    // the moment a supervisor sees us must stop us gracefully, not kill us.
+    let signals = Signals::install()?;
     let info = ServerInfo {
         pid: std::process::id(),
         https_url: app.config.https_base(Some(https_addr)),
@@ -91,7 +94,7 @@ pub(super) async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()>
 
     let app = Arc::new(app);
     let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
+    tokio::spawn(signals.watch(shutdown.clone()));
     // Catch up on refreshes missed while the server was down, then schedule.
     crate::jobs::refresh_ocsp(app.clone()).await;
     let crl = app.crl.clone();
@@ -140,9 +143,9 @@ fn start_background(app: &Arc<App>, shutdown: &CancellationToken) -> anyhow::Res
         .unwrap_or_else(|e| e.into_inner())
         .take()
     {
-        crate::acme_validation::spawn(app.acme.clone(), queue, &app.config, shutdown.clone());
+        crate::acme::validation::spawn(app.acme.clone(), queue, &app.config, shutdown.clone());
     }
-    crate::notify::spawn(
+    crate::status::notify::spawn(
         app.ledger.clone(),
         &app.config.notify,
         app.metrics.registry(),
@@ -151,18 +154,27 @@ fn start_background(app: &Arc<App>, shutdown: &CancellationToken) -> anyhow::Res
     Ok(())
 }
 
-pub(super) async fn watch_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGTERM");
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+/// SIGTERM and SIGINT, listened for from the moment they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        })
     }
-    shutdown.cancel();
+
+    /// Cancels `shutdown` at the first signal.
+    async fn watch(mut self, shutdown: CancellationToken) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
+        shutdown.cancel();
+    }
 }

@@ -3,10 +3,10 @@
 use super::args::*;
 use super::{target, Target};
 use crate::config::Config;
-use crate::files::read_named;
-use crate::instance::ServerInfo;
 use crate::model::time::unix_now;
 use crate::server::admin::CrlInfo;
+use crate::support::files::read_named;
+use crate::support::instance::ServerInfo;
 use anyhow::anyhow;
 use std::path::Path;
 
@@ -28,7 +28,7 @@ pub(super) async fn crl(config: Config, command: CrlCommand) -> anyhow::Result<(
         (CrlCommand::Generate, Target::Direct(app)) => {
             let made = app.crl.generate_all(unix_now())?;
             app.authority.audit(
-                &crate::admin_client::cli_actor(),
+                &crate::cli::admin_client::cli_actor(),
                 "crl.generate",
                 serde_json::json!({"shards": made.iter().map(|c| c.shard).collect::<Vec<_>>(), "numbers": made.iter().map(|c| c.number).collect::<Vec<_>>(), "outcome": "signed"}),
                 unix_now(),
@@ -68,7 +68,7 @@ pub(super) async fn ocsp_check(
     // does; then the running server; then public_http_url.
     let url = match url {
         Some(u) => u,
-        None => match crate::ocsp_check::aia_ocsp_url(&leaf[0]) {
+        None => match crate::status::ocsp_check::aia_ocsp_url(&leaf[0]) {
             Some(u) => u,
             None => match ServerInfo::read(data_dir) {
                 Ok(info) => format!("{}/ocsp", info.http_url),
@@ -80,7 +80,7 @@ pub(super) async fn ocsp_check(
     let issuer_pem = read_named(&issuer_path, "issuing CA certificate")?;
     let issuer = crate::ca::parse_pem_bundle(&issuer_pem)
         .map_err(|e| anyhow!("{}: {e}", issuer_path.display()))?;
-    let result = crate::ocsp_check::check(&url, &issuer[0], &leaf[0])
+    let result = crate::status::ocsp_check::check(&url, &issuer[0], &leaf[0])
         .await
         .map_err(|e| anyhow!("{}: {e}", cert.display()))?;
     match &result.revoked {
@@ -127,7 +127,7 @@ pub(super) async fn ocsp(
                     .refresh_all(unix_now(), |n| bar.set_position(n))?;
                 bar.finish_and_clear();
                 app.authority.audit(
-                    &crate::admin_client::cli_actor(),
+                    &crate::cli::admin_client::cli_actor(),
                     "ocsp.refresh",
                     serde_json::json!({"refreshed": done, "outcome": "signed"}),
                     unix_now(),

@@ -3,7 +3,7 @@
 //! the current signed CRL of each shard (so CRLs survive a restart).
 //!
 //! Nothing here builds or signs a CRL; that is `custos-crl`, driven by
-//! `crate::crl_publisher`.
+//! `crate::status::crl_publisher`.
 
 use super::{
     sync_opts, u64_value, CertRecord, Ledger, LedgerError, Revocation, CF_CRLS, CF_META,

@@ -7,9 +7,9 @@
 
 use super::observe::{track, Observe};
 use crate::app::App;
-use crate::issuance::IssueError;
 use crate::ledger::LedgerError;
 use crate::model::time::unix_now as build_unix_now;
+use crate::ra::issuance::IssueError;
 use crate::ra::{AdminError, CertView, RevokeResult};
 use crate::revocation::Reason;
 use crate::serial::Serial;
@@ -102,7 +102,7 @@ pub struct CrlInfo {
 
 impl CrlInfo {
     /// The listing of a published CRL.
-    pub fn new(app: &App, c: &crate::crl_publisher::PublishedCrl) -> CrlInfo {
+    pub fn new(app: &App, c: &crate::status::crl_publisher::PublishedCrl) -> CrlInfo {
         CrlInfo {
             shard: c.shard,
             number: c.number,
@@ -540,18 +540,18 @@ async fn eab_create(
     State(app): State<Arc<App>>,
     headers: axum::http::HeaderMap,
     Json(req): Json<EabRequest>,
-) -> Result<Json<crate::eab::EabKey>, ApiError> {
-    let secret = crate::eab::EabSecret::ensure(&app.config.data_dir)
+) -> Result<Json<crate::acme::eab::EabKey>, ApiError> {
+    let secret = crate::acme::eab::EabSecret::ensure(&app.config.data_dir)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let ledger = app.ledger.clone();
     let key = tokio::task::spawn_blocking(move || {
-        crate::eab::create(&ledger, &secret, &req.name, build_unix_now())
+        crate::acme::eab::create(&ledger, &secret, &req.name, build_unix_now())
     })
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| bad_request(e.to_string()))?;
     tracing::info!(kid = %key.kid, name = %key.name, "external account binding key created");
-    crate::eab::audit_create(&app.authority, &actor(&headers), &key, build_unix_now());
+    crate::acme::eab::audit_create(&app.authority, &actor(&headers), &key, build_unix_now());
     Ok(Json(key))
 }
 
@@ -594,10 +594,10 @@ async fn ocsp_refresh(
 
 async fn ledger_verify(
     State(app): State<Arc<App>>,
-) -> Result<Json<crate::verify::VerifyReport>, ApiError> {
+) -> Result<Json<crate::maintenance::verify::VerifyReport>, ApiError> {
     let a = app.clone();
     let report = tokio::task::spawn_blocking(move || {
-        crate::verify::verify(a.verify_sources(), build_unix_now(), |_| {})
+        crate::maintenance::verify::verify(a.verify_sources(), build_unix_now(), |_| {})
     })
     .await
     .map_err(internal)?
@@ -615,7 +615,7 @@ async fn backup(
     State(app): State<Arc<App>>,
     headers: axum::http::HeaderMap,
     Json(req): Json<BackupRequest>,
-) -> Result<Json<crate::backup::BackupManifest>, ApiError> {
+) -> Result<Json<crate::maintenance::backup::BackupManifest>, ApiError> {
     let out_text = req.out.display().to_string();
     if !req.out.is_absolute() {
         return Err(bad_request(
@@ -624,7 +624,12 @@ async fn backup(
     }
     let a = app.clone();
     let manifest = tokio::task::spawn_blocking(move || {
-        crate::backup::backup(&a.ledger, &a.config.data_dir, &req.out, build_unix_now())
+        crate::maintenance::backup::backup(
+            &a.ledger,
+            &a.config.data_dir,
+            &req.out,
+            build_unix_now(),
+        )
     })
     .await
     .map_err(internal)?

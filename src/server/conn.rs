@@ -249,7 +249,7 @@ pub async fn body_deadline(State(limit): State<Duration>, req: Request, next: Ne
 /// answers 413 itself.
 fn h2_read_cap(path: &str) -> usize {
     if path.starts_with("/webhooks/") {
-        crate::webhook_events::MAX_BODY_BYTES + 1
+        crate::devices::events::MAX_BODY_BYTES + 1
     } else {
         64 * 1024 + 1
     }

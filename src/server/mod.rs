@@ -115,7 +115,7 @@ struct Listener {
     socket: TcpListener,
     tls: Option<TlsAcceptor>,
     limits: ConnLimits,
-    metrics: crate::metrics::Metrics,
+    metrics: crate::support::metrics::Metrics,
 }
 
 impl Listener {

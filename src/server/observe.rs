@@ -2,7 +2,7 @@
 //! matched route (never by raw path, which would let clients create
 //! unbounded label values).
 
-use crate::metrics::Metrics;
+use crate::support::metrics::Metrics;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;

@@ -11,7 +11,7 @@
 
 use crate::app::App;
 use crate::model::time::unix_now;
-use crate::responder::{Answer, AnswerKind};
+use crate::status::responder::{Answer, AnswerKind};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};

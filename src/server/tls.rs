@@ -8,11 +8,12 @@
 
 use crate::app::App;
 use crate::ca::key::{KeyAlgorithm, SigningKey};
+use crate::ca::profile::Profile;
 use crate::ca::to_pem;
+use crate::config::TlsFiles;
 use crate::csr::VerifiedCsr;
-use crate::files::{read_named, write_atomic, Visibility};
-use crate::issuance::Identity;
-use crate::profile::Profile;
+use crate::ra::issuance::Identity;
+use crate::support::files::{read_named, write_atomic, Visibility};
 use anyhow::{anyhow, Context};
 use der::Decode;
 use rustls::pki_types::pem::PemObject;
@@ -91,9 +92,9 @@ fn reusable(
 
 /// Issues (or reuses) the listener certificate; returns the rustls acceptor.
 pub fn acceptor(app: &App) -> anyhow::Result<TlsAcceptor> {
-    let (chain, key) = match (&app.config.tls.cert_file, &app.config.tls.key_file) {
-        (Some(c), Some(k)) => load_operator_cert(c, k)?,
-        _ => own_cert(app)?,
+    let (chain, key) = match &app.config.tls.files {
+        Some(files) => load_operator_cert(files)?,
+        None => own_cert(app)?,
     };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -106,9 +107,9 @@ pub fn acceptor(app: &App) -> anyhow::Result<TlsAcceptor> {
 }
 
 fn load_operator_cert(
-    cert: &PathBuf,
-    key: &PathBuf,
+    files: &TlsFiles,
 ) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let (cert, key) = (&files.cert, &files.key);
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| anyhow!("{}: tls.cert_file: {e}", cert.display()))?;

@@ -6,8 +6,8 @@
 //! custos does not know: 202.
 
 use crate::app::App;
+use crate::devices::events::{Delivery, Refusal, MAX_BODY_BYTES};
 use crate::model::time::unix_now;
-use crate::webhook_events::{Delivery, Refusal, MAX_BODY_BYTES};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};

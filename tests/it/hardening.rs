@@ -51,7 +51,7 @@ fn fill(data: &Path, n: usize) -> Vec<Serial> {
     for s in &serials {
         app.responder.on_issued(&record(s.clone()), now).unwrap();
     }
-    custos::instance::AdminToken::ensure(data).unwrap();
+    custos::support::instance::AdminToken::ensure(data).unwrap();
     serials
 }
 

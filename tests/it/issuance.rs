@@ -7,7 +7,7 @@ use custos::app::{open_ledger, App};
 use custos::ca::{Ca, CaPaths, CaUrls, InitOptions};
 use custos::config::{Config, Overrides};
 use custos::csr::CsrError;
-use custos::issuance::IssueError;
+use custos::ra::issuance::IssueError;
 use custos::ra::AdminError;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -16,45 +16,7 @@ pub mod standard;
 
 use serde::{Deserialize, Serialize};
 
-/// What happened to a device, normalised across MDMs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum DeviceEventKind {
-    /// Reported lost or stolen.
-    Lost,
-    /// Remotely wiped.
-    Wiped,
-    /// Left management.
-    Unenrolled,
-    /// Removed from the MDM.
-    Deleted,
-    /// Fell out of compliance.
-    #[serde(rename = "noncompliant")]
-    NonCompliant,
-    /// Back in compliance.
-    Compliant,
-    /// Found again.
-    Found,
-    /// Enrolled.
-    Enrolled,
-}
-
-impl DeviceEventKind {
-    /// The lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            DeviceEventKind::Lost => "lost",
-            DeviceEventKind::Wiped => "wiped",
-            DeviceEventKind::Unenrolled => "unenrolled",
-            DeviceEventKind::Deleted => "deleted",
-            DeviceEventKind::NonCompliant => "noncompliant",
-            DeviceEventKind::Compliant => "compliant",
-            DeviceEventKind::Found => "found",
-            DeviceEventKind::Enrolled => "enrolled",
-        }
-    }
-}
+pub use custos_model::device::DeviceEventKind;
 
 /// One device event, whatever MDM sent it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,16 +5,18 @@
 //! It decides nothing about HTTP. Later, protocol front ends (ACME, webhooks)
 //! call the same functions; OCSP and CRL refreshes hang off revocations here.
 
-use crate::crl_publisher::CrlPublisher;
+pub mod issuance;
+
+use crate::ca::profile::Profiles;
 use crate::csr::verify_csr;
-use crate::issuance::{Identity, IssueError, Issued, Issuer};
 use crate::ledger::{CertRecord, CertStatus, LedgerError, RevokeChange, RevokeOutcome};
-use crate::metrics::Metrics;
 use crate::model::time::rfc3339;
-use crate::profile::Profiles;
-use crate::responder::Responder;
+use crate::ra::issuance::{Identity, IssueError, Issued, Issuer};
 use crate::revocation::Reason;
 use crate::serial::Serial;
+use crate::status::crl_publisher::CrlPublisher;
+use crate::status::responder::Responder;
+use crate::support::metrics::Metrics;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -253,7 +255,7 @@ impl Authority {
     pub fn issue_verified(
         &self,
         csr: &crate::csr::VerifiedCsr,
-        profile: &crate::profile::Profile,
+        profile: &crate::ca::profile::Profile,
         identity: &Identity,
         actor: &str,
         now: u64,

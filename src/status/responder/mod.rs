@@ -12,7 +12,7 @@
 use crate::ca::{Ca, OcspSigner};
 use crate::ledger::{CertRecord, Ledger, LedgerError, Precomputed, PrecomputedSet};
 use crate::serial::Serial;
-use crate::signing_pool::{PoolError, SigningPool};
+use crate::status::signing_pool::{PoolError, SigningPool};
 use custos_ocsp::issuer::{HashAlg, IssuerHashes};
 use custos_ocsp::request::{parse_request, parse_simple, CertQuery};
 use custos_ocsp::response::{build_response, cert_id_for, ResponseSigner, SingleAnswer, Status};

@@ -7,10 +7,10 @@
 //! own, picks a unique serial and the CRL shard, signs, and records. It does
 //! no HTTP and no protocol work.
 
+use crate::ca::profile::Profile;
 use crate::ca::{Ca, LeafSpec};
 use crate::csr::{CsrError, VerifiedCsr};
 use crate::ledger::{CertRecord, DeviceIds, Ledger, LedgerError};
-use crate::profile::Profile;
 use crate::serial::Serial;
 use der::asn1::Ia5String;
 use std::net::IpAddr;

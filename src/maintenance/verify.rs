@@ -14,11 +14,11 @@
 //! - every index agrees with the records ([`crate::ledger::Ledger::check_indexes`]).
 
 use crate::ca::Ca;
-use crate::crl_publisher::CrlPublisher;
 use crate::devices::DeviceStatus;
 use crate::ledger::CertRecord;
 use crate::ledger::Ledger;
 use crate::serial::Serial;
+use crate::status::crl_publisher::CrlPublisher;
 use custos_ocsp::issuer::HashAlg;
 use der::{Decode, Encode};
 use serde::{Deserialize, Serialize};
@@ -93,7 +93,7 @@ fn check_responses(app: Sources<'_>, rec: &CertRecord, now: u64, report: &mut Ve
             }
         };
         current += 1;
-        let answer = match crate::ocsp_check::read_verified(&stored.der, issuer, None) {
+        let answer = match crate::status::ocsp_check::read_verified(&stored.der, issuer, None) {
             Ok(a) => a,
             Err(e) => {
                 report

@@ -3,12 +3,12 @@
 //! certificate and sends the token from `admin.token`; it never logs it.
 
 use crate::ca::CaPaths;
-use crate::files::read_named;
-use crate::instance::{AdminToken, ServerInfo};
 use crate::ra::CertView;
 use crate::server::admin::{
     CrlInfo, IssueBody, ListAnswer, RefreshAnswer, RevokeAnswer, RevokeBody, StatusAnswer,
 };
+use crate::support::files::read_named;
+use crate::support::instance::{AdminToken, ServerInfo};
 use anyhow::{anyhow, Context};
 use serde::de::DeserializeOwned;
 use std::path::Path;
@@ -147,7 +147,7 @@ impl AdminClient {
     }
 
     /// `POST /admin/eab`.
-    pub async fn eab_create(&self, name: &str) -> anyhow::Result<crate::eab::EabKey> {
+    pub async fn eab_create(&self, name: &str) -> anyhow::Result<crate::acme::eab::EabKey> {
         self.send(
             self.http
                 .post(format!("{}/admin/eab", self.base))
@@ -344,7 +344,7 @@ impl AdminClient {
     }
 
     /// `POST /admin/ledger/verify` (may take long on a large ledger).
-    pub async fn ledger_verify(&self) -> anyhow::Result<crate::verify::VerifyReport> {
+    pub async fn ledger_verify(&self) -> anyhow::Result<crate::maintenance::verify::VerifyReport> {
         self.send(
             self.http
                 .post(format!("{}/admin/ledger/verify", self.base))
@@ -354,7 +354,10 @@ impl AdminClient {
     }
 
     /// `POST /admin/backup`: the server writes the backup to `out`.
-    pub async fn backup(&self, out: &Path) -> anyhow::Result<crate::backup::BackupManifest> {
+    pub async fn backup(
+        &self,
+        out: &Path,
+    ) -> anyhow::Result<crate::maintenance::backup::BackupManifest> {
         self.send(
             self.http
                 .post(format!("{}/admin/backup", self.base))

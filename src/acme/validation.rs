@@ -10,7 +10,7 @@
 //!
 //! No protocol state here: only the network check and the hand-back.
 
-use crate::acme_store::Acme;
+use crate::acme::store::Acme;
 use crate::config::{AcmeConfig, Config};
 use crate::model::time::unix_now;
 use custos_acme::order::ValidationJob;

@@ -5,6 +5,9 @@
 //!
 //! Plain data and rules; storage is the ledger's (`devices` column family).
 
+pub mod events;
+pub mod mdm_lookup;
+
 use serde::{Deserialize, Serialize};
 
 pub use crate::ledger::normalize_device_id;

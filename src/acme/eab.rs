@@ -7,8 +7,8 @@
 //! (to recognise our own keys) and who used it. A copy of the ledger alone
 //! does not reveal any key.
 
-use crate::files::{read_named, write_atomic, Visibility};
 use crate::ledger::Ledger;
+use crate::support::files::{read_named, write_atomic, Visibility};
 use aws_lc_rs::hmac;
 use custos_acme::jws::b64u;
 use serde::{Deserialize, Serialize};

@@ -13,8 +13,8 @@
 //! speak HTTP (`server::crl` does).
 
 use crate::ca::Ca;
-use crate::files::{write_atomic, Visibility};
 use crate::ledger::{Ledger, LedgerError, StoredCrl};
+use crate::support::files::{write_atomic, Visibility};
 use bytes::Bytes;
 use custos_crl::{CrlBuilder, CrlParams, CrlSigner, Entry};
 use der::Encode;

@@ -1,7 +1,7 @@
 //! The ACME engine's [`Store`] over the ledger, and the engine built from
 //! the configuration. Translation only: no protocol rules here.
 
-use crate::acme_domain::AcmeDomain;
+use crate::acme::domain::AcmeDomain;
 use crate::config::Config;
 use crate::ledger::{Ledger, LedgerError};
 use custos_acme::account::AccountRecord;

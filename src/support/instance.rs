@@ -8,7 +8,7 @@
 //! through the admin API. The admin token is created by `init` (0600) and
 //! never logged.
 
-use crate::files::{read_named, write_atomic, Visibility};
+use crate::support::files::{read_named, write_atomic, Visibility};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -63,11 +63,11 @@ fn copy_tree(from: &Path, to: &Path, rel: &Path, files: &mut Vec<String>) -> any
             );
             let mode = entry.metadata()?.permissions().mode() & 0o777;
             let visibility = if mode & 0o077 == 0 {
-                crate::files::Visibility::Secret
+                crate::support::files::Visibility::Secret
             } else {
-                crate::files::Visibility::Public
+                crate::support::files::Visibility::Public
             };
-            crate::files::write_atomic(&dst, &bytes, visibility)
+            crate::support::files::write_atomic(&dst, &bytes, visibility)
                 .with_context(|| format!("{}: cannot write", dst.display()))?;
             files.push(rel_path.to_string_lossy().into_owned());
         }
@@ -120,10 +120,10 @@ pub fn backup(
             revocation_events,
             files,
         };
-        crate::files::write_atomic(
+        crate::support::files::write_atomic(
             &out.join(MANIFEST),
             &serde_json::to_vec_pretty(&manifest)?,
-            crate::files::Visibility::Public,
+            crate::support::files::Visibility::Public,
         )?;
         Ok(manifest)
     })();

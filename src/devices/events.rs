@@ -36,63 +36,14 @@ pub struct DeviceEvents {
 /// Largest accepted body.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-fn kind_of(name: &str) -> Result<DeviceEventKind, String> {
-    serde_json::from_value(serde_json::Value::String(name.to_ascii_lowercase()))
-        .map_err(|_| format!("{name:?} is not an event kind (lost, wiped, unenrolled, deleted, noncompliant, compliant, found, enrolled)"))
-}
-
-/// Checks one `[webhooks.<name>]` table.
-pub fn check_source(name: &str, w: &WebhookSource) -> Result<(), String> {
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err("the name may hold only letters, digits, '-' and '_'".into());
-    }
-    let need = |v: &Option<String>, key: &str| match v {
-        Some(s) if !s.trim().is_empty() => Ok(()),
-        _ => Err(format!("{key} is required for kind {:?}", w.kind)),
-    };
-    match w.kind.as_str() {
-        "standard" => {
-            if w.secrets.is_empty() {
-                return Err("secrets (whsec_…) are required for kind \"standard\"".into());
-            }
-            for s in &w.secrets {
-                standard::Secret::parse(s)?;
-            }
+/// Checks what only the webhooks protocol can judge in a `[webhooks.<name>]`
+/// table (the configuration checked the rest when it was loaded): every
+/// Standard Webhooks secret parses.
+pub fn check_source(w: &WebhookSource) -> Result<(), String> {
+    if let WebhookSource::Standard { secrets, .. } = w {
+        for s in secrets {
+            standard::Secret::parse(s)?;
         }
-        "nanomdm" => need(&w.hmac_key, "hmac_key")?,
-        "jamf" => {
-            let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
-            let basic = set(&w.username) && set(&w.password);
-            let header = set(&w.header_name) && set(&w.header_value);
-            if !basic && !header {
-                return Err(
-                    "jamf needs username and password, or header_name and header_value".into(),
-                );
-            }
-            let api = [&w.api_url, &w.client_id, &w.client_secret];
-            if api.iter().any(|v| v.is_some()) && !api.iter().all(|v| set(v)) {
-                return Err("api_url, client_id and client_secret go together".into());
-            }
-        }
-        "micromdm" => need(&w.token, "token")?,
-        "fleet" => {
-            need(&w.token, "token")?;
-            if w.api_url.is_some() != w.api_token.is_some() {
-                return Err("api_url and api_token go together".into());
-            }
-        }
-        other => {
-            return Err(format!(
-                "kind {other:?} is not one of standard, jamf, nanomdm, micromdm, fleet"
-            ))
-        }
-    }
-    for k in w.smart_groups.values() {
-        kind_of(k)?;
     }
     Ok(())
 }
@@ -145,20 +96,20 @@ impl std::fmt::Debug for Delivery<'_> {
 /// Authenticates a delivery for source `w`.
 pub fn authenticate(w: &WebhookSource, d: &Delivery<'_>) -> Result<(), Refusal> {
     let no = |why: &str| Err(Refusal::Unauthenticated(why.to_string()));
-    if !w.allowed_ips.is_empty() {
+    let allowed_ips = w.allowed_ips();
+    if !allowed_ips.is_empty() {
         // An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d;
         // compare it as the IPv4 address it is.
         let peer = d.peer.map(|ip| ip.to_canonical());
-        let allowed = peer.is_some_and(|ip| w.allowed_ips.iter().any(|r| r.contains(&ip)));
+        let allowed = peer.is_some_and(|ip| allowed_ips.iter().any(|r| r.contains(&ip)));
         if !allowed {
             return no("source address not allowed");
         }
     }
     let header = d.header;
-    let ok = match w.kind.as_str() {
-        "standard" => {
-            let secrets: Vec<standard::Secret> = w
-                .secrets
+    let ok = match w {
+        WebhookSource::Standard { secrets, .. } => {
+            let secrets: Vec<standard::Secret> = secrets
                 .iter()
                 .filter_map(|s| standard::Secret::parse(s).ok())
                 .collect();
@@ -172,12 +123,18 @@ pub fn authenticate(w: &WebhookSource, d: &Delivery<'_>) -> Result<(), Refusal> 
             )
             .map_err(|e| Refusal::Unauthenticated(e.to_string()));
         }
-        "nanomdm" => auth::nanomdm_hmac(
-            w.hmac_key.as_deref().unwrap_or_default().as_bytes(),
+        WebhookSource::NanoMdm { hmac_key, .. } => auth::nanomdm_hmac(
+            hmac_key.as_bytes(),
             header("x-hmac-signature").as_deref(),
             d.body,
         ),
-        "jamf" => match (&w.username, &w.password, &w.header_name, &w.header_value) {
+        WebhookSource::Jamf {
+            username,
+            password,
+            header_name,
+            header_value,
+            ..
+        } => match (username, password, header_name, header_value) {
             (Some(u), Some(p), _, _) if auth::basic(header("authorization").as_deref(), u, p) => {
                 true
             }
@@ -186,11 +143,9 @@ pub fn authenticate(w: &WebhookSource, d: &Delivery<'_>) -> Result<(), Refusal> 
             }
             _ => false,
         },
-        _ => auth::token(
-            header("authorization").as_deref(),
-            d.query_token,
-            w.token.as_deref().unwrap_or_default(),
-        ),
+        WebhookSource::MicroMdm { token, .. } | WebhookSource::Fleet { token, .. } => {
+            auth::token(header("authorization").as_deref(), d.query_token, token)
+        }
     };
     if ok {
         Ok(())
@@ -206,21 +161,18 @@ pub fn parse_delivery(
     d: &Delivery<'_>,
 ) -> Result<Vec<Parsed>, Refusal> {
     let bad = |e: parse::ParseError| Refusal::Malformed(e.0);
-    match w.kind.as_str() {
-        "standard" => {
+    match w {
+        WebhookSource::Standard { .. } => {
             let id = (d.header)("webhook-id").unwrap_or_default();
             parse::standard(name, &id, d.body, d.now).map_err(bad)
         }
-        "jamf" => {
-            let groups: BTreeMap<String, DeviceEventKind> = w
-                .smart_groups
-                .iter()
-                .filter_map(|(g, k)| kind_of(k).ok().map(|k| (g.clone(), k)))
-                .collect();
-            parse::jamf(name, d.body, &groups, d.now).map_err(bad)
+        WebhookSource::Jamf { smart_groups, .. } => {
+            parse::jamf(name, d.body, smart_groups, d.now).map_err(bad)
         }
-        "nanomdm" | "micromdm" => parse::nanomdm(name, d.body, d.now).map_err(bad),
-        _ => parse::fleet(name, d.body, d.now).map_err(bad),
+        WebhookSource::NanoMdm { .. } | WebhookSource::MicroMdm { .. } => {
+            parse::nanomdm(name, d.body, d.now).map_err(bad)
+        }
+        WebhookSource::Fleet { .. } => parse::fleet(name, d.body, d.now).map_err(bad),
     }
 }
 
@@ -319,21 +271,24 @@ impl DeviceEvents {
         event.serial.is_none()
             && event.udid.is_none()
             && event.mdm_id.is_some()
-            && self
-                .sources
-                .get(&event.source)
-                .is_some_and(|w| match w.kind.as_str() {
-                    "fleet" => w.api_url.is_some(),
-                    "jamf" => self.jamf_api(w).is_some(),
-                    _ => false,
-                })
+            && self.sources.get(&event.source).is_some_and(|w| match w {
+                WebhookSource::Fleet { api_url, .. } => api_url.is_some(),
+                WebhookSource::Jamf { .. } => self.jamf_api(w).is_some(),
+                _ => false,
+            })
     }
 
     /// The Jamf Pro API a `jamf` source resolves device ids through: its own
     /// `api_url`/`client_id`/`client_secret`, else `acme.device_attest.mdm`
     /// when that is a Jamf Pro server.
     fn jamf_api(&self, w: &WebhookSource) -> Option<(String, String, String)> {
-        if let (Some(u), Some(id), Some(secret)) = (&w.api_url, &w.client_id, &w.client_secret) {
+        if let WebhookSource::Jamf {
+            api_url: Some(u),
+            client_id: Some(id),
+            client_secret: Some(secret),
+            ..
+        } = w
+        {
             return Some((u.clone(), id.clone(), secret.clone()));
         }
         let m = &self.mdm;
@@ -545,19 +500,23 @@ impl DeviceEvents {
             return Ok(None);
         };
         // Called on the blocking pool: waiting here holds no async worker.
-        match source.kind.as_str() {
-            "fleet" => {
-                let (Some(url), Some(token)) = (&source.api_url, &source.api_token) else {
+        match source {
+            WebhookSource::Fleet {
+                api_url, api_token, ..
+            } => {
+                let (Some(url), Some(token)) = (api_url, api_token) else {
                     return Ok(None);
                 };
-                rt.block_on(crate::mdm_lookup::fleet_host_serial(url, token, id))
-                    .map_err(anyhow::Error::msg)
+                rt.block_on(crate::devices::mdm_lookup::fleet_host_serial(
+                    url, token, id,
+                ))
+                .map_err(anyhow::Error::msg)
             }
-            "jamf" => {
+            WebhookSource::Jamf { .. } => {
                 let Some((url, client_id, secret)) = self.jamf_api(source) else {
                     return Ok(None);
                 };
-                let jamf = crate::mdm_lookup::Jamf::new(
+                let jamf = crate::devices::mdm_lookup::Jamf::new(
                     &url,
                     &client_id,
                     &secret,

@@ -2,14 +2,14 @@
 //! be certified (`acme.allowed_dns_suffixes`, `acme.allowed_ip_ranges`),
 //! which challenges are offered, and issuance from a finalized order's CSR,
 //! which must name exactly the order's identifiers and not use the account
-//! key. Validation jobs are queued here and run by `crate::acme_validation`.
+//! key. Validation jobs are queued here and run by `crate::acme::validation`.
 //!
 //! No protocol rules (those are `custos-acme`'s) and no HTTP.
 
 use crate::ca::Ca;
 use crate::csr::{verify_csr, CsrError, VerifiedCsr};
-use crate::issuance::{Identity, IssueError};
 use crate::ledger::Ledger;
+use crate::ra::issuance::{Identity, IssueError};
 use crate::ra::{AdminError, Authority};
 use crate::serial::Serial;
 use custos_acme::account::AccountRecord;
@@ -34,10 +34,10 @@ pub struct AcmeDomain {
     dns_suffixes: Vec<String>,
     ip_ranges: Vec<IpNet>,
     jobs: UnboundedSender<ValidationJob>,
-    eab: crate::eab::EabSecret,
+    eab: crate::acme::eab::EabSecret,
     apple: crate::attestation::AppleVerifier,
     device_attest: crate::config::DeviceAttestConfig,
-    mdm: Option<Box<dyn crate::mdm_lookup::MdmLookup>>,
+    mdm: Option<Box<dyn crate::devices::mdm_lookup::MdmLookup>>,
 }
 
 /// The secrets and outside checks the domain uses.
@@ -46,11 +46,11 @@ pub struct Checks {
     /// Validation jobs go here.
     pub jobs: UnboundedSender<ValidationJob>,
     /// External account binding keys derive from this.
-    pub eab: crate::eab::EabSecret,
+    pub eab: crate::acme::eab::EabSecret,
     /// Verifies device attestations.
     pub apple: crate::attestation::AppleVerifier,
     /// Asks the MDM, when configured.
-    pub mdm: Option<Box<dyn crate::mdm_lookup::MdmLookup>>,
+    pub mdm: Option<Box<dyn crate::devices::mdm_lookup::MdmLookup>>,
 }
 
 impl AcmeDomain {
@@ -197,7 +197,7 @@ impl AcmeDomain {
     fn issue_to(
         &self,
         csr: &VerifiedCsr,
-        profile: &crate::profile::Profile,
+        profile: &crate::ca::profile::Profile,
         identity: &Identity,
     ) -> Result<String, Problem> {
         let issued = self
@@ -603,7 +603,7 @@ impl Domain for AcmeDomain {
     }
 
     fn eab_mac_key(&self, kid: &str) -> Result<Option<Vec<u8>>, Problem> {
-        crate::eab::usable_key(&self.ledger, &self.eab, kid)
+        crate::acme::eab::usable_key(&self.ledger, &self.eab, kid)
             .map(|k| k.map(|k| k.to_vec()))
             .map_err(|e| Problem::internal(e.to_string()))
     }
