@@ -34,7 +34,7 @@ pub trait CrlSigner {
     /// The signature AlgorithmIdentifier (in the TBSCertList and outside it).
     fn signature_algorithm(&self) -> AlgorithmIdentifierOwned;
     /// Signs the DER TBSCertList; returns the DER signature value.
-    fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, String>;
+    fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, crate::BoxError>;
 }
 
 /// The fixed fields of one CRL.
@@ -277,7 +277,7 @@ mod tests {
                 parameters: None,
             }
         }
-        fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, String> {
+        fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, crate::BoxError> {
             let sig: p256::ecdsa::DerSignature = self.0.sign(tbs);
             Ok(sig.as_bytes().to_vec())
         }

@@ -19,19 +19,17 @@ pub use builder::{CrlBuilder, CrlParams, CrlSigner, Entry};
 pub const MEDIA_TYPE: &str = "application/pkix-crl";
 
 /// Why a CRL could not be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CrlError {
     /// A field could not be encoded (a bug or a value out of range).
-    #[error("cannot encode the CRL: {0}")]
-    Encoding(String),
+    #[error("cannot encode the CRL")]
+    Encoding(#[from] der::Error),
     /// The signer refused or failed.
-    #[error("cannot sign the CRL: {0}")]
-    Signing(String),
+    #[error("cannot sign the CRL")]
+    Signing(#[source] BoxError),
 }
 
-impl From<der::Error> for CrlError {
-    fn from(e: der::Error) -> Self {
-        CrlError::Encoding(e.to_string())
-    }
-}
+/// What a [`CrlSigner`] reports when it fails, kept as the source of
+/// [`CrlError::Signing`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

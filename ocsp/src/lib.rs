@@ -23,7 +23,7 @@ pub const RESPONSE_MEDIA_TYPE: &str = "application/ocsp-response";
 
 /// Why a request could not be answered with a signed response, mapped to
 /// the wire by [`OcspError::response_status`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OcspError {
     /// The client sent something that is not a valid OCSP request.
@@ -35,9 +35,29 @@ pub enum OcspError {
     /// Overloaded: come back later.
     #[error("overloaded, try later")]
     TryLater,
-    /// Our own failure (signing, storage).
+    /// Our own failure (signing, storage, encoding).
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[from] InternalError),
+}
+
+/// Any error, boxed: what a [`response::ResponseSigner`] or a status source
+/// reports, kept as the `source` of an [`InternalError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why we could not make a response: our fault, never the client's. The
+/// client only sees `internalError`; the chain of sources is for the log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InternalError {
+    /// A value did not encode (a time out of range, an oversized field).
+    #[error("the response could not be encoded")]
+    Encoding(#[from] der::Error),
+    /// The signer failed, or its job was lost.
+    #[error("the response could not be signed")]
+    Signing(#[source] BoxError),
+    /// The certificate's status could not be read or stored.
+    #[error("the certificate status could not be read or stored")]
+    Status(#[source] BoxError),
 }
 
 impl OcspError {

@@ -4,7 +4,7 @@
 //! key. Times are Unix seconds passed in by the caller.
 
 use crate::issuer::{HashAlg, IssuerHashes};
-use crate::OcspError;
+use crate::{InternalError, OcspError};
 use der::asn1::{AnyRef, BitString, GeneralizedTime, Null, OctetString};
 use der::oid::ObjectIdentifier;
 use der::{Decode, Encode};
@@ -71,7 +71,7 @@ pub trait ResponseSigner {
     /// SHA-1 of the responder's public key bits (ResponderID byKey).
     fn key_hash(&self) -> [u8; 20];
     /// Signs the DER ResponseData; returns the DER signature value.
-    fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, String>;
+    fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, crate::BoxError>;
     /// DER certificates to include (the delegated responder's), if any.
     /// Passed as DER so that no response re-encodes a certificate.
     fn certs_der(&self) -> &[&[u8]];
@@ -85,7 +85,7 @@ pub fn cert_id_for(
     serial: &[u8],
 ) -> Result<CertId, OcspError> {
     let (name, key) = hashes.get(alg);
-    let internal = |e: der::Error| OcspError::Internal(e.to_string());
+    let internal = |e: der::Error| OcspError::from(InternalError::from(e));
     Ok(CertId {
         hash_algorithm: AlgorithmIdentifierOwned {
             oid: alg.oid(),
@@ -101,7 +101,7 @@ pub fn cert_id_for(
 fn time(secs: u64) -> Result<OcspGeneralizedTime, OcspError> {
     GeneralizedTime::from_unix_duration(Duration::from_secs(secs))
         .map(OcspGeneralizedTime)
-        .map_err(|e| OcspError::Internal(format!("time out of range: {e}")))
+        .map_err(|e| InternalError::Encoding(e).into())
 }
 
 fn crl_reason(code: u8) -> Option<CrlReason> {
@@ -126,7 +126,7 @@ pub fn build_response(
     produced_at: u64,
     signer: &dyn ResponseSigner,
 ) -> Result<Vec<u8>, OcspError> {
-    let internal = |e: der::Error| OcspError::Internal(e.to_string());
+    let internal = |e: der::Error| OcspError::from(InternalError::from(e));
     let mut responses = Vec::with_capacity(answers.len());
     for a in answers {
         let cert_status = match a.status {
@@ -153,7 +153,9 @@ pub fn build_response(
         response_extensions: nonce.map(|n| vec![n.clone()]),
     };
     let tbs_der = tbs.to_der().map_err(internal)?;
-    let signature = signer.sign(&tbs_der).map_err(OcspError::Internal)?;
+    let signature = signer
+        .sign(&tbs_der)
+        .map_err(|e| OcspError::from(InternalError::Signing(e)))?;
     let certs = signer
         .certs_der()
         .iter()

@@ -101,13 +101,19 @@ pub enum LedgerError {
     /// Stored data that does not parse: the ledger is damaged.
     #[error("ledger data is corrupt: {0}")]
     Corrupt(String),
-    /// Making the status responses for a change failed; nothing was written.
-    #[error("status responses could not be made: {0}")]
-    Status(String),
+    /// Making the status responses for a change failed (or a scan's
+    /// visitor stopped it); nothing was written.
+    #[error("status responses could not be made")]
+    Status(#[source] BoxError),
     /// RocksDB reported an error.
     #[error("ledger storage error: {0}")]
     Storage(#[from] rocksdb::Error),
 }
+
+/// Any error, boxed: what a caller's callback (the status responses of a
+/// revocation, a scan's visitor) reports, kept as a [`LedgerError::Status`]
+/// source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Tuning for [`Ledger::open_with`].
 #[derive(Clone, Debug)]

@@ -66,7 +66,7 @@ impl Ledger {
         serial: &Serial,
         reason: Reason,
         time: u64,
-        status: impl Fn(&CertRecord) -> Result<Option<PrecomputedSet>, String>,
+        status: impl Fn(&CertRecord) -> Result<Option<PrecomputedSet>, BoxError>,
     ) -> Result<RevokeOutcome, LedgerError> {
         let mut out = self.revoke_many_with(std::slice::from_ref(serial), reason, time, status)?;
         Ok(out.remove(0))
@@ -79,7 +79,7 @@ impl Ledger {
         serials: &[Serial],
         reason: Reason,
         time: u64,
-        status: impl Fn(&CertRecord) -> Result<Option<PrecomputedSet>, String>,
+        status: impl Fn(&CertRecord) -> Result<Option<PrecomputedSet>, BoxError>,
     ) -> Result<Vec<RevokeOutcome>, LedgerError> {
         let _guard = self.lock();
         let mut seq = self.next_revocation_seq()?;

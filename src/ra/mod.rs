@@ -9,7 +9,7 @@ pub mod issuance;
 
 use crate::ca::profile::Profiles;
 use crate::csr::verify_csr;
-use crate::ledger::{CertRecord, CertStatus, LedgerError, RevokeChange, RevokeOutcome};
+use crate::ledger::{BoxError, CertRecord, CertStatus, LedgerError, RevokeChange, RevokeOutcome};
 use crate::model::time::rfc3339;
 use crate::ra::issuance::{Identity, IssueError, Issued, Issuer};
 use crate::revocation::Reason;
@@ -174,7 +174,7 @@ impl Authority {
                 self.responder
                     .precompute(record, now)
                     .map(Some)
-                    .map_err(|e| e.to_string())
+                    .map_err(BoxError::from)
             })
     }
 
@@ -326,7 +326,7 @@ impl Authority {
             self.responder
                 .precompute(record, now)
                 .map(Some)
-                .map_err(|e| e.to_string())
+                .map_err(BoxError::from)
         })?;
         let mut results = Vec::new();
         for outcome in &outcomes {

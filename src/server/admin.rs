@@ -156,7 +156,7 @@ impl From<AdminError> for ApiError {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
-            tracing::error!(error = %e, "admin request failed");
+            tracing::error!(error = %crate::support::error_chain(&e), "admin request failed");
         }
         ApiError(status, e.to_string())
     }

@@ -133,8 +133,8 @@ impl CrlSigner for IssuerSigner<'_> {
     fn signature_algorithm(&self) -> AlgorithmIdentifierOwned {
         self.0.signature_algorithm()
     }
-    fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, String> {
-        self.0.sign(tbs).map_err(|e| e.to_string())
+    fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, custos_crl::BoxError> {
+        Ok(self.0.sign(tbs)?)
     }
 }
 
@@ -284,7 +284,7 @@ impl CrlPublisher {
         let result = self.try_generate(shard, now);
         if let Err(e) = &result {
             self.metrics.failures.inc();
-            tracing::error!(shard, error = %e, "CRL generation failed; the previous CRL stays in service");
+            tracing::error!(shard, error = %crate::support::error_chain(e), "CRL generation failed; the previous CRL stays in service");
         }
         result
     }

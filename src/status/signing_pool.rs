@@ -19,11 +19,13 @@ use std::sync::{Arc, Mutex};
 type Job = Box<dyn FnOnce() + Send>;
 
 /// Why the pool did not run a job.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {
     /// The queue is full (more jobs than admitted by the caller's permits).
+    #[error("the signing queue is full")]
     Full,
     /// The job panicked, or the pool is shutting down.
+    #[error("the signing job was lost (it panicked, or the pool is stopping)")]
     Lost,
 }
 

@@ -16,7 +16,7 @@ use crate::status::signing_pool::{PoolError, SigningPool};
 use custos_ocsp::issuer::{HashAlg, IssuerHashes};
 use custos_ocsp::request::{parse_request, parse_simple, CertQuery};
 use custos_ocsp::response::{build_response, cert_id_for, ResponseSigner, SingleAnswer, Status};
-use custos_ocsp::OcspError;
+use custos_ocsp::{InternalError, OcspError};
 use prometheus::Registry;
 use spki::AlgorithmIdentifierOwned;
 use std::sync::Arc;
@@ -71,12 +71,17 @@ impl ResponseSigner for Signer<'_> {
     fn key_hash(&self) -> [u8; 20] {
         self.key.key_id()
     }
-    fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, String> {
-        self.key.sign(tbs).map_err(|e| e.to_string())
+    fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, custos_ocsp::BoxError> {
+        Ok(self.key.sign(tbs)?)
     }
     fn certs_der(&self) -> &[&[u8]] {
         &self.certs
     }
+}
+
+/// A ledger failure while answering: our fault, `internalError` on the wire.
+fn status_error(e: LedgerError) -> OcspError {
+    InternalError::Status(e.into()).into()
 }
 
 /// The OCSP responder.
@@ -150,8 +155,8 @@ impl Responder {
 
     /// One bare signature with the responder key: the benches' yardstick
     /// for the cost of a fresh response.
-    pub fn sign_raw(&self, message: &[u8]) -> Result<Vec<u8>, String> {
-        self.with_signer(|s| s.sign(message))
+    pub fn sign_raw(&self, message: &[u8]) -> Result<Vec<u8>, crate::ca::key::KeyError> {
+        self.with_signer(|s| s.key.sign(message))
     }
 
     fn with_signer<T>(&self, f: impl FnOnce(&Signer<'_>) -> T) -> T {
@@ -208,7 +213,7 @@ impl Responder {
     pub fn on_issued(&self, record: &CertRecord, now: u64) -> Result<bool, LedgerError> {
         let set = self
             .precompute(record, now)
-            .map_err(|e| LedgerError::Status(e.to_string()))?;
+            .map_err(|e| LedgerError::Status(e.into()))?;
         self.ledger
             .store_precomputed(&record.serial, record.revocation.as_ref(), &set)
     }
@@ -299,8 +304,8 @@ impl Responder {
             OcspError::TryLater => "tryLater",
             _ => "internalError",
         };
-        if let OcspError::Internal(msg) = &e {
-            tracing::error!(error = %msg, "OCSP internal error");
+        if let OcspError::Internal(internal) = &e {
+            tracing::error!(error = %crate::support::error_chain(internal), "OCSP internal error");
         }
         self.metrics.answers.with_label_values(&[label]).inc();
         Answer {
@@ -387,7 +392,7 @@ impl Responder {
                 self.metrics.shed.inc();
                 Err(OcspError::TryLater)
             }
-            Err(PoolError::Lost) => Err(OcspError::Internal("signing job lost".into())),
+            Err(PoolError::Lost) => Err(InternalError::Signing(PoolError::Lost.into()).into()),
         }
     }
 
@@ -425,7 +430,7 @@ impl Responder {
         let stored = self
             .ledger
             .get_precomputed(alg.tag(), serial)
-            .map_err(|e| OcspError::Internal(e.to_string()))?;
+            .map_err(status_error)?;
         Ok(stored
             .filter(|p| p.next_update > now)
             .map(|p| self.precomputed(&p)))
@@ -448,7 +453,7 @@ impl Responder {
     /// stored one is missing or stale, and answers from them. The caller
     /// holds a signing permit.
     fn remake_answer(&self, query: (HashAlg, Serial), now: u64) -> Result<Answer, OcspError> {
-        let internal = |e: LedgerError| OcspError::Internal(e.to_string());
+        let internal = status_error;
         let (alg, serial) = query;
         // Another request may have made it while this one waited.
         if let Some(a) = self.stored_answer(&(alg, serial.clone()), now)? {
@@ -489,7 +494,9 @@ impl Responder {
                     .iter()
                     .find(|(t, _)| *t == alg.tag())
                     .map(|(_, d)| d.clone())
-                    .ok_or_else(|| OcspError::Internal("algorithm missing".into()))?;
+                    .ok_or_else(|| {
+                        InternalError::Status("no response for the asked hash algorithm".into())
+                    })?;
                 Arc::new(Precomputed {
                     this_update: set.this_update,
                     next_update: set.next_update,
@@ -508,7 +515,7 @@ impl Responder {
     /// precomputed responses in the same write that records it); anything
     /// else is read from the certificate's record.
     fn current_status(&self, alg: HashAlg, serial: &Serial, now: u64) -> Result<Status, OcspError> {
-        let internal = |e: LedgerError| OcspError::Internal(e.to_string());
+        let internal = status_error;
         if let Some(p) = self
             .ledger
             .get_precomputed(alg.tag(), serial)
