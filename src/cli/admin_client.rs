@@ -16,6 +16,7 @@ use std::time::Duration;
 
 /// A connection to a running server.
 pub struct AdminClient {
+    info: ServerInfo,
     http: reqwest::Client,
     base: String,
     token: AdminToken,
@@ -53,9 +54,15 @@ impl AdminClient {
             .context("building the admin API client")?;
         Ok(AdminClient {
             http,
-            base: info.https_url,
+            base: info.https_url.clone(),
+            info,
             token,
         })
+    }
+
+    /// What the running server announced in `server.json`.
+    pub fn info(&self) -> &ServerInfo {
+        &self.info
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
@@ -78,7 +85,7 @@ impl AdminClient {
     }
 
     /// `POST /admin/certificates`.
-    pub async fn issue(
+    pub async fn post_certificate(
         &self,
         csr_pem: String,
         profile: Option<String>,
@@ -98,7 +105,11 @@ impl AdminClient {
     }
 
     /// `GET /admin/certificates`.
-    pub async fn list(&self, after: Option<String>, limit: usize) -> anyhow::Result<ListAnswer> {
+    pub async fn get_certificates(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> anyhow::Result<ListAnswer> {
         let mut q = vec![("limit", limit.to_string())];
         if let Some(a) = after {
             q.push(("after", a));
@@ -112,7 +123,7 @@ impl AdminClient {
     }
 
     /// `GET /admin/certificates/{serial}`.
-    pub async fn show(&self, serial: &str) -> anyhow::Result<CertView> {
+    pub async fn get_certificate(&self, serial: &str) -> anyhow::Result<CertView> {
         self.send(
             self.http
                 .get(format!("{}/admin/certificates/{serial}", self.base)),
@@ -121,7 +132,7 @@ impl AdminClient {
     }
 
     /// `POST /admin/revoke`.
-    pub async fn revoke(&self, body: &RevokeBody) -> anyhow::Result<RevokeAnswer> {
+    pub async fn post_revoke(&self, body: &RevokeBody) -> anyhow::Result<RevokeAnswer> {
         self.send(
             self.http
                 .post(format!("{}/admin/revoke", self.base))
@@ -131,13 +142,13 @@ impl AdminClient {
     }
 
     /// `GET /admin/status`.
-    pub async fn status(&self) -> anyhow::Result<StatusAnswer> {
+    pub async fn get_status(&self) -> anyhow::Result<StatusAnswer> {
         self.send(self.http.get(format!("{}/admin/status", self.base)))
             .await
     }
 
     /// `POST /admin/crl/generate`.
-    pub async fn crl_generate(&self) -> anyhow::Result<Vec<CrlInfo>> {
+    pub async fn post_crl_generate(&self) -> anyhow::Result<Vec<CrlInfo>> {
         self.send(
             self.http
                 .post(format!("{}/admin/crl/generate", self.base))
@@ -147,7 +158,7 @@ impl AdminClient {
     }
 
     /// `POST /admin/eab`.
-    pub async fn eab_create(&self, name: &str) -> anyhow::Result<crate::acme::eab::EabKey> {
+    pub async fn post_eab(&self, name: &str) -> anyhow::Result<crate::acme::eab::EabKey> {
         self.send(
             self.http
                 .post(format!("{}/admin/eab", self.base))
@@ -157,7 +168,7 @@ impl AdminClient {
     }
 
     /// `POST /admin/devices`.
-    pub async fn device_add(
+    pub async fn post_device(
         &self,
         new: &crate::devices::NewDevice,
     ) -> anyhow::Result<crate::devices::Device> {
@@ -170,7 +181,7 @@ impl AdminClient {
     }
 
     /// `POST /admin/devices/import` (CSV body).
-    pub async fn device_import(
+    pub async fn post_device_import(
         &self,
         csv: Vec<u8>,
     ) -> anyhow::Result<crate::devices::ImportResult> {
@@ -184,7 +195,7 @@ impl AdminClient {
     }
 
     /// `GET /admin/devices`.
-    pub async fn device_list(
+    pub async fn get_devices(
         &self,
         after: Option<String>,
         limit: usize,
@@ -208,7 +219,7 @@ impl AdminClient {
     }
 
     /// `GET /admin/devices/<id>`; `None` when unknown.
-    pub async fn device_show(&self, id: &str) -> anyhow::Result<Option<crate::devices::Device>> {
+    pub async fn get_device(&self, id: &str) -> anyhow::Result<Option<crate::devices::Device>> {
         match self
             .send(self.http.get(format!("{}/admin/devices/{id}", self.base)))
             .await
@@ -220,7 +231,7 @@ impl AdminClient {
     }
 
     /// `POST /admin/devices/<id>/status`; `None` when unknown.
-    pub async fn device_set_status(
+    pub async fn post_device_status(
         &self,
         id: &str,
         change: &crate::devices::StatusChange,
@@ -240,7 +251,7 @@ impl AdminClient {
     }
 
     /// `GET /admin/audit`.
-    pub async fn audit(
+    pub async fn get_audit(
         &self,
         after: u64,
         limit: usize,
@@ -273,7 +284,7 @@ impl AdminClient {
     }
 
     /// `GET /admin/audit/verify`: entries read and what is wrong.
-    pub async fn audit_verify(&self) -> anyhow::Result<(u64, Vec<String>)> {
+    pub async fn get_audit_verify(&self) -> anyhow::Result<(u64, Vec<String>)> {
         #[derive(serde::Deserialize)]
         struct Answer {
             entries: u64,
@@ -290,7 +301,7 @@ impl AdminClient {
     }
 
     /// `GET /admin/webhooks/outbox`.
-    pub async fn outbox(
+    pub async fn get_outbox(
         &self,
         state: crate::ledger::OutboxState,
     ) -> anyhow::Result<Vec<crate::ledger::OutboxEntry>> {
@@ -313,7 +324,7 @@ impl AdminClient {
     }
 
     /// `POST /admin/webhooks/outbox/retry`.
-    pub async fn outbox_retry(&self) -> anyhow::Result<usize> {
+    pub async fn post_outbox_retry(&self) -> anyhow::Result<usize> {
         #[derive(serde::Deserialize)]
         struct Answer {
             requeued: usize,
@@ -328,13 +339,13 @@ impl AdminClient {
     }
 
     /// `GET /admin/crl`.
-    pub async fn crl_show(&self) -> anyhow::Result<Vec<CrlInfo>> {
+    pub async fn get_crl(&self) -> anyhow::Result<Vec<CrlInfo>> {
         self.send(self.http.get(format!("{}/admin/crl", self.base)))
             .await
     }
 
     /// `POST /admin/ocsp/refresh`.
-    pub async fn ocsp_refresh(&self) -> anyhow::Result<RefreshAnswer> {
+    pub async fn post_ocsp_refresh(&self) -> anyhow::Result<RefreshAnswer> {
         self.send(
             self.http
                 .post(format!("{}/admin/ocsp/refresh", self.base))
@@ -344,7 +355,9 @@ impl AdminClient {
     }
 
     /// `POST /admin/ledger/verify` (may take long on a large ledger).
-    pub async fn ledger_verify(&self) -> anyhow::Result<crate::maintenance::verify::VerifyReport> {
+    pub async fn post_ledger_verify(
+        &self,
+    ) -> anyhow::Result<crate::maintenance::verify::VerifyReport> {
         self.send(
             self.http
                 .post(format!("{}/admin/ledger/verify", self.base))
@@ -354,7 +367,7 @@ impl AdminClient {
     }
 
     /// `POST /admin/backup`: the server writes the backup to `out`.
-    pub async fn backup(
+    pub async fn post_backup(
         &self,
         out: &Path,
     ) -> anyhow::Result<crate::maintenance::backup::BackupManifest> {

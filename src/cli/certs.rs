@@ -1,17 +1,15 @@
 //! Certificates: `custos issue`, `certs list|show`, `revoke`, `status`.
 
 use super::args::*;
+use super::ops::{Operations, RevokeTarget};
 use super::serve::print_ca;
-use super::{target, Target};
 use crate::config::Config;
-use crate::model::time::unix_now;
 use crate::ra::CertView;
 use crate::revocation::Reason;
 use crate::serial::Serial;
-use crate::server::admin::RevokeBody;
 use crate::support::files::{read_named, write_atomic, Visibility};
-use crate::support::instance::ServerInfo;
 use anyhow::anyhow;
+use std::path::Path;
 
 /// Whether a file holds a private key (PEM), which must never be sent.
 pub(super) fn holds_private_key(bytes: &[u8]) -> bool {
@@ -31,30 +29,8 @@ pub(super) async fn issue(config: Config, args: IssueArgs) -> anyhow::Result<()>
     for w in config.loopback_warnings(true, false) {
         eprintln!("custos: warning: {w}");
     }
-    let view = match target(config)? {
-        Target::Direct(app) => {
-            let now = unix_now();
-            let issued = app
-                .authority
-                .issue_csr_for_device(
-                    &csr,
-                    args.profile.as_deref(),
-                    args.device.as_deref(),
-                    &crate::cli::admin_client::cli_actor(),
-                    now,
-                )
-                .map_err(|e| anyhow!("{}: {e}", args.csr.display()))?;
-            CertView::new(&issued.record, now, Some(&issued.der))
-        }
-        Target::Remote(client) => {
-            let text = String::from_utf8(csr.to_vec())
-                .unwrap_or_else(|_| crate::ca::build::der_to_csr_pem(&csr));
-            client
-                .issue(text, args.profile, args.device)
-                .await
-                .map_err(|e| anyhow!("{}: {e}", args.csr.display()))?
-        }
-    };
+    let view = with_ops!(config, |ops| ops.issue(&csr, args.profile, args.device))
+        .map_err(|e| anyhow!("{}: {e}", args.csr.display()))?;
     let pem = view.certificate_pem.clone().unwrap_or_default();
     match &args.out {
         Some(path) => {
@@ -101,18 +77,12 @@ pub(super) fn print_view(v: &CertView) {
     }
 }
 
-pub(super) async fn certs(config: Config, command: CertsCommand) -> anyhow::Result<()> {
-    let target = target(config)?;
+pub(super) async fn certs(ops: &impl Operations, command: CertsCommand) -> anyhow::Result<()> {
     match command {
         CertsCommand::List { after, limit, json } => {
             let limit = limit.clamp(1, crate::server::admin::MAX_PAGE);
-            let views = match &target {
-                Target::Direct(app) => {
-                    let after = after.as_deref().map(str::parse::<Serial>).transpose()?;
-                    app.authority.list(after.as_ref(), limit, unix_now())?
-                }
-                Target::Remote(c) => c.list(after, limit).await?.certificates,
-            };
+            let after = after.as_deref().map(str::parse::<Serial>).transpose()?;
+            let views = ops.certificates(after, limit).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&views)?);
             } else {
@@ -135,10 +105,7 @@ pub(super) async fn certs(config: Config, command: CertsCommand) -> anyhow::Resu
         } => {
             let serial = serial.or(serial_arg).unwrap_or_default();
             let parsed: Serial = serial.parse()?;
-            let view = match &target {
-                Target::Direct(app) => app.authority.show(&parsed, unix_now())?,
-                Target::Remote(c) => c.show(&parsed.to_hex()).await?,
-            };
+            let view = ops.certificate(&parsed).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
@@ -149,41 +116,14 @@ pub(super) async fn certs(config: Config, command: CertsCommand) -> anyhow::Resu
     Ok(())
 }
 
-pub(super) async fn revoke(config: Config, args: RevokeArgs) -> anyhow::Result<()> {
+pub(super) async fn revoke(ops: &impl Operations, args: RevokeArgs) -> anyhow::Result<()> {
     let reason: Reason = args.reason.parse()?;
-    let serial = args
-        .serial
-        .as_deref()
-        .map(str::parse::<Serial>)
-        .transpose()?;
-    let results = match target(config)? {
-        Target::Direct(app) => {
-            let now = unix_now();
-            match (&serial, &args.device) {
-                (Some(s), _) => vec![app.authority.revoke_serial(
-                    s,
-                    reason,
-                    Some(&crate::cli::admin_client::cli_actor()),
-                    now,
-                )?],
-                (None, Some(d)) => app.authority.revoke_device(
-                    d,
-                    reason,
-                    Some(&crate::cli::admin_client::cli_actor()),
-                    now,
-                )?,
-                (None, None) => unreachable!("clap requires --serial or --device"),
-            }
-        }
-        Target::Remote(client) => {
-            let body = RevokeBody {
-                serial: serial.map(|s| s.to_hex()),
-                device: args.device.clone(),
-                reason: Some(reason.name().to_string()),
-            };
-            client.revoke(&body).await?.revoked
-        }
+    let what = match (args.serial.as_deref(), args.device) {
+        (Some(s), _) => RevokeTarget::Serial(s.parse()?),
+        (None, Some(d)) => RevokeTarget::Device(d),
+        (None, None) => anyhow::bail!("give --serial or --device"),
     };
+    let results = ops.revoke(&what, reason).await?;
     if results.is_empty() {
         println!("no unexpired certificates to revoke");
     }
@@ -196,40 +136,19 @@ pub(super) async fn revoke(config: Config, args: RevokeArgs) -> anyhow::Result<(
     Ok(())
 }
 
-pub(super) async fn status(config: Config) -> anyhow::Result<()> {
-    let data_dir = config.data_dir.clone();
-    match target(config)? {
-        Target::Direct(app) => {
-            println!("server:            not running");
-            println!("certificates:      {}", app.ledger.count()?);
-            println!("revocation events: {}", app.ledger.next_revocation_seq()?);
-            println!("issuer id:         {}", app.ca.issuer_id());
-            println!(
-                "ocsp signer until: {}",
-                crate::model::time::rfc3339(app.ca.ocsp_signer().not_after)
-            );
-            print_ca(&app.ca, &data_dir);
-        }
-        Target::Remote(client) => {
-            let info = ServerInfo::read(&data_dir)?;
-            let s = client.status().await?;
-            println!(
-                "server:            running (pid {}, {} and {})",
-                info.pid, info.http_url, info.https_url
-            );
-            println!("certificates:      {}", s.certificates);
-            println!("revocation events: {}", s.revocation_events);
-            println!("issuer id:         {}", s.issuer_id);
-            println!("ocsp signer until: {}", s.ocsp_signer_not_after);
-            let paths = crate::ca::CaPaths::new(&data_dir);
-            println!("  root certificate:  {}", paths.root_cert().display());
-            println!("  issuing chain:     {}", paths.chain().display());
-            println!("  root SHA-256:      {}", s.root_fingerprint);
-            println!(
-                "  admin token:       {}",
-                crate::support::instance::admin_token_path(&data_dir).display()
-            );
-        }
+pub(super) async fn status(ops: &impl Operations, data_dir: &Path) -> anyhow::Result<()> {
+    let s = ops.status().await?;
+    match ops.server() {
+        Some(info) => println!(
+            "server:            running (pid {}, {} and {})",
+            info.pid, info.http_url, info.https_url
+        ),
+        None => println!("server:            not running"),
     }
+    println!("certificates:      {}", s.certificates);
+    println!("revocation events: {}", s.revocation_events);
+    println!("issuer id:         {}", s.issuer_id);
+    println!("ocsp signer until: {}", s.ocsp_signer_not_after);
+    print_ca(data_dir, &s.root_fingerprint);
     Ok(())
 }

@@ -1,11 +1,9 @@
 //! Devices and enrolment: `custos devices …`, `eab …`, `profile apple`.
 
 use super::args::*;
-use super::{target, Target};
-use crate::cli::admin_client::cli_actor;
+use super::ops::Operations;
 use crate::config::Config;
-use crate::devices::{ops, Device, NewDevice, StatusChange};
-use crate::model::time::unix_now;
+use crate::devices::{Device, NewDevice, StatusChange};
 
 pub(super) fn profile(config: Config, command: ProfileCommand) -> anyhow::Result<()> {
     let ProfileCommand::Apple {
@@ -51,8 +49,7 @@ pub(super) fn profile(config: Config, command: ProfileCommand) -> anyhow::Result
     Ok(())
 }
 
-pub(super) async fn devices(config: Config, command: DevicesCommand) -> anyhow::Result<()> {
-    let target = target(config)?;
+pub(super) async fn devices(ops: &impl Operations, command: DevicesCommand) -> anyhow::Result<()> {
     match command {
         DevicesCommand::Add {
             serial,
@@ -72,11 +69,11 @@ pub(super) async fn devices(config: Config, command: DevicesCommand) -> anyhow::
                 compliant: Some((!noncompliant).to_string()),
                 notes,
             };
-            print_device(&device_add(&target, new).await?)
+            print_device(&ops.device_add(new).await?)
         }
         DevicesCommand::Import { file } => {
             let csv = crate::support::files::read_named(&file, "device CSV")?;
-            let result = device_import(&target, csv).await?;
+            let result = ops.device_import(csv).await?;
             println!(
                 "imported {} devices ({} new)",
                 result.imported, result.added
@@ -85,27 +82,21 @@ pub(super) async fn devices(config: Config, command: DevicesCommand) -> anyhow::
         }
         DevicesCommand::List { after, limit, json } => {
             let limit = limit.clamp(1, crate::server::admin::MAX_PAGE);
-            let devices = match &target {
-                Target::Direct(app) => app.ledger.list_devices(after.as_deref(), limit)?,
-                Target::Remote(c) => c.device_list(after, limit).await?,
-            };
+            let devices = ops.devices(after, limit).await?;
             print_devices(&devices, json)
         }
-        DevicesCommand::Show { id } => {
-            let device = match &target {
-                Target::Direct(app) => app.ledger.device(&id)?,
-                Target::Remote(c) => c.device_show(&id).await?,
-            };
-            match device {
-                Some(d) => print_device(&d),
-                None => anyhow::bail!("no device {id:?} in the inventory"),
-            }
-        }
+        DevicesCommand::Show { id } => match ops.device(&id).await? {
+            Some(d) => print_device(&d),
+            None => anyhow::bail!("no device {id:?} in the inventory"),
+        },
         DevicesCommand::SetStatus {
             id,
             status,
             compliant,
-        } => match set_status(&target, &id, StatusChange { status, compliant }).await? {
+        } => match ops
+            .device_set_status(&id, StatusChange { status, compliant })
+            .await?
+        {
             Some(d) => print_device(&d),
             None => anyhow::bail!("no device {id:?} in the inventory"),
         },
@@ -140,71 +131,9 @@ fn print_devices(devices: &[Device], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn device_add(target: &Target, new: NewDevice) -> anyhow::Result<Device> {
-    Ok(match target {
-        Target::Direct(app) => {
-            let d = ops::add(&app.ledger, new, unix_now())?;
-            ops::audit_add(&app.authority, &cli_actor(), &d, unix_now());
-            d
-        }
-        Target::Remote(c) => c.device_add(&new).await?,
-    })
-}
-
-async fn device_import(
-    target: &Target,
-    csv: Vec<u8>,
-) -> anyhow::Result<crate::devices::ImportResult> {
-    Ok(match target {
-        Target::Direct(app) => {
-            let r = ops::import(&app.ledger, &csv, unix_now())?;
-            app.authority.audit(
-                &cli_actor(),
-                "device",
-                serde_json::json!({"action": "import", "imported": r.imported, "added": r.added, "outcome": "imported"}),
-                unix_now(),
-            );
-            r
-        }
-        Target::Remote(c) => c.device_import(csv).await?,
-    })
-}
-
-async fn set_status(
-    target: &Target,
-    id: &str,
-    change: StatusChange,
-) -> anyhow::Result<Option<Device>> {
-    Ok(match target {
-        Target::Direct(app) => {
-            let d =
-                app.ledger
-                    .set_device_status(id, change.status, change.compliant, unix_now())?;
-            if let Some(d) = &d {
-                ops::audit_status(&app.authority, &cli_actor(), d, unix_now());
-            }
-            d
-        }
-        Target::Remote(c) => c.device_set_status(id, &change).await?,
-    })
-}
-
-pub(super) async fn eab(config: Config, command: EabCommand) -> anyhow::Result<()> {
+pub(super) async fn eab(ops: &impl Operations, command: EabCommand) -> anyhow::Result<()> {
     let EabCommand::Create { name } = command;
-    let key = match target(config)? {
-        Target::Direct(app) => {
-            let secret = crate::acme::eab::EabSecret::ensure(&app.config.data_dir)?;
-            let key = crate::acme::eab::create(&app.ledger, &secret, &name, unix_now())?;
-            crate::acme::eab::audit_create(
-                &app.authority,
-                &crate::cli::admin_client::cli_actor(),
-                &key,
-                unix_now(),
-            );
-            key
-        }
-        Target::Remote(client) => client.eab_create(&name).await?,
-    };
+    let key = ops.eab_create(&name).await?;
     println!("kid: {}", key.kid);
     println!("hmac_key: {}", key.hmac_key);
     Ok(())

@@ -12,11 +12,30 @@ use crate::config::{Config, LogFormat, Overrides};
 use anyhow::anyhow;
 use clap::Parser;
 
+/// Runs `$body` with `$ops` bound to the data dir's [`ops::Operations`]:
+/// in this process when no server holds the ledger, else through the
+/// running server's admin API. The one place the two paths part.
+macro_rules! with_ops {
+    ($config:expr, |$ops:ident| $body:expr) => {
+        match $crate::cli::target($config)? {
+            $crate::cli::Target::Direct(app) => {
+                let $ops = &$crate::cli::ops::Local(app);
+                $body.await
+            }
+            $crate::cli::Target::Remote(client) => {
+                let $ops = &client;
+                $body.await
+            }
+        }
+    };
+}
+
 pub mod admin_client;
 mod args;
 mod certs;
 mod devices;
 pub mod mobileconfig;
+mod ops;
 mod records;
 mod serve;
 mod status;
@@ -51,19 +70,22 @@ pub async fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Init(args) => init(config, args),
         Command::Serve(args) => serve(config, args).await,
         Command::Issue(args) => issue(config, args).await,
-        Command::Certs { command } => certs(config, command).await,
-        Command::Revoke(args) => revoke(config, args).await,
-        Command::Status => status(config).await,
+        Command::Certs { command } => with_ops!(config, |ops| certs(ops, command)),
+        Command::Revoke(args) => with_ops!(config, |ops| revoke(ops, args)),
+        Command::Status => {
+            let data_dir = config.data_dir.clone();
+            with_ops!(config, |ops| status(ops, &data_dir))
+        }
         Command::Ocsp { command } => return ocsp(config, command).await,
-        Command::Crl { command } => crl(config, command).await,
-        Command::Eab { command } => eab(config, command).await,
-        Command::Devices { command } => devices(config, command).await,
+        Command::Crl { command } => with_ops!(config, |ops| crl(ops, command)),
+        Command::Eab { command } => with_ops!(config, |ops| eab(ops, command)),
+        Command::Devices { command } => with_ops!(config, |ops| devices(ops, command)),
         Command::Profile { command } => profile(config, command),
-        Command::Audit(args) => return audit(config, args).await,
+        Command::Audit(args) => return with_ops!(config, |ops| audit(ops, args)),
         Command::Ledger {
             command: LedgerCommand::Verify { json },
-        } => return ledger_verify(config, json).await,
-        Command::Backup { out } => backup(config, out).await,
+        } => return with_ops!(config, |ops| ledger_verify(ops, json)),
+        Command::Backup { out } => with_ops!(config, |ops| backup(ops, out)),
         Command::Restore { from } => restore(config, from),
         Command::Webhooks {
             command:
@@ -72,7 +94,7 @@ pub async fn main() -> anyhow::Result<std::process::ExitCode> {
                     retry_dead,
                     json,
                 },
-        } => outbox(config, dead, retry_dead, json).await,
+        } => with_ops!(config, |ops| outbox(ops, dead, retry_dead, json)),
     };
     done.map(|()| std::process::ExitCode::SUCCESS)
 }

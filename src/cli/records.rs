@@ -2,50 +2,19 @@
 //! `restore`, `audit`, `webhooks outbox`.
 
 use super::args::*;
-use super::{target, Target};
+use super::ops::Operations;
 use crate::config::Config;
-use crate::model::time::unix_now;
 use anyhow::{anyhow, Context};
 use std::path::PathBuf;
 
 pub(super) async fn ledger_verify(
-    config: Config,
+    ops: &impl Operations,
     json: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let report = match target(config)? {
-        Target::Direct(app) => {
-            let total = app.ledger.count()?;
-            let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                indicatif::ProgressBar::new(total)
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} certificates ({eta} left)",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            let report =
-                crate::maintenance::verify::verify(app.verify_sources(), unix_now(), |n| {
-                    bar.set_position(n)
-                })?;
-            bar.finish_and_clear();
-            report
-        }
-        Target::Remote(client) => {
-            let spinner = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                indicatif::ProgressBar::new_spinner()
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
-            spinner.set_message("verifying on the running server…");
-            spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-            let report = client.ledger_verify().await;
-            spinner.finish_and_clear();
-            report?
-        }
-    };
+    let bar = progress_bar();
+    let report = ops.ledger_verify(&bar).await;
+    bar.finish_and_clear();
+    let report = report?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -75,26 +44,9 @@ pub(super) async fn ledger_verify(
     })
 }
 
-pub(super) async fn backup(config: Config, out: PathBuf) -> anyhow::Result<()> {
+pub(super) async fn backup(ops: &impl Operations, out: PathBuf) -> anyhow::Result<()> {
     let out = std::path::absolute(&out).with_context(|| format!("{}: bad path", out.display()))?;
-    let manifest = match target(config)? {
-        Target::Direct(app) => {
-            let m = crate::maintenance::backup::backup(
-                &app.ledger,
-                &app.config.data_dir,
-                &out,
-                unix_now(),
-            )?;
-            app.authority.audit(
-                &crate::cli::admin_client::cli_actor(),
-                "backup",
-                serde_json::json!({"out": out.display().to_string(), "certificates": m.certificates, "outcome": "written"}),
-                unix_now(),
-            );
-            m
-        }
-        Target::Remote(client) => client.backup(&out).await?,
-    };
+    let manifest = ops.backup(&out).await?;
     println!(
         "backup of {} certificates and {} revocation events in {}",
         manifest.certificates,
@@ -116,27 +68,14 @@ pub(super) fn restore(config: Config, from: PathBuf) -> anyhow::Result<()> {
 }
 
 pub(super) async fn outbox(
-    config: Config,
+    ops: &impl Operations,
     dead: bool,
     retry_dead: bool,
     json: bool,
 ) -> anyhow::Result<()> {
     use crate::ledger::OutboxState;
-    let target = target(config)?;
     if retry_dead {
-        let n = match &target {
-            Target::Direct(app) => {
-                let n = app.ledger.retry_dead_notifications(unix_now())?;
-                app.authority.audit(
-                    &crate::cli::admin_client::cli_actor(),
-                    "outbox.retry",
-                    serde_json::json!({"requeued": n, "outcome": "requeued"}),
-                    unix_now(),
-                );
-                n
-            }
-            Target::Remote(c) => c.outbox_retry().await?,
-        };
+        let n = ops.outbox_retry().await?;
         println!("{n} dead notifications queued again");
         return Ok(());
     }
@@ -145,11 +84,7 @@ pub(super) async fn outbox(
     } else {
         OutboxState::Pending
     };
-    let limit = crate::server::admin::MAX_PAGE;
-    let entries = match &target {
-        Target::Direct(app) => app.ledger.outbox(state, limit)?,
-        Target::Remote(c) => c.outbox(state).await?,
-    };
+    let entries = ops.outbox(state).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(());
@@ -173,14 +108,11 @@ pub(super) async fn outbox(
 }
 
 pub(super) async fn audit(
-    config: Config,
+    ops: &impl Operations,
     args: AuditArgs,
 ) -> anyhow::Result<std::process::ExitCode> {
     if let Some(AuditCommand::Verify) = args.command {
-        let (entries, problems) = match target(config)? {
-            Target::Direct(app) => app.ledger.verify_audit()?,
-            Target::Remote(c) => c.audit_verify().await?,
-        };
+        let (entries, problems) = ops.audit_verify().await?;
         if problems.is_empty() {
             println!("audit log verified: {entries} entries, chain intact");
             return Ok(std::process::ExitCode::SUCCESS);
@@ -210,10 +142,7 @@ pub(super) async fn audit(
             .transpose()?,
     };
     let limit = args.limit.clamp(1, crate::server::admin::MAX_PAGE);
-    let entries = match target(config)? {
-        Target::Direct(app) => app.ledger.audit_filtered(args.after, limit, &filter)?,
-        Target::Remote(c) => c.audit(args.after, limit, &filter).await?,
-    };
+    let entries = ops.audit(args.after, limit, &filter).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
     } else if args.jsonl {
@@ -246,4 +175,13 @@ fn parse_time(flag: &str, text: &str) -> anyhow::Result<u64> {
         .map_err(|_| {
             anyhow!("--{flag} {text:?}: give RFC 3339 (2026-12-01T10:00:00Z) or Unix seconds")
         })
+}
+
+/// A progress bar on a terminal, hidden otherwise (the operation styles it).
+pub(super) fn progress_bar() -> indicatif::ProgressBar {
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
 }

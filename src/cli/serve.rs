@@ -39,14 +39,15 @@ pub(super) fn init(config: Config, args: InitArgs) -> anyhow::Result<()> {
     };
     AdminToken::ensure(data_dir)?;
     println!("CA ready in {}", data_dir.display());
-    print_ca(&ca, data_dir);
+    print_ca(data_dir, &ca.root_fingerprint());
     Ok(())
 }
 
-pub(super) fn print_ca(ca: &Ca, data_dir: &Path) {
-    println!("  root certificate:  {}", ca.paths().root_cert().display());
-    println!("  issuing chain:     {}", ca.paths().chain().display());
-    println!("  root SHA-256:      {}", ca.root_fingerprint());
+pub(super) fn print_ca(data_dir: &Path, root_fingerprint: &str) {
+    let paths = crate::ca::CaPaths::new(data_dir);
+    println!("  root certificate:  {}", paths.root_cert().display());
+    println!("  issuing chain:     {}", paths.chain().display());
+    println!("  root SHA-256:      {root_fingerprint}");
     println!(
         "  admin token:       {}",
         crate::support::instance::admin_token_path(data_dir).display()
@@ -126,7 +127,7 @@ fn print_serving(app: &App, info: &ServerInfo, data_dir: &std::path::Path) {
         if app.crl.shard_count() == 1 { "" } else { "s" },
         app.ca.crl_url(0)
     );
-    print_ca(&app.ca, data_dir);
+    print_ca(data_dir, &app.ca.root_fingerprint());
     for w in app.config.loopback_warnings(true, true) {
         eprintln!("custos: warning: {w}");
         tracing::warn!("{w}");

@@ -1,9 +1,8 @@
 //! Status: `custos crl …`, `ocsp refresh` and `ocsp check`.
 
 use super::args::*;
-use super::{target, Target};
+use super::ops::Operations;
 use crate::config::Config;
-use crate::model::time::unix_now;
 use crate::server::admin::CrlInfo;
 use crate::support::files::read_named;
 use crate::support::instance::ServerInfo;
@@ -23,24 +22,10 @@ pub(super) fn print_crls(crls: &[CrlInfo]) {
     }
 }
 
-pub(super) async fn crl(config: Config, command: CrlCommand) -> anyhow::Result<()> {
-    let crls = match (command, target(config)?) {
-        (CrlCommand::Generate, Target::Direct(app)) => {
-            let made = app.crl.generate_all(unix_now())?;
-            app.authority.audit(
-                &crate::cli::admin_client::cli_actor(),
-                "crl.generate",
-                serde_json::json!({"shards": made.iter().map(|c| c.shard).collect::<Vec<_>>(), "numbers": made.iter().map(|c| c.number).collect::<Vec<_>>(), "outcome": "signed"}),
-                unix_now(),
-            );
-            made.iter().map(|c| CrlInfo::new(&app, c)).collect()
-        }
-        (CrlCommand::Show, Target::Direct(app)) => (0..app.crl.shard_count())
-            .filter_map(|s| app.crl.current(s))
-            .map(|c| CrlInfo::new(&app, &c))
-            .collect(),
-        (CrlCommand::Generate, Target::Remote(client)) => client.crl_generate().await?,
-        (CrlCommand::Show, Target::Remote(client)) => client.crl_show().await?,
+pub(super) async fn crl(ops: &impl Operations, command: CrlCommand) -> anyhow::Result<()> {
+    let crls = match command {
+        CrlCommand::Generate => ops.crl_generate().await?,
+        CrlCommand::Show => ops.crl_show().await?,
     };
     if crls.is_empty() {
         println!("no CRL published yet: run `custos crl generate` or start `custos serve`");
@@ -112,40 +97,15 @@ pub(super) async fn ocsp(
     command: OcspCommand,
 ) -> anyhow::Result<std::process::ExitCode> {
     match command {
-        OcspCommand::Refresh => match target(config)? {
-            Target::Direct(app) => {
-                let total = app.ledger.count()?;
-                let bar = indicatif::ProgressBar::new(total);
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{bar:40} {pos}/{len} certificates ({eta} left)",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                );
-                let done = app
-                    .responder
-                    .refresh_all(unix_now(), |n| bar.set_position(n))?;
-                bar.finish_and_clear();
-                app.authority.audit(
-                    &crate::cli::admin_client::cli_actor(),
-                    "ocsp.refresh",
-                    serde_json::json!({"refreshed": done, "outcome": "signed"}),
-                    unix_now(),
-                );
-                println!("re-signed OCSP responses for {done} unexpired certificates");
-            }
-            Target::Remote(client) => {
-                let spinner = indicatif::ProgressBar::new_spinner();
-                spinner.set_message("re-signing on the running server…");
-                spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-                let answer = client.ocsp_refresh().await;
-                spinner.finish_and_clear();
-                println!(
-                    "re-signed OCSP responses for {} unexpired certificates",
-                    answer?.refreshed
-                );
-            }
-        },
+        OcspCommand::Refresh => {
+            let bar = indicatif::ProgressBar::new(0);
+            let done = with_ops!(config, |ops| ops.ocsp_refresh(&bar));
+            bar.finish_and_clear();
+            println!(
+                "re-signed OCSP responses for {} unexpired certificates",
+                done?
+            );
+        }
         OcspCommand::Check { cert, url } => {
             // Exit codes a script can test: 0 good, 1 revoked, 2 unknown or
             // any failure to get a verified answer.

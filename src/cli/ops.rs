@@ -1,0 +1,438 @@
+//! What the commands ask of a data dir, as one trait ([`Operations`]) with
+//! two implementations: [`Local`], in this process, when no server holds
+//! the ledger; and the admin API client ([`AdminClient`]), when `custos
+//! serve` does. The commands are written once, against the trait, and
+//! print the same whichever path served them. Both paths audit the same
+//! entries (the server's admin handlers audit what the client asks).
+
+use crate::acme::eab::EabKey;
+use crate::app::App;
+use crate::cli::admin_client::{cli_actor, AdminClient};
+use crate::devices::{ops, Device, ImportResult, NewDevice, StatusChange};
+use crate::ledger::{AuditEntry, AuditFilter, OutboxEntry, OutboxState};
+use crate::maintenance::backup::BackupManifest;
+use crate::maintenance::verify::VerifyReport;
+use crate::model::time::{rfc3339, unix_now};
+use crate::ra::{CertView, RevokeResult};
+use crate::revocation::Reason;
+use crate::serial::Serial;
+use crate::server::admin::{CrlInfo, RevokeBody, StatusAnswer};
+use crate::support::instance::ServerInfo;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::Path;
+use std::time::Duration;
+
+/// What `custos revoke` names.
+pub(crate) enum RevokeTarget {
+    /// One certificate.
+    Serial(Serial),
+    /// Every unexpired certificate of a device.
+    Device(String),
+}
+
+/// The operations on a data dir the command line offers. `bar` arguments
+/// show progress on the terminal (a bar when the work is counted here, a
+/// spinner while a server does it).
+pub(crate) trait Operations {
+    /// The running server this goes through, if any.
+    fn server(&self) -> Option<ServerInfo>;
+    /// `custos issue`: a certificate from a CSR (DER or PEM).
+    async fn issue(
+        &self,
+        csr: &[u8],
+        profile: Option<String>,
+        device: Option<String>,
+    ) -> anyhow::Result<CertView>;
+    /// `custos certs list`.
+    async fn certificates(
+        &self,
+        after: Option<Serial>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<CertView>>;
+    /// `custos certs show`.
+    async fn certificate(&self, serial: &Serial) -> anyhow::Result<CertView>;
+    /// `custos revoke`.
+    async fn revoke(
+        &self,
+        what: &RevokeTarget,
+        reason: Reason,
+    ) -> anyhow::Result<Vec<RevokeResult>>;
+    /// `custos status`.
+    async fn status(&self) -> anyhow::Result<StatusAnswer>;
+    /// `custos crl generate`.
+    async fn crl_generate(&self) -> anyhow::Result<Vec<CrlInfo>>;
+    /// `custos crl show`.
+    async fn crl_show(&self) -> anyhow::Result<Vec<CrlInfo>>;
+    /// `custos ocsp refresh`: how many certificates were re-signed.
+    async fn ocsp_refresh(&self, bar: &ProgressBar) -> anyhow::Result<u64>;
+    /// `custos eab create`.
+    async fn eab_create(&self, name: &str) -> anyhow::Result<EabKey>;
+    /// `custos devices add`.
+    async fn device_add(&self, new: NewDevice) -> anyhow::Result<Device>;
+    /// `custos devices import`.
+    async fn device_import(&self, csv: Vec<u8>) -> anyhow::Result<ImportResult>;
+    /// `custos devices list`.
+    async fn devices(&self, after: Option<String>, limit: usize) -> anyhow::Result<Vec<Device>>;
+    /// `custos devices show`.
+    async fn device(&self, id: &str) -> anyhow::Result<Option<Device>>;
+    /// `custos devices set-status`.
+    async fn device_set_status(
+        &self,
+        id: &str,
+        change: StatusChange,
+    ) -> anyhow::Result<Option<Device>>;
+    /// `custos audit`.
+    async fn audit(
+        &self,
+        after: u64,
+        limit: usize,
+        filter: &AuditFilter,
+    ) -> anyhow::Result<Vec<AuditEntry>>;
+    /// `custos audit verify`: entries read and what is wrong.
+    async fn audit_verify(&self) -> anyhow::Result<(u64, Vec<String>)>;
+    /// `custos webhooks outbox`.
+    async fn outbox(&self, state: OutboxState) -> anyhow::Result<Vec<OutboxEntry>>;
+    /// `custos webhooks outbox --retry-dead`: how many were queued again.
+    async fn outbox_retry(&self) -> anyhow::Result<usize>;
+    /// `custos ledger verify`.
+    async fn ledger_verify(&self, bar: &ProgressBar) -> anyhow::Result<VerifyReport>;
+    /// `custos backup`.
+    async fn backup(&self, out: &Path) -> anyhow::Result<BackupManifest>;
+}
+
+/// The data dir opened in this process (no server holds it).
+pub(crate) struct Local(pub(crate) Box<App>);
+
+/// A counted progress bar of `total` certificates.
+fn counted(bar: &ProgressBar, total: u64) {
+    bar.set_length(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} certificates ({eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+}
+
+/// A spinner while the server works.
+fn spinning(bar: &ProgressBar, message: &'static str) {
+    bar.set_style(ProgressStyle::default_spinner());
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(120));
+}
+
+impl Operations for Local {
+    fn server(&self) -> Option<ServerInfo> {
+        None
+    }
+
+    async fn issue(
+        &self,
+        csr: &[u8],
+        profile: Option<String>,
+        device: Option<String>,
+    ) -> anyhow::Result<CertView> {
+        let now = unix_now();
+        let issued = self.0.authority.issue_csr_for_device(
+            csr,
+            profile.as_deref(),
+            device.as_deref(),
+            &cli_actor(),
+            now,
+        )?;
+        Ok(CertView::new(&issued.record, now, Some(&issued.der)))
+    }
+
+    async fn certificates(
+        &self,
+        after: Option<Serial>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<CertView>> {
+        Ok(self.0.authority.list(after.as_ref(), limit, unix_now())?)
+    }
+
+    async fn certificate(&self, serial: &Serial) -> anyhow::Result<CertView> {
+        Ok(self.0.authority.show(serial, unix_now())?)
+    }
+
+    async fn revoke(
+        &self,
+        what: &RevokeTarget,
+        reason: Reason,
+    ) -> anyhow::Result<Vec<RevokeResult>> {
+        let (actor, now) = (cli_actor(), unix_now());
+        let ra = &self.0.authority;
+        Ok(match what {
+            RevokeTarget::Serial(s) => vec![ra.revoke_serial(s, reason, Some(&actor), now)?],
+            RevokeTarget::Device(d) => ra.revoke_device(d, reason, Some(&actor), now)?,
+        })
+    }
+
+    async fn status(&self) -> anyhow::Result<StatusAnswer> {
+        let app = &self.0;
+        Ok(StatusAnswer {
+            certificates: app.ledger.count()?,
+            revocation_events: app.ledger.next_revocation_seq()?,
+            issuer_id: app.ca.issuer_id().to_string(),
+            root_fingerprint: app.ca.root_fingerprint(),
+            ocsp_signer_not_after: rfc3339(app.ca.ocsp_signer().not_after),
+        })
+    }
+
+    async fn crl_generate(&self) -> anyhow::Result<Vec<CrlInfo>> {
+        let app = &self.0;
+        let made = app.crl.generate_all(unix_now())?;
+        app.authority.audit(
+            &cli_actor(),
+            "crl.generate",
+            serde_json::json!({"shards": made.iter().map(|c| c.shard).collect::<Vec<_>>(), "numbers": made.iter().map(|c| c.number).collect::<Vec<_>>(), "outcome": "signed"}),
+            unix_now(),
+        );
+        Ok(made.iter().map(|c| CrlInfo::new(app, c)).collect())
+    }
+
+    async fn crl_show(&self) -> anyhow::Result<Vec<CrlInfo>> {
+        let app = &self.0;
+        Ok((0..app.crl.shard_count())
+            .filter_map(|s| app.crl.current(s))
+            .map(|c| CrlInfo::new(app, &c))
+            .collect())
+    }
+
+    async fn ocsp_refresh(&self, bar: &ProgressBar) -> anyhow::Result<u64> {
+        let app = &self.0;
+        counted(bar, app.ledger.count()?);
+        let done = app
+            .responder
+            .refresh_all(unix_now(), |n| bar.set_position(n))?;
+        app.authority.audit(
+            &cli_actor(),
+            "ocsp.refresh",
+            serde_json::json!({"refreshed": done, "outcome": "signed"}),
+            unix_now(),
+        );
+        Ok(done as u64)
+    }
+
+    async fn eab_create(&self, name: &str) -> anyhow::Result<EabKey> {
+        let app = &self.0;
+        let secret = crate::acme::eab::EabSecret::ensure(&app.config.data_dir)?;
+        let key = crate::acme::eab::create(&app.ledger, &secret, name, unix_now())?;
+        crate::acme::eab::audit_create(&app.authority, &cli_actor(), &key, unix_now());
+        Ok(key)
+    }
+
+    async fn device_add(&self, new: NewDevice) -> anyhow::Result<Device> {
+        let d = ops::add(&self.0.ledger, new, unix_now())?;
+        ops::audit_add(&self.0.authority, &cli_actor(), &d, unix_now());
+        Ok(d)
+    }
+
+    async fn device_import(&self, csv: Vec<u8>) -> anyhow::Result<ImportResult> {
+        let r = ops::import(&self.0.ledger, &csv, unix_now())?;
+        self.0.authority.audit(
+            &cli_actor(),
+            "device",
+            serde_json::json!({"action": "import", "imported": r.imported, "added": r.added, "outcome": "imported"}),
+            unix_now(),
+        );
+        Ok(r)
+    }
+
+    async fn devices(&self, after: Option<String>, limit: usize) -> anyhow::Result<Vec<Device>> {
+        Ok(self.0.ledger.list_devices(after.as_deref(), limit)?)
+    }
+
+    async fn device(&self, id: &str) -> anyhow::Result<Option<Device>> {
+        Ok(self.0.ledger.device(id)?)
+    }
+
+    async fn device_set_status(
+        &self,
+        id: &str,
+        change: StatusChange,
+    ) -> anyhow::Result<Option<Device>> {
+        let d = self
+            .0
+            .ledger
+            .set_device_status(id, change.status, change.compliant, unix_now())?;
+        if let Some(d) = &d {
+            ops::audit_status(&self.0.authority, &cli_actor(), d, unix_now());
+        }
+        Ok(d)
+    }
+
+    async fn audit(
+        &self,
+        after: u64,
+        limit: usize,
+        filter: &AuditFilter,
+    ) -> anyhow::Result<Vec<AuditEntry>> {
+        Ok(self.0.ledger.audit_filtered(after, limit, filter)?)
+    }
+
+    async fn audit_verify(&self) -> anyhow::Result<(u64, Vec<String>)> {
+        Ok(self.0.ledger.verify_audit()?)
+    }
+
+    async fn outbox(&self, state: OutboxState) -> anyhow::Result<Vec<OutboxEntry>> {
+        Ok(self
+            .0
+            .ledger
+            .outbox(state, crate::server::admin::MAX_PAGE)?)
+    }
+
+    async fn outbox_retry(&self) -> anyhow::Result<usize> {
+        let n = self.0.ledger.retry_dead_notifications(unix_now())?;
+        self.0.authority.audit(
+            &cli_actor(),
+            "outbox.retry",
+            serde_json::json!({"requeued": n, "outcome": "requeued"}),
+            unix_now(),
+        );
+        Ok(n)
+    }
+
+    async fn ledger_verify(&self, bar: &ProgressBar) -> anyhow::Result<VerifyReport> {
+        counted(bar, self.0.ledger.count()?);
+        crate::maintenance::verify::verify(self.0.verify_sources(), unix_now(), |n| {
+            bar.set_position(n)
+        })
+    }
+
+    async fn backup(&self, out: &Path) -> anyhow::Result<BackupManifest> {
+        let app = &self.0;
+        let m =
+            crate::maintenance::backup::backup(&app.ledger, &app.config.data_dir, out, unix_now())?;
+        app.authority.audit(
+            &cli_actor(),
+            "backup",
+            serde_json::json!({"out": out.display().to_string(), "certificates": m.certificates, "outcome": "written"}),
+            unix_now(),
+        );
+        Ok(m)
+    }
+}
+
+/// Through the running server's admin API (which audits what it does).
+impl Operations for AdminClient {
+    fn server(&self) -> Option<ServerInfo> {
+        Some(self.info().clone())
+    }
+
+    async fn issue(
+        &self,
+        csr: &[u8],
+        profile: Option<String>,
+        device: Option<String>,
+    ) -> anyhow::Result<CertView> {
+        let text = String::from_utf8(csr.to_vec())
+            .unwrap_or_else(|_| crate::ca::build::der_to_csr_pem(csr));
+        self.post_certificate(text, profile, device).await
+    }
+
+    async fn certificates(
+        &self,
+        after: Option<Serial>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<CertView>> {
+        Ok(self
+            .get_certificates(after.map(|s| s.to_hex()), limit)
+            .await?
+            .certificates)
+    }
+
+    async fn certificate(&self, serial: &Serial) -> anyhow::Result<CertView> {
+        self.get_certificate(&serial.to_hex()).await
+    }
+
+    async fn revoke(
+        &self,
+        what: &RevokeTarget,
+        reason: Reason,
+    ) -> anyhow::Result<Vec<RevokeResult>> {
+        let (serial, device) = match what {
+            RevokeTarget::Serial(s) => (Some(s.to_hex()), None),
+            RevokeTarget::Device(d) => (None, Some(d.clone())),
+        };
+        let body = RevokeBody {
+            serial,
+            device,
+            reason: Some(reason.name().to_string()),
+        };
+        Ok(self.post_revoke(&body).await?.revoked)
+    }
+
+    async fn status(&self) -> anyhow::Result<StatusAnswer> {
+        self.get_status().await
+    }
+
+    async fn crl_generate(&self) -> anyhow::Result<Vec<CrlInfo>> {
+        self.post_crl_generate().await
+    }
+
+    async fn crl_show(&self) -> anyhow::Result<Vec<CrlInfo>> {
+        self.get_crl().await
+    }
+
+    async fn ocsp_refresh(&self, bar: &ProgressBar) -> anyhow::Result<u64> {
+        spinning(bar, "re-signing on the running server…");
+        Ok(self.post_ocsp_refresh().await?.refreshed as u64)
+    }
+
+    async fn eab_create(&self, name: &str) -> anyhow::Result<EabKey> {
+        self.post_eab(name).await
+    }
+
+    async fn device_add(&self, new: NewDevice) -> anyhow::Result<Device> {
+        self.post_device(&new).await
+    }
+
+    async fn device_import(&self, csv: Vec<u8>) -> anyhow::Result<ImportResult> {
+        self.post_device_import(csv).await
+    }
+
+    async fn devices(&self, after: Option<String>, limit: usize) -> anyhow::Result<Vec<Device>> {
+        self.get_devices(after, limit).await
+    }
+
+    async fn device(&self, id: &str) -> anyhow::Result<Option<Device>> {
+        self.get_device(id).await
+    }
+
+    async fn device_set_status(
+        &self,
+        id: &str,
+        change: StatusChange,
+    ) -> anyhow::Result<Option<Device>> {
+        self.post_device_status(id, &change).await
+    }
+
+    async fn audit(
+        &self,
+        after: u64,
+        limit: usize,
+        filter: &AuditFilter,
+    ) -> anyhow::Result<Vec<AuditEntry>> {
+        self.get_audit(after, limit, filter).await
+    }
+
+    async fn audit_verify(&self) -> anyhow::Result<(u64, Vec<String>)> {
+        self.get_audit_verify().await
+    }
+
+    async fn outbox(&self, state: OutboxState) -> anyhow::Result<Vec<OutboxEntry>> {
+        self.get_outbox(state).await
+    }
+
+    async fn outbox_retry(&self) -> anyhow::Result<usize> {
+        self.post_outbox_retry().await
+    }
+
+    async fn ledger_verify(&self, bar: &ProgressBar) -> anyhow::Result<VerifyReport> {
+        spinning(bar, "verifying on the running server…");
+        self.post_ledger_verify().await
+    }
+
+    async fn backup(&self, out: &Path) -> anyhow::Result<BackupManifest> {
+        self.post_backup(out).await
+    }
+}
