@@ -18,6 +18,17 @@ pub enum AccountStatus {
     Revoked,
 }
 
+impl AccountStatus {
+    /// The status as RFC 8555 spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AccountStatus::Valid => "valid",
+            AccountStatus::Deactivated => "deactivated",
+            AccountStatus::Revoked => "revoked",
+        }
+    }
+}
+
 /// One account as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountRecord {

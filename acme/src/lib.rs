@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod account;
+mod accounts;
 pub mod jws;
 pub mod limits;
 pub mod nonce;

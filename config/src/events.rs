@@ -252,21 +252,10 @@ struct SourceKeys {
     client_secret: Option<String>,
 }
 
-impl TryFrom<SourceKeys> for WebhookSource {
-    type Error = String;
-
-    fn try_from(k: SourceKeys) -> Result<Self, String> {
-        let Some(kind) = k.kind else {
-            return Err("missing key kind (standard, jamf, nanomdm, micromdm or fleet)".into());
-        };
-        let name = match kind {
-            SourceKind::Standard => "standard",
-            SourceKind::Jamf => "jamf",
-            SourceKind::NanoMdm => "nanomdm",
-            SourceKind::MicroMdm => "micromdm",
-            SourceKind::Fleet => "fleet",
-        };
-        // Keys this kind does not use are refused rather than ignored.
+impl SourceKeys {
+    /// Refuses, rather than ignores, a key that `kind` does not use.
+    fn refuse_foreign_keys(&self, kind: SourceKind, name: &str) -> Result<(), String> {
+        let k = self;
         let used: &[&str] = match kind {
             SourceKind::Standard => &["secrets"],
             SourceKind::Jamf => &[
@@ -300,6 +289,25 @@ impl TryFrom<SourceKeys> for WebhookSource {
         if let Some((key, _)) = given.iter().find(|(key, set)| *set && !used.contains(key)) {
             return Err(format!("{key} is not a key of kind {name:?}"));
         }
+        Ok(())
+    }
+}
+
+impl TryFrom<SourceKeys> for WebhookSource {
+    type Error = String;
+
+    fn try_from(k: SourceKeys) -> Result<Self, String> {
+        let Some(kind) = k.kind else {
+            return Err("missing key kind (standard, jamf, nanomdm, micromdm or fleet)".into());
+        };
+        let name = match kind {
+            SourceKind::Standard => "standard",
+            SourceKind::Jamf => "jamf",
+            SourceKind::NanoMdm => "nanomdm",
+            SourceKind::MicroMdm => "micromdm",
+            SourceKind::Fleet => "fleet",
+        };
+        k.refuse_foreign_keys(kind, name)?;
         let need = |v: Option<String>, key: &str| {
             v.ok_or_else(|| format!("missing key {key} (required for kind {name:?})"))
         };

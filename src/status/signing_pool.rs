@@ -129,10 +129,18 @@ mod tests {
         });
         // The one thread is busy; fill the one queue slot.
         started.await.unwrap();
-        assert!(pool.tx.try_send(Box::new(|| {})).is_ok());
+        let (filler_done, filler_ran) = std::sync::mpsc::channel::<()>();
+        assert!(pool
+            .tx
+            .try_send(Box::new(move || {
+                let _ = filler_done.send(());
+            }))
+            .is_ok());
         assert_eq!(pool.run(|| 2).await, Err(PoolError::Full));
         release.send(()).unwrap();
         assert_eq!(blocker.await.unwrap(), Ok(()));
+        // Once the queued job has run, the queue has room again.
+        filler_ran.recv().unwrap();
         assert_eq!(pool.run(|| 3).await, Ok(3));
     }
 }

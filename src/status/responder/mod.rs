@@ -10,12 +10,12 @@
 //! that), run on a small pool of signing threads (see `signing_pool`).
 
 use crate::ca::{Ca, OcspSigner};
-use crate::ledger::{CertRecord, Ledger, LedgerError, Precomputed, PrecomputedSet};
+use crate::ledger::{Ledger, LedgerError, Precomputed};
 use crate::serial::Serial;
 use crate::status::signing_pool::{PoolError, SigningPool};
 use custos_ocsp::issuer::{HashAlg, IssuerHashes};
 use custos_ocsp::request::{parse_request, parse_simple, CertQuery};
-use custos_ocsp::response::{build_response, cert_id_for, ResponseSigner, SingleAnswer, Status};
+use custos_ocsp::response::{build_response, ResponseSigner, SingleAnswer, Status};
 use custos_ocsp::{InternalError, OcspError};
 use prometheus::Registry;
 use spki::AlgorithmIdentifierOwned;
@@ -23,9 +23,11 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 mod metrics;
+mod precompute;
 mod settings;
 
 use metrics::OcspMetrics;
+use precompute::to_status;
 pub use settings::ResponderSettings;
 
 /// How an answer was produced (for caching headers and metrics).
@@ -101,30 +103,6 @@ impl std::fmt::Debug for Responder {
     }
 }
 
-fn to_status(record: &CertRecord) -> Status {
-    match record.revocation {
-        None => Status::Good,
-        Some(r) => Status::Revoked {
-            time: r.time,
-            reason: (r.reason.code() != 0).then(|| r.reason.code()),
-        },
-    }
-}
-
-fn refresh_jitter(serial: &Serial, span: u64) -> u64 {
-    // Spread refreshes by the serial's low bits so that certificates issued
-    // together do not all fall due together.
-    let b = serial.as_bytes();
-    let mut v = [0u8; 8];
-    let tail = &b[b.len().saturating_sub(8)..];
-    v[8 - tail.len()..].copy_from_slice(tail);
-    if span == 0 {
-        0
-    } else {
-        u64::from_be_bytes(v) % span
-    }
-}
-
 impl Responder {
     /// A responder for the CA's issuing certificate.
     pub fn new(
@@ -172,128 +150,6 @@ impl Responder {
                 certs: vec![&delegated.cert_der],
             })
         }
-    }
-
-    /// Signs the responses (SHA-1 and SHA-256 CertIDs) for a record.
-    pub fn precompute(&self, record: &CertRecord, now: u64) -> Result<PrecomputedSet, OcspError> {
-        let this_update = now.saturating_sub(self.settings.backdate_secs);
-        let next_update = now + self.settings.validity_secs;
-        let refresh_span =
-            (self.settings.validity_secs as f64 * self.settings.refresh_fraction) as u64;
-        let jitter = refresh_jitter(&record.serial, (self.settings.validity_secs / 10).max(1));
-        let refresh_at =
-            now + refresh_span.saturating_sub(self.settings.validity_secs / 20) + jitter;
-        let status = to_status(record);
-        let mut responses = Vec::with_capacity(2);
-        for alg in HashAlg::ALL {
-            let answer = SingleAnswer {
-                cert_id: cert_id_for(&self.hashes, alg, record.serial.as_bytes())?,
-                status,
-                this_update,
-                next_update,
-            };
-            let der = self.with_signer(|s| build_response(&[answer], None, now, s))?;
-            responses.push((alg.tag(), der));
-        }
-        Ok(PrecomputedSet {
-            this_update,
-            next_update,
-            refresh_at,
-            status: status_code(status),
-            responses,
-        })
-    }
-
-    /// Makes and stores the responses for `record` (a just-issued
-    /// certificate, or one being refreshed). Nothing is stored when the
-    /// certificate's revocation state changed since `record` was read: the
-    /// change (a revocation) wrote its own responses in its synced batch,
-    /// and a response signed from the older record must not replace them.
-    /// Returns whether the responses were stored.
-    pub fn on_issued(&self, record: &CertRecord, now: u64) -> Result<bool, LedgerError> {
-        let set = self
-            .precompute(record, now)
-            .map_err(|e| LedgerError::Status(e.into()))?;
-        self.ledger
-            .store_precomputed(&record.serial, record.revocation.as_ref(), &set)
-    }
-
-    /// Re-signs one certificate's responses from its current record.
-    /// Expired certificates' responses are dropped instead.
-    pub fn refresh(&self, serial: &Serial, now: u64) -> Result<bool, LedgerError> {
-        let tags: Vec<u8> = HashAlg::ALL.iter().map(|a| a.tag()).collect();
-        match self.ledger.get(serial)? {
-            Some(rec) if rec.not_after >= now => {
-                // Refused only when a revocation landed in between, which
-                // wrote fresh responses itself: nothing left to do.
-                self.on_issued(&rec, now)?;
-                Ok(true)
-            }
-            _ => {
-                self.ledger.delete_precomputed(serial, &tags)?;
-                Ok(false)
-            }
-        }
-    }
-
-    /// Refreshes what is due at `now`, at most `limit`; returns how many.
-    pub fn refresh_due(&self, now: u64, limit: usize) -> Result<usize, LedgerError> {
-        let due = self.ledger.precomputed_due(now, limit)?;
-        let mut n = 0;
-        for (_, serial) in &due {
-            if self.refresh(serial, now)? {
-                n += 1;
-            }
-        }
-        self.update_gauges(now)?;
-        Ok(n)
-    }
-
-    /// Re-signs every unexpired certificate's responses; `progress` is called
-    /// with the number done so far.
-    pub fn refresh_all(&self, now: u64, mut progress: impl FnMut(u64)) -> Result<u64, LedgerError> {
-        let mut after: Option<Serial> = None;
-        let mut done = 0u64;
-        loop {
-            let page = self.ledger.list(after.as_ref(), 1000)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.serial.clone());
-            for rec in &page {
-                if rec.not_after >= now {
-                    self.on_issued(rec, now)?;
-                    done += 1;
-                }
-            }
-            progress(done);
-        }
-        self.update_gauges(now)?;
-        Ok(done)
-    }
-
-    /// Sets the backlog and oldest-age gauges.
-    pub fn update_gauges(&self, now: u64) -> Result<(), LedgerError> {
-        let backlog = self.ledger.precomputed_due(now, 100_000)?.len();
-        self.metrics.backlog.set(backlog as i64);
-        // The response due first is (to within the refresh spread) the
-        // oldest; its stored thisUpdate, less the backdating, is when it was
-        // really signed.
-        if let Some((_, serial)) = self.ledger.precomputed_due(u64::MAX, 1)?.first() {
-            let mut signed = None;
-            for alg in HashAlg::ALL {
-                if let Some(p) = self.ledger.get_precomputed(alg.tag(), serial)? {
-                    let at = p.this_update + self.settings.backdate_secs;
-                    signed = Some(signed.map_or(at, |s: u64| s.min(at)));
-                }
-            }
-            if let Some(signed) = signed {
-                self.metrics
-                    .oldest_age
-                    .set(now.saturating_sub(signed) as i64);
-            }
-        } else {
-            self.metrics.oldest_age.set(0);
-        }
-        Ok(())
     }
 
     /// An unsuccessful answer for an error, counted in the metrics.
@@ -639,8 +495,9 @@ fn status_label(code: u8) -> &'static str {
 mod tests {
     use super::*;
     use crate::ca::{CaUrls, InitOptions};
-    use crate::ledger::DeviceIds;
+    use crate::ledger::{CertRecord, DeviceIds};
     use custos_ocsp::request::build_request;
+    use custos_ocsp::response::cert_id_for;
 
     fn record(serial: Serial) -> CertRecord {
         CertRecord {
