@@ -4,6 +4,7 @@
 //! Pure data and pure functions: no storage, no validation I/O.
 
 use crate::problem::Problem;
+use custos_model::serial::Serial;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -194,9 +195,9 @@ pub struct OrderRecord {
     /// ARI: the certificate this order replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
-    /// The issued certificate's serial (hex), once valid.
+    /// The issued certificate's serial (stored as hex), once valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<String>,
+    pub certificate: Option<Serial>,
     /// Why it became invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,

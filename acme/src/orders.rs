@@ -13,6 +13,7 @@ use crate::order::{
 };
 use crate::problem::{Problem, ProblemType};
 use crate::server::{not_found, random_id, AcmeServer, Domain, Request, Response, Store, Urls};
+use custos_model::serial::Serial;
 use serde_json::Value;
 
 /// Most identifiers in one order.
@@ -527,7 +528,8 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
         if !jws.is_post_as_get() {
             return Err(Problem::malformed("certificates are read with POST-as-GET"));
         }
-        let cert = self.domain.certificate(serial)?.ok_or_else(not_found)?;
+        let serial: Serial = serial.parse().map_err(|_| not_found())?;
+        let cert = self.domain.certificate(&serial)?.ok_or_else(not_found)?;
         if cert.account_id.as_deref() != Some(account.id.as_str()) {
             return Err(Problem::unauthorized(
                 "this certificate belongs to another account",

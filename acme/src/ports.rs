@@ -6,6 +6,8 @@
 use crate::account::AccountRecord;
 use crate::order::{AuthzRecord, Identifier, OrderRecord, ValidationJob};
 use crate::problem::Problem;
+use custos_model::revocation::Reason;
+use custos_model::serial::Serial;
 use serde_json::Value;
 
 /// A storage failure: the server's fault, reported as `serverInternal`.
@@ -64,8 +66,8 @@ pub trait Store: Send + Sync {
 /// What revocation needs to know about a certificate.
 #[derive(Clone, Debug)]
 pub struct CertificateFacts {
-    /// Serial (hex).
-    pub serial: String,
+    /// Serial.
+    pub serial: Serial,
     /// The ACME account that ordered it, if any.
     pub account_id: Option<String>,
     /// Its identifiers (SAN dNSNames and iPAddresses).
@@ -110,7 +112,7 @@ pub trait Domain: Send + Sync {
         token: &str,
         att_obj: &[u8],
     ) -> Result<Value, Problem>;
-    /// Issues for a ready order from a DER CSR; returns the serial (hex).
+    /// Issues for a ready order from a DER CSR; returns the serial.
     /// `attestations` are what the order's authorizations proved by device
     /// attestation. Refusals are problems (`badCSR`, `badPublicKey`, ...)
     /// and issue nothing.
@@ -120,15 +122,16 @@ pub trait Domain: Send + Sync {
         account: &AccountRecord,
         csr_der: &[u8],
         attestations: &[Value],
-    ) -> Result<String, Problem>;
-    /// The certificate with this serial (hex).
-    fn certificate(&self, serial: &str) -> Result<Option<IssuedCertificate>, Problem>;
+    ) -> Result<Serial, Problem>;
+    /// The certificate with this serial.
+    fn certificate(&self, serial: &Serial) -> Result<Option<IssuedCertificate>, Problem>;
     /// Facts about a certificate given as DER, if this CA issued it.
     fn certificate_facts(&self, der: &[u8]) -> Result<Option<CertificateFacts>, Problem>;
-    /// Revokes a certificate (RFC 5280 reason code) at the request of
+    /// Revokes a certificate at the request of
     /// `account` (`None`: a request signed with the certificate's own
     /// key); durable when it returns.
-    fn revoke(&self, serial: &str, reason: u8, account: Option<&str>) -> Result<(), Problem>;
+    fn revoke(&self, serial: &Serial, reason: Reason, account: Option<&str>)
+        -> Result<(), Problem>;
     /// ARI facts about the certificate with this AKI keyIdentifier and
     /// serial (DER INTEGER content bytes), if this CA issued it.
     fn renewal_facts(&self, aki: &[u8], serial: &[u8]) -> Result<Option<RenewalFacts>, Problem>;

@@ -9,6 +9,7 @@ use crate::jws::{b64u_decode, Jwk, Jws, Signer};
 use crate::order::{AuthzStatus, Identifier};
 use crate::problem::{Problem, ProblemType};
 use crate::server::{AcmeServer, Domain, Request, Response, Store, Urls, Verified};
+use custos_model::revocation::Reason;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -54,13 +55,17 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
     ) -> Result<Response, Problem> {
         let payload: RevokeCert = jws.payload_json()?;
         let der = b64u_decode(&payload.certificate, "certificate")?;
-        let reason = payload.reason.unwrap_or(0);
-        if !ALLOWED_REASONS.contains(&reason) {
-            return Err(Problem::new(
+        let code = payload.reason.unwrap_or(0);
+        let refused = || {
+            Problem::new(
                 ProblemType::BadRevocationReason,
-                format!("reason code {reason} is not accepted; use one of {ALLOWED_REASONS:?}"),
-            ));
+                format!("reason code {code} is not accepted; use one of {ALLOWED_REASONS:?}"),
+            )
+        };
+        if !ALLOWED_REASONS.contains(&code) {
+            return Err(refused());
         }
+        let reason = Reason::from_code(code).map_err(|_| refused())?;
         let facts = self.domain.certificate_facts(&der)?.ok_or_else(|| {
             Problem::malformed("this CA did not issue that certificate").with_status(404)
         })?;

@@ -171,8 +171,8 @@ impl Urls<'_> {
     pub(crate) fn challenge(&self, authz: &str, id: &str) -> String {
         self.of(&format!("chall/{authz}/{id}"))
     }
-    pub(crate) fn certificate(&self, serial: &str) -> String {
-        self.of(&format!("cert/{serial}"))
+    pub(crate) fn certificate(&self, serial: &custos_model::serial::Serial) -> String {
+        self.of(&format!("cert/{}", serial.to_hex()))
     }
 }
 

@@ -32,7 +32,7 @@ impl AcmeDomain {
         csr: &VerifiedCsr,
         profile: &crate::ca::profile::Profile,
         identity: &Identity,
-    ) -> Result<String, Problem> {
+    ) -> Result<Serial, Problem> {
         let issued = self
             .authority
             .issue_verified(
@@ -43,7 +43,7 @@ impl AcmeDomain {
                 crate::model::time::unix_now(),
             )
             .map_err(issue_problem)?;
-        Ok(issued.record.serial.to_hex())
+        Ok(issued.record.serial)
     }
 
     /// Asks the MDM (when configured) whether it manages the device; fails
@@ -82,7 +82,7 @@ impl AcmeDomain {
         account: &AccountRecord,
         csr_der: &[u8],
         attestations: &[serde_json::Value],
-    ) -> Result<String, Problem> {
+    ) -> Result<Serial, Problem> {
         let [id] = order.identifiers.as_slice() else {
             return Err(bad_csr(
                 "a device order names exactly one permanent-identifier",

@@ -334,7 +334,7 @@ impl Domain for AcmeDomain {
         account: &AccountRecord,
         csr_der: &[u8],
         attestations: &[serde_json::Value],
-    ) -> Result<String, Problem> {
+    ) -> Result<Serial, Problem> {
         if order
             .identifiers
             .iter()
@@ -391,15 +391,12 @@ impl Domain for AcmeDomain {
         self.issue_to(&csr, profile, &identity)
     }
 
-    fn certificate(&self, serial: &str) -> Result<Option<IssuedCertificate>, Problem> {
-        let Ok(serial) = serial.parse::<Serial>() else {
-            return Ok(None);
-        };
+    fn certificate(&self, serial: &Serial) -> Result<Option<IssuedCertificate>, Problem> {
         let internal = |e: crate::ledger::LedgerError| Problem::internal(e.to_string());
-        let Some(record) = self.ledger.get(&serial).map_err(internal)? else {
+        let Some(record) = self.ledger.get(serial).map_err(internal)? else {
             return Ok(None);
         };
-        let Some(der) = self.ledger.get_der(&serial).map_err(internal)? else {
+        let Some(der) = self.ledger.get_der(serial).map_err(internal)? else {
             return Ok(None);
         };
         let chain_pem = crate::ca::to_pem(&der) + &crate::ca::to_pem(self.ca.issuer_der());
@@ -437,7 +434,7 @@ impl Domain for AcmeDomain {
             }))
             .collect();
         Ok(Some(CertificateFacts {
-            serial: serial.to_hex(),
+            serial,
             account_id: record.acme_account.clone(),
             identifiers,
             public_key: cert
@@ -450,15 +447,15 @@ impl Domain for AcmeDomain {
         }))
     }
 
-    fn revoke(&self, serial: &str, reason: u8, account: Option<&str>) -> Result<(), Problem> {
-        let serial: Serial = serial
-            .parse()
-            .map_err(|_| Problem::internal("stored serial does not parse"))?;
-        let reason = crate::revocation::Reason::from_code(reason)
-            .map_err(|e| Problem::new(ProblemType::BadRevocationReason, e.to_string()))?;
+    fn revoke(
+        &self,
+        serial: &Serial,
+        reason: crate::revocation::Reason,
+        account: Option<&str>,
+    ) -> Result<(), Problem> {
         self.authority
             .revoke_serial(
-                &serial,
+                serial,
                 reason,
                 Some(&match account {
                     Some(a) => format!("acme:{a}"),
