@@ -44,6 +44,8 @@ pub struct App {
     pub acme_jobs: AcmeJobs,
     /// MDM device events (the webhook listener's one service).
     pub device_events: Arc<crate::devices::events::DeviceEvents>,
+    /// Publishing status to Redis (`[replication]` set).
+    pub replication: Option<Arc<crate::replication::publish::Publisher>>,
 }
 
 /// The queue of ACME validation jobs (taken once, by the validator).
@@ -90,6 +92,7 @@ pub fn check_config(config: &Config) -> anyhow::Result<()> {
 pub fn ledger_options(config: &Config) -> LedgerOptions {
     LedgerOptions {
         ocsp_cache_bytes: config.ocsp.cache_mb.max(1) << 20,
+        replication_log: config.replication.enabled(),
     }
 }
 
@@ -182,7 +185,17 @@ impl App {
             authority.clone(),
             &config,
         ));
+        let replication = config.replication.enabled().then(|| {
+            Arc::new(crate::replication::publish::Publisher::new(
+                &config.replication,
+                ledger.clone(),
+                ca.clone(),
+                crl.clone(),
+                &metrics,
+            ))
+        });
         Ok(App {
+            replication,
             acme,
             device_events,
             acme_jobs: Arc::new(std::sync::Mutex::new(Some(job_queue))),

@@ -16,10 +16,11 @@
 //! - [`ra`]: the registration authority: issuance and revocation (with audit) shared by every front end.
 //! - [`devices`]: the inventory's rules, MDM inventory lookups, MDM device events in ([`devices::events::DeviceEvents`]).
 //! - [`acme`]: the ACME engine's ports (store, domain), its validator and EAB keys; the protocol is crate `custos-acme`.
+//! - [`replication`]: status published to Redis by the primary ([`replication::publish`]) and read by stateless responders ([`replication::read`]).
 //! - [`maintenance`]: `custos ledger verify`, online backups and restores.
 //! - [`app`]: builds the shared handles; [`jobs`]: scheduled work.
 //! - [`server`]: the listeners and routes (HTTP only; each route calls one service).
-//! - [`cli`]: the command line, the admin API client, the Apple `.mobileconfig` builder.
+//! - [`cli`]: the command line (commands written once against `Operations`, served in this process or by the admin API client), the Apple `.mobileconfig` builder.
 
 #![warn(clippy::unwrap_used)]
 #![forbid(unsafe_code)]
@@ -38,6 +39,7 @@ pub mod maintenance;
 pub use custos_model as model;
 pub use model::{revocation, serial};
 pub mod ra;
+pub mod replication;
 pub mod server;
 pub mod status;
 pub mod support;

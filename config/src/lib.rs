@@ -26,12 +26,14 @@ mod acme;
 mod events;
 mod listeners;
 mod profiles;
+mod replication;
 mod status;
 
 pub use acme::{AcmeConfig, DeviceAttestConfig, DevicePolicy, MdmLookupConfig};
 pub use events::{NotifyConfig, Subscriber, WebhookReasons, WebhookSource};
 pub use listeners::{HttpConfig, LogConfig, LogFormat, TlsConfig, TlsFiles};
 pub use profiles::ProfileConfig;
+pub use replication::ReplicationConfig;
 pub use status::{CrlConfig, OcspConfig, OcspSignWith};
 
 /// The whole configuration.
@@ -70,6 +72,8 @@ pub struct Config {
     pub webhook_reasons: WebhookReasons,
     /// Outbound revocation notifications.
     pub notify: NotifyConfig,
+    /// Publishing status to Redis for stateless responders.
+    pub replication: ReplicationConfig,
 }
 
 impl Default for Config {
@@ -101,6 +105,7 @@ impl Default for Config {
             webhooks: BTreeMap::new(),
             webhook_reasons: WebhookReasons::default(),
             notify: NotifyConfig::default(),
+            replication: ReplicationConfig::default(),
         }
     }
 }
@@ -139,6 +144,7 @@ const ENV_KEYS: &[&str] = &[
     "webhook_reasons",
     "notify",
     "tls",
+    "replication",
 ];
 
 impl Config {
@@ -217,6 +223,7 @@ impl Config {
         self.crl.check()?;
         self.http.check()?;
         self.ocsp.check()?;
+        self.replication.check()?;
         for (key, url) in [
             ("public_http_url", &self.public_http_url),
             ("public_https_url", &self.public_https_url),

@@ -366,6 +366,22 @@ impl AdminClient {
         .await
     }
 
+    /// `POST /admin/replication/resync`: certificates published.
+    pub async fn post_replication_resync(&self) -> anyhow::Result<u64> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            published: u64,
+        }
+        let a: Answer = self
+            .send(
+                self.http
+                    .post(format!("{}/admin/replication/resync", self.base))
+                    .timeout(Duration::from_secs(24 * 3600)),
+            )
+            .await?;
+        Ok(a.published)
+    }
+
     /// `POST /admin/backup`: the server writes the backup to `out`.
     pub async fn post_backup(
         &self,

@@ -97,6 +97,21 @@ pub enum Command {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
+    /// Status replication to Redis (`[replication]`).
+    Replication {
+        /// What to do.
+        #[command(subcommand)]
+        command: ReplicationCommand,
+    },
+}
+
+/// `custos replication …`.
+#[derive(Debug, Subcommand)]
+pub enum ReplicationCommand {
+    /// Publish every unexpired certificate's status, every CRL and the CA
+    /// files to Redis again (after Redis lost its data, or to fill a new
+    /// one); also done by itself when the primary finds Redis empty.
+    Resync,
 }
 
 /// `custos audit`.
@@ -349,6 +364,24 @@ pub struct ServeArgs {
     /// (for tests that stop a server between the answer and the work).
     #[arg(long, hide = true)]
     pub hold_device_events: bool,
+    /// `primary` (the CA, the ledger, every listener) or `responder` (OCSP,
+    /// CRL and CA files from Redis on the plain listener; no ledger, no CA
+    /// key).
+    #[arg(long, value_enum, default_value_t = Role::Primary)]
+    pub role: Role,
+    /// Redis URL(s) a responder reads (comma-separated; default
+    /// `replication.redis`).
+    #[arg(long, value_delimiter = ',')]
+    pub redis: Vec<String>,
+}
+
+/// What `custos serve` runs as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The CA: issues, revokes, keeps the ledger, publishes status.
+    Primary,
+    /// A stateless status responder reading Redis.
+    Responder,
 }
 
 /// `custos issue`.

@@ -43,7 +43,7 @@ mod status;
 pub use args::*;
 use certs::{certs, issue, revoke, status};
 use devices::{devices, eab, profile};
-use records::{audit, backup, ledger_verify, outbox, restore};
+use records::{audit, backup, ledger_verify, outbox, replication_resync, restore};
 use serve::{init, serve};
 use status::{crl, ocsp};
 
@@ -95,6 +95,9 @@ pub async fn main() -> anyhow::Result<std::process::ExitCode> {
                     json,
                 },
         } => with_ops!(config, |ops| outbox(ops, dead, retry_dead, json)),
+        Command::Replication {
+            command: ReplicationCommand::Resync,
+        } => with_ops!(config, |ops| replication_resync(ops)),
     };
     done.map(|()| std::process::ExitCode::SUCCESS)
 }

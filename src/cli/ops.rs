@@ -98,6 +98,8 @@ pub(crate) trait Operations {
     async fn ledger_verify(&self, bar: &ProgressBar) -> anyhow::Result<VerifyReport>;
     /// `custos backup`.
     async fn backup(&self, out: &Path) -> anyhow::Result<BackupManifest>;
+    /// `custos replication resync`: how many certificates were published.
+    async fn replication_resync(&self, bar: &ProgressBar) -> anyhow::Result<u64>;
 }
 
 /// The data dir opened in this process (no server holds it).
@@ -310,6 +312,23 @@ impl Operations for Local {
         );
         Ok(m)
     }
+
+    async fn replication_resync(&self, bar: &ProgressBar) -> anyhow::Result<u64> {
+        let app = &self.0;
+        let Some(publisher) = &app.replication else {
+            anyhow::bail!("replication is off: set [replication] redis = [\"redis://host:port\"] in the configuration");
+        };
+        counted(bar, app.ledger.count()?);
+        let mut conn = publisher.connect().await?;
+        let done = publisher.resync(&mut conn, |n| bar.set_position(n)).await?;
+        app.authority.audit(
+            &cli_actor(),
+            "replication.resync",
+            serde_json::json!({"published": done, "outcome": "published"}),
+            unix_now(),
+        );
+        Ok(done)
+    }
 }
 
 /// Through the running server's admin API (which audits what it does).
@@ -434,5 +453,10 @@ impl Operations for AdminClient {
 
     async fn backup(&self, out: &Path) -> anyhow::Result<BackupManifest> {
         self.post_backup(out).await
+    }
+
+    async fn replication_resync(&self, bar: &ProgressBar) -> anyhow::Result<u64> {
+        spinning(bar, "publishing to Redis from the running server…");
+        self.post_replication_resync().await
     }
 }

@@ -185,3 +185,14 @@ pub(super) fn progress_bar() -> indicatif::ProgressBar {
         indicatif::ProgressBar::hidden()
     }
 }
+
+pub(super) async fn replication_resync(ops: &impl Operations) -> anyhow::Result<()> {
+    let bar = progress_bar();
+    let done = ops.replication_resync(&bar).await;
+    bar.finish_and_clear();
+    println!(
+        "published {} unexpired certificates, the CRLs and the CA files to Redis",
+        done?
+    );
+    Ok(())
+}

@@ -55,6 +55,9 @@ pub(super) fn print_ca(data_dir: &Path, root_fingerprint: &str) {
 }
 
 pub(super) async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
+    if args.role == Role::Responder {
+        return serve_responder(config, args).await;
+    }
     let data_dir = config.data_dir.clone();
     let ledger = open_ledger(&config).map_err(|e| match ServerInfo::read(&data_dir) {
         Ok(info) => anyhow!(
@@ -146,6 +149,9 @@ fn start_background(app: &Arc<App>, shutdown: &CancellationToken) -> anyhow::Res
     {
         crate::acme::validation::spawn(app.acme.clone(), queue, &app.config, shutdown.clone());
     }
+    if let Some(publisher) = &app.replication {
+        tokio::spawn(publisher.clone().run(shutdown.clone()));
+    }
     crate::status::notify::spawn(
         app.ledger.clone(),
         &app.config.notify,
@@ -177,5 +183,70 @@ impl Signals {
             _ = self.int.recv() => tracing::info!("SIGINT received"),
         }
         shutdown.cancel();
+    }
+}
+
+/// `custos serve --role responder`: OCSP, CRL and CA files from Redis on
+/// the plain listener, until a signal.
+async fn serve_responder(config: Config, args: ServeArgs) -> anyhow::Result<()> {
+    let urls = if args.redis.is_empty() {
+        config.replication.redis.clone()
+    } else {
+        args.redis.clone()
+    };
+    let [url] = urls.as_slice() else {
+        anyhow::bail!(if urls.is_empty() {
+            "a responder needs Redis: give --redis redis://host:port (or set [replication] redis)"
+        } else {
+            "several Redis URLs mean a cluster, which is not supported yet; give one"
+        });
+    };
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        anyhow::bail!("--redis {url:?}: must start with redis:// or rediss://");
+    }
+    let metrics = crate::support::metrics::Metrics::new();
+    let status = crate::replication::read::RedisStatus::connect(
+        url,
+        &config.replication.key_prefix,
+        (config.ocsp.cache_mb.max(1) as u64) << 20,
+        metrics.registry(),
+    )
+    .await
+    .with_context(|| format!("cannot start the responder on {}", redacted(url)))?;
+    let status = Arc::new(status);
+    let http = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (http_listen)", config.http_listen))?;
+    let addr = http.local_addr()?;
+    let signals = Signals::install()?;
+    println!("custos responder is serving");
+    println!("  http  (OCSP, CRL, CA files, /metrics): http://{addr}");
+    let shown = redacted(url);
+    println!(
+        "  status from:                          {shown} (issuer {})",
+        status.issuer_id()
+    );
+    tracing::info!(http = %addr, redis = %shown, "responder listening");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals.watch(shutdown.clone()));
+    tokio::spawn(status.clone().listen(shutdown.clone()));
+    let state = Arc::new(crate::server::responder::ResponderState {
+        status,
+        metrics,
+        max_age_secs: config.ocsp.max_age_secs,
+    });
+    crate::server::responder::run(state, &config, http, shutdown).await;
+    Ok(())
+}
+
+/// A Redis URL without its password (`redis://user:***@host:port`).
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, rest)), Some(_)) => {
+            let (userinfo, host) = rest.rsplit_once('@').unwrap_or(("", rest));
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
     }
 }

@@ -27,6 +27,7 @@ mod events;
 mod hot;
 mod outbox;
 mod record;
+mod replication;
 mod revocation;
 mod status;
 
@@ -63,7 +64,8 @@ const CF_CRLS: &str = "crls";
 const CF_ACME: &str = "acme";
 const CF_DEVICES: &str = "devices";
 const CF_EVENTS: &str = "events";
-const ALL_CFS: [&str; 14] = [
+const CF_REPLICATION: &str = "replication";
+const ALL_CFS: [&str; 15] = [
     CF_CERTS,
     CF_CERT_DER,
     CF_BY_DEVICE,
@@ -78,6 +80,7 @@ const ALL_CFS: [&str; 14] = [
     CF_ACME,
     CF_DEVICES,
     CF_EVENTS,
+    CF_REPLICATION,
 ];
 
 const META_SCHEMA: &[u8] = b"schema_version";
@@ -124,12 +127,15 @@ pub struct LedgerOptions {
     /// index and filter blocks included). Memtables take a further fixed
     /// 32 MiB at most.
     pub ocsp_cache_bytes: usize,
+    /// Keep the replication log (`[replication]` is on).
+    pub replication_log: bool,
 }
 
 impl Default for LedgerOptions {
     fn default() -> Self {
         LedgerOptions {
             ocsp_cache_bytes: 64 << 20,
+            replication_log: false,
         }
     }
 }
@@ -144,6 +150,10 @@ pub struct Ledger {
     write_lock: Mutex<()>,
     /// Precomputed OCSP responses recently served.
     hot: hot::HotCache,
+    /// Whether precomputed writes are logged for replication.
+    replicate: bool,
+    /// The next replication log sequence number (taken under `write_lock`).
+    replication_next: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -275,8 +285,14 @@ impl Ledger {
             path: path.to_path_buf(),
             write_lock: Mutex::new(()),
             hot: hot::HotCache::new(options.ocsp_cache_bytes - options.ocsp_cache_bytes / 4),
+            replicate: options.replication_log,
+            replication_next: std::sync::atomic::AtomicU64::new(0),
         };
         ledger.check_schema()?;
+        ledger.replication_next.store(
+            ledger.replication_end()?,
+            std::sync::atomic::Ordering::SeqCst,
+        );
         ledger.index_acme()?;
         Ok(ledger)
     }

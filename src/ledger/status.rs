@@ -111,6 +111,7 @@ impl Ledger {
             );
         }
         batch.put_cf(self.cf(CF_OCSP_DUE), due_key(set.refresh_at, serial), b"");
+        self.log_replication(batch, serial);
         Ok(())
     }
 

@@ -23,6 +23,33 @@ fn not_found(why: &'static str) -> Response {
     (StatusCode::NOT_FOUND, why).into_response()
 }
 
+/// `<shard>.crl` or `<shard>.pem` → (shard, pem), or why it names no CRL
+/// (the 404's text).
+pub(super) fn parse_file(file: &str) -> Result<(u32, bool), &'static str> {
+    let (shard, pem) = if let Some(s) = file.strip_suffix(".crl") {
+        (s, false)
+    } else if let Some(s) = file.strip_suffix(".pem") {
+        (s, true)
+    } else {
+        return Err("CRLs are <shard>.crl (DER) or <shard>.pem\n");
+    };
+    // Digits only: no signs, spaces or leading zeros ("01" is not shard 1).
+    let canonical = !shard.is_empty()
+        && shard.bytes().all(|b| b.is_ascii_digit())
+        && (shard == "0" || !shard.starts_with('0'));
+    match shard.parse::<u32>().ok().filter(|_| canonical) {
+        Some(s) => Ok((s, pem)),
+        None => Err("no such CRL shard\n"),
+    }
+}
+
+/// The strong validator of a CRL's DER: quoted hex of the first 8 bytes of
+/// its SHA-256.
+pub(super) fn etag_of(der: &[u8]) -> String {
+    use sha2::Digest;
+    format!("\"{}\"", hex::encode(&sha2::Sha256::digest(der)[..8]))
+}
+
 async fn crl_file(
     State(app): State<Arc<App>>,
     Path((issuer, file)): Path<(String, String)>,
@@ -31,23 +58,11 @@ async fn crl_file(
     if issuer != app.crl.issuer_id() {
         return not_found("no such CRL issuer\n");
     }
-    let (shard, pem) = if let Some(s) = file.strip_suffix(".crl") {
-        (s, false)
-    } else if let Some(s) = file.strip_suffix(".pem") {
-        (s, true)
-    } else {
-        return not_found("CRLs are <shard>.crl (DER) or <shard>.pem\n");
+    let (shard, pem) = match parse_file(&file) {
+        Ok(x) => x,
+        Err(why) => return not_found(why),
     };
-    // Digits only: no signs, spaces or leading zeros ("01" is not shard 1).
-    let canonical = !shard.is_empty()
-        && shard.bytes().all(|b| b.is_ascii_digit())
-        && (shard == "0" || !shard.starts_with('0'));
-    let Some(crl) = shard
-        .parse::<u32>()
-        .ok()
-        .filter(|_| canonical)
-        .and_then(|s| app.crl.current(s))
-    else {
+    let Some(crl) = app.crl.current(shard) else {
         return not_found("no such CRL shard\n");
     };
     let now = unix_now();
@@ -55,11 +70,26 @@ async fn crl_file(
         .crl
         .next_scheduled(now)
         .map_or(crl.next_update, |t| t.min(crl.next_update));
+    let body = if pem { crl.pem() } else { crl.der.clone() };
+    serve(body, pem, crl.this_update, until, &crl.etag, &request)
+}
+
+/// A CRL answer: `body` (DER, or PEM when `pem`), fresh until `until`, with
+/// its validators; 304 when the client holds it.
+pub(super) fn serve(
+    body: bytes::Bytes,
+    pem: bool,
+    this_update: u64,
+    until: u64,
+    der_etag: &str,
+    request: &HeaderMap,
+) -> Response {
+    let now = unix_now();
     let max_age = until.saturating_sub(now);
     let etag = if pem {
-        format!("{}-pem\"", crl.etag.trim_end_matches('"'))
+        format!("{}-pem\"", der_etag.trim_end_matches('"'))
     } else {
-        crl.etag.clone()
+        der_etag.to_string()
     };
     let mut headers = HeaderMap::new();
     let mut set = |name: header::HeaderName, value: String| {
@@ -73,7 +103,7 @@ async fn crl_file(
     );
     set(
         header::LAST_MODIFIED,
-        crate::model::time::http_date(crl.this_update),
+        crate::model::time::http_date(this_update),
     );
     set(
         header::EXPIRES,
@@ -87,10 +117,10 @@ async fn crl_file(
     if matches {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
-    let (ctype, body) = if pem {
-        ("application/x-pem-file", crl.pem())
+    let ctype = if pem {
+        "application/x-pem-file"
     } else {
-        (custos_crl::MEDIA_TYPE, crl.der.clone())
+        custos_crl::MEDIA_TYPE
     };
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     (StatusCode::OK, headers, body).into_response()

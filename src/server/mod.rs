@@ -15,6 +15,7 @@ pub mod crl;
 pub mod observe;
 pub mod ocsp;
 pub mod plain;
+pub mod responder;
 pub mod tls;
 pub mod webhooks;
 
@@ -56,12 +57,12 @@ pub async fn run(
     let https_service = TowerToHyperService::new(admin::router(app.clone()));
     let limits = ConnLimits::from_config(&app.config.http);
     let a = tokio::spawn(accept_loop(
-        Listener::new(&app, "http", http, None, limits),
+        Listener::new(&app.metrics, "http", http, None, limits),
         plain_service,
         shutdown.clone(),
     ));
     let b = tokio::spawn(accept_loop(
-        Listener::new(&app, "https", https, Some(tls), limits),
+        Listener::new(&app.metrics, "https", https, Some(tls), limits),
         https_service,
         shutdown.clone(),
     ));
@@ -76,7 +77,7 @@ pub async fn run(
 pub async fn run_plain(app: Arc<App>, http: TcpListener, shutdown: CancellationToken) {
     let limits = ConnLimits::from_config(&app.config.http);
     accept_loop(
-        Listener::new(&app, "http", http, None, limits),
+        Listener::new(&app.metrics, "http", http, None, limits),
         plain::service(app),
         shutdown,
     )
@@ -120,7 +121,7 @@ struct Listener {
 
 impl Listener {
     fn new(
-        app: &App,
+        metrics: &crate::support::metrics::Metrics,
         name: &'static str,
         socket: TcpListener,
         tls: Option<TlsAcceptor>,
@@ -131,7 +132,7 @@ impl Listener {
             socket,
             tls,
             limits,
-            metrics: app.metrics.clone(),
+            metrics: metrics.clone(),
         }
     }
 }

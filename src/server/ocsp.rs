@@ -55,7 +55,7 @@ async fn get_request(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) 
 
 async fn post_answer(app: &App, headers: &HeaderMap, body: &[u8]) -> Response {
     let answer = app.responder.answer_pooled(body, unix_now()).await;
-    respond(app, answer, headers)
+    respond(app.config.ocsp.max_age_secs, answer, headers)
 }
 
 async fn get_answer(app: &App, uri: &Uri, headers: &HeaderMap) -> Response {
@@ -64,7 +64,7 @@ async fn get_answer(app: &App, uri: &Uri, headers: &HeaderMap) -> Response {
         Ok(der) => app.responder.answer_pooled(&der, unix_now()).await,
         Err(e) => app.responder.error_answer(e),
     };
-    respond(app, answer, headers)
+    respond(app.config.ocsp.max_age_secs, answer, headers)
 }
 
 /// Metric handles of the hot path, resolved once (label lookups hash and
@@ -213,7 +213,10 @@ fn etag_value(etag: &[u8; 8]) -> HeaderValue {
     HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
 }
 
-fn respond(app: &App, answer: Answer, request: &HeaderMap) -> Response {
+/// The HTTP answer for an OCSP answer: caching headers for a precomputed
+/// one (capped at `max_age_secs`, with its ETag and a 304 when the client
+/// holds it), `no-cache` for the rest.
+pub(super) fn respond(max_age_secs: u64, answer: Answer, request: &HeaderMap) -> Response {
     let mut headers = HeaderMap::with_capacity(6);
     headers.insert(
         header::CONTENT_TYPE,
@@ -226,9 +229,7 @@ fn respond(app: &App, answer: Answer, request: &HeaderMap) -> Response {
             etag,
         } => {
             let now = unix_now();
-            let max_age = next_update
-                .saturating_sub(now)
-                .min(app.config.ocsp.max_age_secs);
+            let max_age = next_update.saturating_sub(now).min(max_age_secs);
             let (expires, control) = freshness_headers(now, max_age);
             let etag = etag_value(&etag);
             headers.insert(header::CACHE_CONTROL, control);

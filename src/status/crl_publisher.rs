@@ -97,7 +97,8 @@ impl PublishedCrl {
     }
 }
 
-fn pem_of(der: &[u8]) -> String {
+/// A DER CRL in PEM (`X509 CRL`, 64-column lines).
+pub fn pem_of(der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 64);

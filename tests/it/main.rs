@@ -22,6 +22,7 @@ mod issuance;
 mod ledger;
 mod notify;
 mod ocsp;
+mod replication;
 mod server;
 mod tour;
 mod webhooks;

@@ -119,6 +119,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/devices/{id}/status", post(device_status))
         .route("/admin/ledger/verify", post(ledger_verify))
         .route("/admin/backup", post(backup))
+        .route("/admin/replication/resync", post(replication_resync))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_token,

@@ -285,3 +285,29 @@ pub(super) async fn backup(
     );
     Ok(Json(manifest))
 }
+
+pub(super) async fn replication_resync(
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(publisher) = app.replication.clone() else {
+        return Err(bad_request(
+            "replication is off: set [replication] redis in the server's configuration",
+        ));
+    };
+    let unavailable = |e: crate::replication::publish::PublishError| {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    };
+    let mut conn = publisher.connect().await.map_err(unavailable)?;
+    let published = publisher
+        .resync(&mut conn, |_| {})
+        .await
+        .map_err(unavailable)?;
+    app.authority.audit(
+        &actor(&headers),
+        "replication.resync",
+        serde_json::json!({"published": published, "outcome": "published"}),
+        build_unix_now(),
+    );
+    Ok(Json(serde_json::json!({ "published": published })))
+}

@@ -1,0 +1,406 @@
+//! The responder's side (`custos serve --role responder`): OCSP answers,
+//! CRLs and CA files from Redis, with no ledger and no CA key.
+//!
+//! A single-certificate request is answered with the response the primary
+//! signed and published (bytes identical to the primary's). A known
+//! certificate whose response is not in Redis yet gets `tryLater`; a serial
+//! Redis has no status for gets `unauthorized`, never `good`.
+//!
+//! A small cache (bounded by `ocsp.cache_mb`) sits in front of Redis. It is
+//! used only while the subscription to the revocation channel is up (every
+//! revocation announced there drops the certificate's entries, and a new
+//! subscription clears the cache, since announcements may have been missed
+//! meanwhile); without it every request reads Redis. When Redis cannot be
+//! reached, the cache still answers until each response's nextUpdate and
+//! anything else is `tryLater`; `/healthz` then says `degraded`.
+
+use super::{Keys, StoredCrl, StoredResponse};
+use crate::serial::Serial;
+use crate::status::responder::{Answer, AnswerKind};
+use custos_ocsp::issuer::{HashAlg, IssuerHashes};
+use custos_ocsp::request::parse_request;
+use custos_ocsp::OcspError;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+use quick_cache::sync::Cache;
+use quick_cache::Weighter;
+use redis::aio::ConnectionManager;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Longest nonce accepted (as the primary).
+const MAX_NONCE: usize = 32;
+
+#[derive(Clone, Copy, Debug)]
+struct ByBytes;
+
+impl Weighter<(u8, Serial), Arc<StoredResponse>> for ByBytes {
+    fn weight(&self, key: &(u8, Serial), value: &Arc<StoredResponse>) -> u64 {
+        (key.1.as_bytes().len() + value.der.len() + 96) as u64
+    }
+}
+
+/// The responder role's metrics.
+struct ReadMetrics {
+    answers: IntCounterVec,
+    cache_hits: IntCounter,
+    redis_errors: IntCounter,
+    redis_up: IntGauge,
+    subscribed: IntGauge,
+}
+
+impl ReadMetrics {
+    fn new(registry: &prometheus::Registry) -> ReadMetrics {
+        let answers = IntCounterVec::new(
+            Opts::new(
+                "custos_responder_answers_total",
+                "OCSP answers of this responder by outcome",
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            let _ = registry.register(Box::new(g.clone()));
+            g
+        };
+        let _ = registry.register(Box::new(answers.clone()));
+        ReadMetrics {
+            answers,
+            cache_hits: counter(
+                "custos_responder_cache_hits_total",
+                "OCSP answers served from the responder's cache",
+            ),
+            redis_errors: counter(
+                "custos_responder_redis_errors_total",
+                "Redis reads that failed",
+            ),
+            redis_up: gauge(
+                "custos_responder_redis_up",
+                "1 while the last Redis read succeeded",
+            ),
+            subscribed: gauge(
+                "custos_responder_subscribed",
+                "1 while subscribed to the revocation channel",
+            ),
+        }
+    }
+}
+
+/// Status read from Redis.
+pub struct RedisStatus {
+    keys: Keys,
+    url: String,
+    conn: ConnectionManager,
+    hashes: IssuerHashes,
+    cache: Cache<(u8, Serial), Arc<StoredResponse>, ByBytes>,
+    /// Bumped by every invalidation; a fill that saw it move is undone.
+    epoch: AtomicU64,
+    /// Subscribed to the revocation channel: the cache may answer.
+    subscribed: AtomicBool,
+    /// The last Redis read succeeded.
+    redis_up: AtomicBool,
+    metrics: ReadMetrics,
+}
+
+impl std::fmt::Debug for RedisStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisStatus({:?})", self.keys)
+    }
+}
+
+/// Why the responder could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Redis could not be reached or refused.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redis holds no published CA (the primary has not published yet).
+    #[error("Redis holds no custos status under the prefix {0:?}: start the primary with [replication] redis set, or run `custos replication resync` on it")]
+    Empty(String),
+    /// The published issuer certificate does not parse.
+    #[error("the issuer certificate in Redis is damaged: {0}")]
+    Issuer(String),
+}
+
+impl RedisStatus {
+    /// Connects to `url`, finds the issuer the primary publishes under
+    /// `prefix`, and sizes the cache to `cache_bytes`.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        cache_bytes: u64,
+        registry: &prometheus::Registry,
+    ) -> Result<RedisStatus, StartError> {
+        use der::Decode;
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let mut conn = ConnectionManager::new_with_config(client, config).await?;
+        let issuer: Option<String> = redis::cmd("GET")
+            .arg(Keys::current_issuer(prefix))
+            .query_async(&mut conn)
+            .await?;
+        let issuer = issuer.ok_or_else(|| StartError::Empty(prefix.to_string()))?;
+        let keys = Keys::new(prefix, &issuer);
+        let der: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(keys.ca_file(&format!("{issuer}.crt")))
+            .query_async(&mut conn)
+            .await?;
+        let der = der.ok_or_else(|| StartError::Empty(prefix.to_string()))?;
+        let cert = x509_cert::Certificate::from_der(&der)
+            .map_err(|e| StartError::Issuer(e.to_string()))?;
+        let hashes = IssuerHashes::new(&cert).map_err(|e| StartError::Issuer(e.to_string()))?;
+        let estimated = (cache_bytes / 600).max(16) as usize;
+        Ok(RedisStatus {
+            keys,
+            url: url.to_string(),
+            conn,
+            hashes,
+            cache: Cache::with_weighter(estimated, cache_bytes.max(1), ByBytes),
+            epoch: AtomicU64::new(0),
+            subscribed: AtomicBool::new(false),
+            redis_up: AtomicBool::new(true),
+            metrics: ReadMetrics::new(registry),
+        })
+    }
+
+    /// The issuer id served.
+    pub fn issuer_id(&self) -> &str {
+        self.keys.issuer()
+    }
+
+    /// Whether Redis answers and revocations are heard.
+    pub fn healthy(&self) -> bool {
+        self.redis_up.load(Ordering::SeqCst) && self.subscribed.load(Ordering::SeqCst)
+    }
+
+    /// Answers a DER OCSP request at `now`.
+    pub async fn answer(&self, der: &[u8], now: u64) -> Answer {
+        let result = self.try_answer(der, now).await;
+        let answer = match result {
+            Ok(a) => a,
+            Err(e) => error_answer(&e),
+        };
+        self.metrics
+            .answers
+            .with_label_values(&[answer.status])
+            .inc();
+        answer
+    }
+
+    async fn try_answer(&self, der: &[u8], now: u64) -> Result<Answer, OcspError> {
+        let parsed = parse_request(der, MAX_NONCE)?;
+        // Fresh signatures (several certificates in one request) need a
+        // responder key of our own, which this responder does not hold yet.
+        let [query] = parsed.queries.as_slice() else {
+            return Err(OcspError::TryLater);
+        };
+        let alg = query.alg.ok_or(OcspError::Unauthorized)?;
+        if !self
+            .hashes
+            .matches(alg, query.name_hash(), query.key_hash())
+        {
+            return Err(OcspError::Unauthorized);
+        }
+        let serial = Serial::from_bytes(&query.serial).map_err(|_| OcspError::Unauthorized)?;
+        let stored = self.response(alg, &serial, now).await?;
+        Ok(Answer {
+            kind: AnswerKind::Precomputed {
+                this_update: stored.this_update,
+                next_update: stored.next_update,
+                etag: stored.etag,
+            },
+            status: if stored.status == 0 {
+                "good"
+            } else {
+                "revoked"
+            },
+            der: stored.der.clone(),
+        })
+    }
+
+    /// The current response for a certificate: the cache while subscribed,
+    /// else Redis, else (Redis down) the cache until nextUpdate.
+    async fn response(
+        &self,
+        alg: HashAlg,
+        serial: &Serial,
+        now: u64,
+    ) -> Result<Arc<StoredResponse>, OcspError> {
+        let key = (alg.tag(), serial.clone());
+        let cached = self.cache.get(&key).filter(|r| r.next_update > now);
+        if let (Some(r), true) = (&cached, self.subscribed.load(Ordering::SeqCst)) {
+            self.metrics.cache_hits.inc();
+            return Ok(r.clone());
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        match self.read_redis(alg, serial).await {
+            Ok(Some(r)) if r.next_update > now => {
+                let r = Arc::new(r);
+                self.cache.insert(key.clone(), r.clone());
+                if self.epoch.load(Ordering::SeqCst) != epoch {
+                    // An invalidation came in while we read: what we read
+                    // may predate it, so it must not stay behind.
+                    self.cache.remove(&key);
+                }
+                Ok(r)
+            }
+            Ok(_) => {
+                // No current response: a certificate Redis knows is still
+                // being published; one it does not know is not ours.
+                match self.known(serial).await {
+                    Ok(true) => Err(OcspError::TryLater),
+                    Ok(false) => Err(OcspError::Unauthorized),
+                    Err(()) => Err(OcspError::TryLater),
+                }
+            }
+            Err(()) => cached.ok_or(OcspError::TryLater),
+        }
+    }
+
+    async fn read_redis(
+        &self,
+        alg: HashAlg,
+        serial: &Serial,
+    ) -> Result<Option<StoredResponse>, ()> {
+        let mut conn = self.conn.clone();
+        let value: Result<Option<Vec<u8>>, _> = redis::cmd("GET")
+            .arg(self.keys.ocsp(alg.tag(), serial))
+            .query_async(&mut conn)
+            .await;
+        self.note(value.as_ref().err());
+        Ok(value
+            .map_err(|_| ())?
+            .and_then(|v| StoredResponse::decode(&v)))
+    }
+
+    async fn known(&self, serial: &Serial) -> Result<bool, ()> {
+        let mut conn = self.conn.clone();
+        let exists: Result<bool, _> = redis::cmd("EXISTS")
+            .arg(self.keys.status(serial))
+            .query_async(&mut conn)
+            .await;
+        self.note(exists.as_ref().err());
+        exists.map_err(|_| ())
+    }
+
+    fn note(&self, error: Option<&redis::RedisError>) {
+        match error {
+            None => {
+                self.redis_up.store(true, Ordering::SeqCst);
+                self.metrics.redis_up.set(1);
+            }
+            Some(e) => {
+                self.redis_up.store(false, Ordering::SeqCst);
+                self.metrics.redis_up.set(0);
+                self.metrics.redis_errors.inc();
+                tracing::warn!(error = %e, "Redis read failed");
+            }
+        }
+    }
+
+    /// A CRL shard as published.
+    pub async fn crl(&self, shard: u32) -> Result<Option<StoredCrl>, redis::RedisError> {
+        let mut conn = self.conn.clone();
+        let value: Result<Option<Vec<u8>>, _> = redis::cmd("GET")
+            .arg(self.keys.crl(shard))
+            .query_async(&mut conn)
+            .await;
+        self.note(value.as_ref().err());
+        Ok(value?.and_then(|v| StoredCrl::decode(&v)))
+    }
+
+    /// A CA file as published.
+    pub async fn ca_file(&self, file: &str) -> Result<Option<Vec<u8>>, redis::RedisError> {
+        let mut conn = self.conn.clone();
+        let value = redis::cmd("GET")
+            .arg(self.keys.ca_file(file))
+            .query_async(&mut conn)
+            .await;
+        self.note(value.as_ref().err());
+        value
+    }
+
+    /// Drops a certificate's cached responses.
+    fn invalidate(&self, serial: &Serial) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        for alg in [HashAlg::Sha1, HashAlg::Sha256] {
+            self.cache.remove(&(alg.tag(), serial.clone()));
+        }
+    }
+
+    /// Listens to the revocation channel until `shutdown`, resubscribing
+    /// after any failure (and clearing the cache each time it does).
+    pub async fn listen(self: Arc<Self>, shutdown: CancellationToken) {
+        use futures_util::StreamExt;
+        loop {
+            let subscribed = async {
+                let client = redis::Client::open(self.url.as_str())?;
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(self.keys.revoked_channel()).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            let pubsub = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                p = subscribed => p,
+            };
+            match pubsub {
+                Ok(pubsub) => {
+                    // Announcements may have been missed while we were not
+                    // listening: nothing cached before now can be trusted.
+                    self.epoch.fetch_add(1, Ordering::SeqCst);
+                    self.cache.clear();
+                    self.subscribed.store(true, Ordering::SeqCst);
+                    self.metrics.subscribed.set(1);
+                    let mut messages = pubsub.into_on_message();
+                    loop {
+                        let message = tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            m = messages.next() => m,
+                        };
+                        let Some(message) = message else { break };
+                        let text: String = message.get_payload().unwrap_or_default();
+                        match text.parse::<Serial>() {
+                            Ok(serial) => self.invalidate(&serial),
+                            Err(_) => {
+                                self.epoch.fetch_add(1, Ordering::SeqCst);
+                                self.cache.clear();
+                            }
+                        }
+                    }
+                    tracing::warn!("revocation channel closed; resubscribing");
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot subscribe to the revocation channel"),
+            }
+            self.subscribed.store(false, Ordering::SeqCst);
+            self.metrics.subscribed.set(0);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+}
+
+/// An unsuccessful answer (the same bytes the primary sends).
+fn error_answer(e: &OcspError) -> Answer {
+    let label = match e {
+        OcspError::Malformed(_) => "malformedRequest",
+        OcspError::Unauthorized => "unauthorized",
+        OcspError::TryLater => "tryLater",
+        _ => "internalError",
+    };
+    Answer {
+        der: e.to_der().to_vec().into(),
+        kind: AnswerKind::Error(label),
+        status: label,
+    }
+}

@@ -1,0 +1,347 @@
+//! Status on Redis: a real `redis-server` started here, a primary publishing
+//! to it, a stateless `custos serve --role responder` reading it, checked
+//! with the OpenSSL CLI and byte for byte against the primary; then Redis
+//! killed (the responder serves what it holds and says `degraded`, the
+//! primary queues revocations) and restarted empty (the primary publishes
+//! everything again by itself).
+
+use crate::common::*;
+use custos_ocsp::issuer::{HashAlg, IssuerHashes};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A throwaway Redis on a loopback port, killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (see .ci/setup)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A responder process, killed on drop.
+struct Responder {
+    child: Child,
+    url: String,
+}
+
+impl Responder {
+    fn start(dir: &Path, redis: &str) -> Responder {
+        let addr = free_addr();
+        let log = std::fs::File::create(dir.join("responder.log")).unwrap();
+        let child = Command::new(custos_bin())
+            .args(["serve", "--role", "responder", "--redis", redis])
+            .args(["--http", &addr])
+            .current_dir(dir)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let url = format!("http://{addr}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "responder did not start: {}",
+                std::fs::read_to_string(dir.join("responder.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Responder { child, url }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    free_addr().rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// `openssl ocsp` against `url` (no nonce: the responder serves the
+/// primary's precomputed answers).
+fn openssl_status(data: &Path, leaf: &Path, url: &str) -> String {
+    let out = openssl(&[
+        "ocsp",
+        "-no_nonce",
+        "-issuer",
+        data.join("ca/intermediate.pem").to_str().unwrap(),
+        "-cert",
+        leaf.to_str().unwrap(),
+        "-url",
+        &format!("{url}/ocsp"),
+        "-CAfile",
+        data.join("ca/root.pem").to_str().unwrap(),
+    ]);
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// The GET path of a nonce-less request for `serial`.
+fn get_path(hashes: &IssuerHashes, serial: &custos::serial::Serial) -> String {
+    use base64::Engine;
+    let id = custos_ocsp::response::cert_id_for(hashes, HashAlg::Sha1, serial.as_bytes()).unwrap();
+    let der = custos_ocsp::request::build_request(id, None).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    format!(
+        "/ocsp/{}",
+        b64.replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
+    )
+}
+
+fn issue(data: &Path, dir: &Path, name: &str) -> (PathBuf, custos::serial::Serial) {
+    let csr = dir.join(format!("{name}.csr"));
+    std::fs::write(&csr, p256_csr(&[&format!("{name}.example")])).unwrap();
+    let leaf = dir.join(format!("{name}.pem"));
+    let out = custos(
+        data,
+        &[
+            "issue",
+            "--csr",
+            csr.to_str().unwrap(),
+            "--out",
+            leaf.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let serial = issued_serial(&String::from_utf8_lossy(&out.stderr));
+    (leaf, serial.parse().unwrap())
+}
+
+/// Waits until `check` holds, up to 20 s; returns how long it took.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < Duration::from_secs(20), "{what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
+}
+
+fn fetch(url: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let out = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/stdout", url])
+        .output()
+        .unwrap();
+    let text = out.stdout;
+    let split = text
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers");
+    let head = String::from_utf8_lossy(&text[..split]).to_string();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, text[split + 4..].to_vec())
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn responders_answer_from_redis_through_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(custos(&data, &["init"]).status.success());
+    let port = free_port();
+    let mut redis = Redis::start(port);
+    std::fs::write(
+        dir.path().join("custos.toml"),
+        format!("[replication]\nredis = [\"{}\"]\n", redis.url()),
+    )
+    .unwrap();
+    let primary = Server::start(&data, &[]);
+    let (leaf, serial) = issue(&data, dir.path(), "one");
+    let (leaf2, serial2) = issue(&data, dir.path(), "two");
+    let hashes = {
+        use der::Decode;
+        let pem = std::fs::read(data.join("ca/intermediate.pem")).unwrap();
+        let der = der::pem::decode_vec(&pem).unwrap().1;
+        IssuerHashes::new(&x509_cert::Certificate::from_der(&der).unwrap()).unwrap()
+    };
+
+    // A responder with no ledger and no key answers what the primary signed.
+    let responder = Responder::start(dir.path(), &redis.url());
+    eventually("the responder answers good", || {
+        openssl_status(&data, &leaf, &responder.url).contains(": good")
+    });
+    let path = get_path(&hashes, &serial);
+    let (s1, h1, b1) = fetch(&format!("{}{path}", primary.http_url));
+    let (s2, h2, b2) = fetch(&format!("{}{path}", responder.url));
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(b1, b2, "the responder serves the primary's bytes");
+    for name in ["content-type", "etag", "last-modified"] {
+        assert_eq!(header(&h1, name), header(&h2, name), "{name}");
+    }
+    assert!(header(&h2, "cache-control").unwrap().contains("max-age="));
+    // CRL and CA files: the same bytes.
+    for file in [
+        "/ca/root.pem",
+        "/ca/chain.pem",
+        "/crl/{issuer}/0.crl",
+        "/crl/{issuer}/0.pem",
+    ] {
+        let issuer_id = custos_issuer_id(&primary);
+        let file = file.replace("{issuer}", &issuer_id);
+        let (a, _, x) = fetch(&format!("{}{file}", primary.http_url));
+        let (b, _, y) = fetch(&format!("{}{file}", responder.url));
+        assert_eq!((a, b), (200, 200), "{file}");
+        assert_eq!(x, y, "{file}");
+    }
+    // A serial this CA never issued: unauthorized, never good.
+    let unknown = custos::serial::Serial::random();
+    let (_, _, body) = fetch(&format!("{}{}", responder.url, get_path(&hashes, &unknown)));
+    assert_eq!(body, custos_ocsp::OcspError::Unauthorized.to_der());
+    assert_eq!(fetch(&format!("{}/healthz", responder.url)).2, b"ok\n");
+
+    // A revocation reaches the responder (which had the good answer cached).
+    let out = custos(
+        &data,
+        &[
+            "revoke",
+            "--serial",
+            &serial.to_hex(),
+            "--reason",
+            "keyCompromise",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took = eventually("the responder answers revoked", || {
+        fetch(&format!("{}{path}", responder.url)).2 != b2
+    });
+    eprintln!("revocation visible at the responder after {took:?}");
+    assert!(openssl_status(&data, &leaf, &responder.url).contains(": revoked"));
+
+    // Redis down: the responder answers what it holds, says degraded; the
+    // primary keeps revocations for later.
+    let held = fetch(&format!("{}{path}", responder.url)).2;
+    drop(redis);
+    eventually("the responder says degraded", || {
+        fetch(&format!("{}/healthz", responder.url)).2 == b"degraded\n"
+    });
+    assert_eq!(fetch(&format!("{}{path}", responder.url)).2, held);
+    let (_, _, body) = fetch(&format!("{}{}", responder.url, get_path(&hashes, &serial2)));
+    assert_eq!(
+        body,
+        custos_ocsp::OcspError::TryLater.to_der(),
+        "not cached, Redis down"
+    );
+    let out = custos(
+        &data,
+        &[
+            "revoke",
+            "--serial",
+            &serial2.to_hex(),
+            "--reason",
+            "superseded",
+        ],
+    );
+    assert!(out.status.success(), "a revocation does not need Redis");
+    eventually("the primary's backlog grows", || {
+        metric(&primary, "custos_replication_backlog") >= 1.0
+    });
+
+    // Redis back, empty: the primary publishes everything again by itself,
+    // the queued revocation included; the responder reconnects.
+    redis = Redis::start(port);
+    eventually("the second revocation reaches the responder", || {
+        openssl_status(&data, &leaf2, &responder.url).contains(": revoked")
+    });
+    assert!(openssl_status(&data, &leaf, &responder.url).contains(": revoked"));
+    eventually("the backlog drains", || {
+        metric(&primary, "custos_replication_backlog") == 0.0
+    });
+    assert!(metric(&primary, "custos_replication_resyncs_total") >= 2.0);
+    eventually("the responder is healthy again", || {
+        fetch(&format!("{}/healthz", responder.url)).2 == b"ok\n"
+    });
+
+    // An operator's resync through the running server.
+    let out = custos(&data, &["replication", "resync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The two devices' certificates and the HTTPS listener's own.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("published 3 unexpired certificates"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    drop(redis);
+}
+
+fn custos_issuer_id(server: &Server) -> String {
+    let out = custos(&server.data_dir, &["crl", "show"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let url = text
+        .split_whitespace()
+        .find(|w| w.contains("/crl/"))
+        .unwrap_or_else(|| panic!("no CRL URL in {text}"));
+    url.split("/crl/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn metric(server: &Server, name: &str) -> f64 {
+    let (_, _, body) = fetch(&format!("{}/metrics", server.http_url));
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0)
+}
