@@ -13,7 +13,7 @@
 //! `CUSTOS_LOAD_SECS` (seconds per scenario, default 10),
 //! `CUSTOS_LOAD_CONNS` (connections, default 64),
 //! `CUSTOS_LOAD_REVOCATIONS` (revocation-visibility samples, default 1000),
-//! `CUSTOS_LOAD_ONLY` (comma list of `get`, `nonce`, `peers`, `revocation`,
+//! `CUSTOS_LOAD_ONLY` (comma list of `get`, `nonce`, `peers`, `revocation`, `responder`,
 //! `rss`: run only these besides the baselines and POST without nonce).
 //! Prints requests/s, p50 and p99 per scenario with the ratio to the
 //! baseline, the revocation-visibility latency, and the RSS of the real
@@ -729,6 +729,187 @@ fn main() {
     );
     if wanted("rss") {
         serve_rss(dir.path(), &serve_args.0, &serve_args.1, conns);
+    }
+    if wanted("responder") {
+        responder_run(dir.path(), &serve_args.0, &serve_args.1, conns);
+    }
+}
+
+/// A plain HTTP/1.1 GET; the body, or empty on any failure.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Stateless responders: the real primary (`custos serve`, replication
+/// on) publishes the filled ledger to a throwaway `redis-server`, and a real
+/// `custos serve --role responder` answers from it. GET load on the primary
+/// and on the responder in turn, the same requests, all processes (Redis
+/// included) on this machine's cores.
+fn responder_run(
+    filled: &std::path::Path,
+    hashes: &IssuerHashes,
+    serials: &[Serial],
+    conns: usize,
+) {
+    use std::process::{Command, Stdio};
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("\nredis-server not installed (Debian: redis-server): responder rows skipped");
+        return;
+    }
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let port = free().port();
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let conf = tempfile::tempdir().unwrap();
+    let conf_file = conf.path().join("custos.toml");
+    std::fs::write(
+        &conf_file,
+        format!("[replication]\nredis = [\"redis://127.0.0.1:{port}\"]\nbatch = 2000\n"),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(filled.join("server.json"));
+    let started = Instant::now();
+    let mut primary = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .arg("--data-dir")
+        .arg(filled)
+        .arg("--config")
+        .arg(&conf_file)
+        .args(["serve", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let info = loop {
+        if let Ok(bytes) = std::fs::read(filled.join("server.json")) {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                break v;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let primary_addr = info["http_url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    // Published once the first resync is done and the log is drained.
+    loop {
+        let m = http_get(&primary_addr, "/metrics");
+        let resynced = metric_value(&m, "custos_replication_resyncs_total").unwrap_or(0.0) >= 1.0;
+        let drained = metric_value(&m, "custos_replication_backlog") == Some(0.0);
+        let published = metric_value(&m, "custos_replication_published_total").unwrap_or(0.0);
+        if resynced && drained && published >= serials.len() as f64 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "publishing did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let publish_secs = started.elapsed().as_secs_f64();
+    let responder_addr = free().to_string();
+    let mut responder = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args([
+            "serve",
+            "--role",
+            "responder",
+            "--redis",
+            &format!("redis://127.0.0.1:{port}"),
+        ])
+        .args(["--http", &responder_addr])
+        .current_dir(conf.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(&responder_addr).is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let step = (serials.len() / 100_000).max(1);
+    let gets: Vec<String> = serials
+        .iter()
+        .step_by(step)
+        .map(|s| percent_path(&ocsp_request(hashes, s, None)))
+        .collect();
+    println!(
+        "\nstateless responder (Redis on this machine), GET over {} distinct certificates; {} certificates published in {publish_secs:.1} s (primary start included):",
+        gets.len(),
+        serials.len()
+    );
+    let addrs: [(&str, SocketAddr); 2] = [
+        ("primary process", primary_addr.parse().unwrap()),
+        ("responder", responder_addr.parse().unwrap()),
+    ];
+    // A warm-up pass fills the responder's cache from Redis.
+    let _ = run_client(addrs[1].1, "get", &gets, conns, false, "/ocsp");
+    let mut rates = vec![Vec::new(), Vec::new()];
+    for _ in 0..2 {
+        for (i, (name, addr)) in addrs.iter().enumerate() {
+            let o = run_client(*addr, "get", &gets, conns, false, "/ocsp");
+            println!(
+                "  {name:<16} {:>8.0} req/s  p50 {:.3} ms  p99 {:.3} ms  errors {}",
+                o.rate(),
+                o.p50_ms,
+                o.p99_ms,
+                o.errors
+            );
+            rates[i].push(o.rate());
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "  responder / primary: {:.2} (mean of two alternating runs each)",
+        mean(&rates[1]) / mean(&rates[0])
+    );
+    for child in [&mut responder, &mut primary, &mut redis] {
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

@@ -197,6 +197,7 @@ fn responders_answer_from_redis_through_faults() {
     let primary = Server::start(&data, &[]);
     let (leaf, serial) = issue(&data, dir.path(), "one");
     let (leaf2, serial2) = issue(&data, dir.path(), "two");
+    let (leaf3, serial3) = issue(&data, dir.path(), "three");
     let hashes = {
         use der::Decode;
         let pem = std::fs::read(data.join("ca/intermediate.pem")).unwrap();
@@ -311,12 +312,41 @@ fn responders_answer_from_redis_through_faults() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The two devices' certificates and the HTTPS listener's own.
+    // The three devices' certificates and the HTTPS listener's own.
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("published 3 unexpired certificates"),
+        String::from_utf8_lossy(&out.stdout).contains("published 4 unexpired certificates"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+
+    // A revocation waiting for Redis survives kill -9 of the primary: Redis
+    // frozen, revoke, kill the primary, thaw Redis (its data intact),
+    // restart: the restarted primary publishes it from the ledger's log,
+    // without a resync (Redis holds this ledger's generation).
+    let signal = |sig: &str| {
+        let pid = redis.child.id().to_string();
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    let out = custos(&data, &["revoke", "--serial", &serial3.to_hex()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(primary); // SIGKILL
+    signal("-CONT");
+    let primary = Server::start(&data, &[]);
+    eventually("the third revocation reaches the responder", || {
+        openssl_status(&data, &leaf3, &responder.url).contains(": revoked")
+    });
+    assert!(metric(&primary, "custos_replication_published_total") >= 1.0);
+    assert_eq!(metric(&primary, "custos_replication_resyncs_total"), 0.0);
+    assert!(openssl_status(&data, &leaf2, &responder.url).contains(": revoked"));
     drop(redis);
 }
 
