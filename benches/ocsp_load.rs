@@ -888,7 +888,7 @@ fn responder_run(
     ];
     // A warm-up pass fills the responder's cache from Redis.
     let _ = run_client(addrs[1].1, "get", &gets, conns, false, "/ocsp");
-    let mut rates = vec![Vec::new(), Vec::new()];
+    let mut rates = [Vec::new(), Vec::new()];
     for _ in 0..2 {
         for (i, (name, addr)) in addrs.iter().enumerate() {
             let o = run_client(*addr, "get", &gets, conns, false, "/ocsp");
