@@ -100,3 +100,50 @@ pub(super) fn write_ocsp_signer(paths: &CaPaths, signer: &OcspSigner) -> anyhow:
     )?;
     Ok(())
 }
+
+impl Ca {
+    /// A delegated OCSP responder certificate for a stateless responder's
+    /// own key (`spki`), named `custos OCSP Responder <name>`: EKU
+    /// OCSPSigning, ocsp-nocheck, `validity_days` long (never past the
+    /// issuing CA). Returns the certificate, its DER and its serial.
+    pub fn issue_responder_cert(
+        &self,
+        spki: spki::SubjectPublicKeyInfoOwned,
+        responder: &str,
+        validity_days: u32,
+    ) -> anyhow::Result<(Certificate, Vec<u8>)> {
+        use sha1::Digest;
+        let now = unix_now();
+        let (_, issuer_not_after) = validity_secs(&self.issuer);
+        let not_after = (now + days(validity_days)).min(issuer_not_after);
+        let key_id: [u8; 20] = sha1::Sha1::digest(spki.subject_public_key.raw_bytes()).into();
+        let org = self
+            .issuer
+            .tbs_certificate
+            .subject
+            .to_string()
+            .split(',')
+            .find_map(|p| p.strip_prefix("O=").map(str::to_string))
+            .unwrap_or_else(|| "custos".into());
+        let subject = name(&format!("custos OCSP Responder {responder}"), &org)?;
+        Ok(sign_certificate(
+            CertParts {
+                serial: Serial::random(),
+                subject,
+                spki,
+                not_before: now - 3600,
+                not_after,
+                extensions: vec![
+                    basic_constraints(false, None)?,
+                    extension(true, &KeyUsage(KeyUsages::DigitalSignature.into()))?,
+                    extension(false, &ExtendedKeyUsage(vec![ID_KP_OCSP_SIGNING]))?,
+                    ocsp_nocheck()?,
+                    subject_key_id(&key_id)?,
+                    authority_key_id(&self.issuer_key.key_id())?,
+                ],
+            },
+            &self.issuer.tbs_certificate.subject,
+            &self.issuer_key,
+        )?)
+    }
+}

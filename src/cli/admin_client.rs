@@ -382,6 +382,22 @@ impl AdminClient {
         Ok(a.published)
     }
 
+    /// `POST /admin/responders/tokens`: a join token.
+    pub async fn post_responder_token(&self, name: &str) -> anyhow::Result<String> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            token: String,
+        }
+        let a: Answer = self
+            .send(
+                self.http
+                    .post(format!("{}/admin/responders/tokens", self.base))
+                    .json(&serde_json::json!({ "name": name })),
+            )
+            .await?;
+        Ok(a.token)
+    }
+
     /// `POST /admin/backup`: the server writes the backup to `out`.
     pub async fn post_backup(
         &self,

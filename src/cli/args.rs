@@ -97,11 +97,41 @@ pub enum Command {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
+    /// Stateless responders of this primary.
+    Responder {
+        /// What to do.
+        #[command(subcommand)]
+        command: ResponderCommand,
+    },
     /// Status replication to Redis (`[replication]`).
     Replication {
         /// What to do.
         #[command(subcommand)]
         command: ReplicationCommand,
+    },
+}
+
+/// `custos responder …`.
+#[derive(Debug, Subcommand)]
+pub enum ResponderCommand {
+    /// Join tokens for `custos serve --role responder --join TOKEN`.
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// `custos responder token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Prints a one-time join token (valid for a day) carrying this
+    /// primary's HTTPS URL, its root's fingerprint and a secret; a new
+    /// token for a name cuts off the responder enrolled under it.
+    Create {
+        /// The responder's name (letters, digits, '-', '_').
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -373,6 +403,11 @@ pub struct ServeArgs {
     /// `replication.redis`).
     #[arg(long, value_delimiter = ',')]
     pub redis: Vec<String>,
+    /// A responder's join token (`custos responder token create` on the
+    /// primary): at first start it makes its own key in `--data-dir` and
+    /// gets its delegated OCSP responder certificate from the primary.
+    #[arg(long, requires = "redis")]
+    pub join: Option<String>,
 }
 
 /// What `custos serve` runs as.

@@ -43,7 +43,7 @@ mod status;
 pub use args::*;
 use certs::{certs, issue, revoke, status};
 use devices::{devices, eab, profile};
-use records::{audit, backup, ledger_verify, outbox, replication_resync, restore};
+use records::{audit, backup, ledger_verify, outbox, replication_resync, responder_token, restore};
 use serve::{init, serve};
 use status::{crl, ocsp};
 
@@ -98,6 +98,12 @@ pub async fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Replication {
             command: ReplicationCommand::Resync,
         } => with_ops!(config, |ops| replication_resync(ops)),
+        Command::Responder {
+            command:
+                ResponderCommand::Token {
+                    command: TokenCommand::Create { name },
+                },
+        } => with_ops!(config, |ops| responder_token(ops, &name)),
     };
     done.map(|()| std::process::ExitCode::SUCCESS)
 }

@@ -100,6 +100,8 @@ pub(crate) trait Operations {
     async fn backup(&self, out: &Path) -> anyhow::Result<BackupManifest>;
     /// `custos replication resync`: how many certificates were published.
     async fn replication_resync(&self, bar: &ProgressBar) -> anyhow::Result<u64>;
+    /// `custos responder token create`: the printable join token.
+    async fn responder_token(&self, name: &str) -> anyhow::Result<String>;
 }
 
 /// The data dir opened in this process (no server holds it).
@@ -329,6 +331,20 @@ impl Operations for Local {
         );
         Ok(done)
     }
+
+    async fn responder_token(&self, name: &str) -> anyhow::Result<String> {
+        let app = &self.0;
+        let token = crate::replication::enroll::create_token(
+            &app.ledger,
+            &app.ca,
+            &app.authority,
+            &app.config.https_base(None),
+            name,
+            &cli_actor(),
+            unix_now(),
+        )?;
+        Ok(token.encode())
+    }
 }
 
 /// Through the running server's admin API (which audits what it does).
@@ -458,5 +474,9 @@ impl Operations for AdminClient {
     async fn replication_resync(&self, bar: &ProgressBar) -> anyhow::Result<u64> {
         spinning(bar, "publishing to Redis from the running server…");
         self.post_replication_resync().await
+    }
+
+    async fn responder_token(&self, name: &str) -> anyhow::Result<String> {
+        self.post_responder_token(name).await
     }
 }

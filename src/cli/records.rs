@@ -196,3 +196,12 @@ pub(super) async fn replication_resync(ops: &impl Operations) -> anyhow::Result<
     );
     Ok(())
 }
+
+pub(super) async fn responder_token(ops: &impl Operations, name: &str) -> anyhow::Result<()> {
+    let token = ops.responder_token(name).await?;
+    println!("{token}");
+    eprintln!(
+        "one-time join token for responder {name:?}, valid for a day; on the responder: custos serve --role responder --redis URL --join TOKEN --data-dir DIR"
+    );
+    Ok(())
+}

@@ -209,11 +209,17 @@ async fn serve_responder(config: Config, args: ServeArgs) -> anyhow::Result<()> 
         url,
         &config.replication.key_prefix,
         (config.ocsp.cache_mb.max(1) as u64) << 20,
+        crate::replication::read::FreshSettings {
+            validity_secs: u64::from(config.ocsp.response_validity_hours) * 3600,
+            backdate_secs: config.ocsp.backdate_secs,
+            max_concurrent_signing: config.ocsp.max_concurrent_signing,
+        },
         metrics.registry(),
     )
     .await
     .with_context(|| format!("cannot start the responder on {}", redacted(url)))?;
     let status = Arc::new(status);
+    responder_identity(&status, &config.data_dir, args.join.as_deref()).await?;
     let http = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {} (http_listen)", config.http_listen))?;
@@ -230,6 +236,11 @@ async fn serve_responder(config: Config, args: ServeArgs) -> anyhow::Result<()> 
     let shutdown = CancellationToken::new();
     tokio::spawn(signals.watch(shutdown.clone()));
     tokio::spawn(status.clone().listen(shutdown.clone()));
+    tokio::spawn(renew_identity(
+        status.clone(),
+        config.data_dir.clone(),
+        shutdown.clone(),
+    ));
     let state = Arc::new(crate::server::responder::ResponderState {
         status,
         metrics,
@@ -248,5 +259,71 @@ fn redacted(url: &str) -> String {
             format!("{scheme}://{user}:***@{host}")
         }
         _ => url.to_string(),
+    }
+}
+
+/// The responder's own key: kept in `dir`, or made now with a join token.
+async fn responder_identity(
+    status: &crate::replication::read::RedisStatus,
+    dir: &std::path::Path,
+    join: Option<&str>,
+) -> anyhow::Result<()> {
+    use crate::replication::join;
+    let kept = join::load(dir)?;
+    let identity = match (kept, join) {
+        (Some(id), _) => id,
+        (None, Some(token)) => {
+            let root = status
+                .ca_file("root.crt")
+                .await?
+                .ok_or_else(|| anyhow!("Redis holds no root certificate to pin"))?;
+            let id = join::join(dir, token, &root).await?;
+            println!(
+                "  enrolled: responder key and certificate in {}",
+                dir.display()
+            );
+            id
+        }
+        (None, None) => {
+            eprintln!("custos: warning: no responder key in {} (start once with --join TOKEN): nonce requests get the published response, without the nonce", dir.display());
+            return Ok(());
+        }
+    };
+    status.set_identity(identity);
+    Ok(())
+}
+
+/// Renews the responder's certificate when a third of its life is left
+/// (checked every ten minutes; a failure is retried at the next check).
+async fn renew_identity(
+    status: Arc<crate::replication::read::RedisStatus>,
+    dir: std::path::PathBuf,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
+        }
+        let Some(current) = status.identity() else {
+            continue;
+        };
+        if !current.renewal_due(unix_now()) {
+            continue;
+        }
+        let renewed = match status.ca_file("root.crt").await {
+            Ok(Some(root)) => crate::replication::join::renew(&dir, &root).await,
+            Ok(None) => Err(anyhow!("Redis holds no root certificate")),
+            Err(e) => Err(e.into()),
+        };
+        match renewed {
+            Ok(id) => {
+                tracing::info!(not_after = id.not_after, "responder certificate renewed");
+                status.set_identity(id);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "responder certificate renewal failed; retrying later")
+            }
+        }
     }
 }

@@ -28,6 +28,7 @@ mod hot;
 mod outbox;
 mod record;
 mod replication;
+mod responders;
 mod revocation;
 mod status;
 
@@ -38,6 +39,7 @@ pub use outbox::{OutboxEntry, OutboxState};
 pub use record::{
     normalize_device_id, CertRecord, CertStatus, DeviceIds, Revocation, RevocationEvent,
 };
+pub use responders::ResponderRecord;
 pub use revocation::{RevokeChange, RevokeOutcome};
 pub use status::{Precomputed, PrecomputedSet};
 

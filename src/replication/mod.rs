@@ -11,6 +11,8 @@
 //!
 //! This module fixes the key layout and the value encodings both sides use.
 
+pub mod enroll;
+pub mod join;
 pub mod publish;
 pub mod read;
 

@@ -1,10 +1,16 @@
 //! The responder's side (`custos serve --role responder`): OCSP answers,
 //! CRLs and CA files from Redis, with no ledger and no CA key.
 //!
-//! A single-certificate request is answered with the response the primary
-//! signed and published (bytes identical to the primary's). A known
-//! certificate whose response is not in Redis yet gets `tryLater`; a serial
-//! Redis has no status for gets `unauthorized`, never `good`.
+//! A single-certificate request without a nonce is answered with the
+//! response the primary signed and published (bytes identical to the
+//! primary's). A request with a nonce, or for several certificates, is
+//! signed here with the responder's own delegated key (see `join`), from
+//! the status records in Redis, on a bounded pool of signing threads
+//! (`tryLater` past `ocsp.max_concurrent_signing`); without a key of its
+//! own the responder answers a nonce request with the published response
+//! (which does not echo the nonce). A known certificate whose response is
+//! not in Redis yet gets `tryLater`; a serial Redis has no status for gets
+//! `unauthorized`, never `good`.
 //!
 //! A small cache (bounded by `ocsp.cache_mb`) sits in front of Redis. It is
 //! used only while the subscription to the revocation channel is up (every
@@ -14,11 +20,16 @@
 //! reached, the cache still answers until each response's nextUpdate and
 //! anything else is `tryLater`; `/healthz` then says `degraded`.
 
+use super::join::{Identity, Signer};
 use super::{Keys, StoredCrl, StoredResponse};
 use crate::serial::Serial;
 use crate::status::responder::{Answer, AnswerKind};
+use crate::status::signing_pool::{PoolError, SigningPool};
 use custos_ocsp::issuer::{HashAlg, IssuerHashes};
 use custos_ocsp::request::parse_request;
+use custos_ocsp::request::ParsedRequest;
+use custos_ocsp::response::{build_response, SingleAnswer, Status};
+use custos_ocsp::InternalError;
 use custos_ocsp::OcspError;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 use quick_cache::sync::Cache;
@@ -27,6 +38,7 @@ use redis::aio::ConnectionManager;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// Longest nonce accepted (as the primary).
@@ -93,8 +105,24 @@ impl ReadMetrics {
     }
 }
 
+/// How fresh responses are made (from `[ocsp]`).
+#[derive(Clone, Copy, Debug)]
+pub struct FreshSettings {
+    /// thisUpdate → nextUpdate, seconds.
+    pub validity_secs: u64,
+    /// thisUpdate set this far in the past.
+    pub backdate_secs: u64,
+    /// Signatures admitted at once.
+    pub max_concurrent_signing: usize,
+}
+
 /// Status read from Redis.
 pub struct RedisStatus {
+    /// The responder's own key, once enrolled.
+    identity: std::sync::RwLock<Option<Arc<Identity>>>,
+    fresh: FreshSettings,
+    pool: SigningPool,
+    permits: Arc<Semaphore>,
     keys: Keys,
     url: String,
     conn: ConnectionManager,
@@ -136,6 +164,7 @@ impl RedisStatus {
         url: &str,
         prefix: &str,
         cache_bytes: u64,
+        fresh: FreshSettings,
         registry: &prometheus::Registry,
     ) -> Result<RedisStatus, StartError> {
         use der::Decode;
@@ -159,7 +188,14 @@ impl RedisStatus {
             .map_err(|e| StartError::Issuer(e.to_string()))?;
         let hashes = IssuerHashes::new(&cert).map_err(|e| StartError::Issuer(e.to_string()))?;
         let estimated = (cache_bytes / 600).max(16) as usize;
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let admitted = fresh.max_concurrent_signing.max(1);
         Ok(RedisStatus {
+            identity: std::sync::RwLock::new(None),
+            pool: SigningPool::new(threads, admitted)
+                .map_err(|e| StartError::Issuer(format!("signing threads: {e}")))?,
+            permits: Arc::new(Semaphore::new(admitted)),
+            fresh,
             keys,
             url: url.to_string(),
             conn,
@@ -170,6 +206,19 @@ impl RedisStatus {
             redis_up: AtomicBool::new(true),
             metrics: ReadMetrics::new(registry),
         })
+    }
+
+    /// Signs fresh responses with `identity` from now on.
+    pub fn set_identity(&self, identity: Identity) {
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(identity));
+    }
+
+    /// The responder's own key, if enrolled.
+    pub fn identity(&self) -> Option<Arc<Identity>> {
+        self.identity
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The issuer id served.
@@ -198,8 +247,11 @@ impl RedisStatus {
 
     async fn try_answer(&self, der: &[u8], now: u64) -> Result<Answer, OcspError> {
         let parsed = parse_request(der, MAX_NONCE)?;
-        // Fresh signatures (several certificates in one request) need a
-        // responder key of our own, which this responder does not hold yet.
+        let fresh = parsed.nonce.is_some() || parsed.queries.len() > 1;
+        if let (true, Some(identity)) = (fresh, self.identity()) {
+            return self.answer_fresh(parsed, identity, now).await;
+        }
+        // Several certificates need a key of our own to sign for them.
         let [query] = parsed.queries.as_slice() else {
             return Err(OcspError::TryLater);
         };
@@ -225,6 +277,89 @@ impl RedisStatus {
             },
             der: stored.der.clone(),
         })
+    }
+
+    /// Signs an answer here: each certificate's status from its record in
+    /// Redis (a certificate Redis does not know makes the request
+    /// `unauthorized`), on the signing pool, at most
+    /// `max_concurrent_signing` at once.
+    async fn answer_fresh(
+        &self,
+        parsed: ParsedRequest,
+        identity: Arc<Identity>,
+        now: u64,
+    ) -> Result<Answer, OcspError> {
+        let mut answers = Vec::with_capacity(parsed.queries.len());
+        for q in &parsed.queries {
+            let alg = q.alg.ok_or(OcspError::Unauthorized)?;
+            if !self.hashes.matches(alg, q.name_hash(), q.key_hash()) {
+                return Err(OcspError::Unauthorized);
+            }
+            let serial = Serial::from_bytes(&q.serial).map_err(|_| OcspError::Unauthorized)?;
+            let status = self.status_record(&serial).await?;
+            answers.push(SingleAnswer {
+                cert_id: q.cert_id.clone(),
+                status,
+                this_update: now.saturating_sub(self.fresh.backdate_secs),
+                next_update: now + self.fresh.validity_secs,
+            });
+        }
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            return Err(OcspError::TryLater);
+        };
+        let label = match (answers.len(), answers[0].status) {
+            (1, Status::Good) => "good",
+            (1, Status::Revoked { .. }) => "revoked",
+            (1, Status::Unknown) => "unknown",
+            _ => "mixed",
+        };
+        let nonce = parsed.nonce;
+        let signed = self
+            .pool
+            .run(move || {
+                let der = build_response(&answers, nonce.as_ref(), now, &Signer::new(&identity));
+                drop(permit);
+                der
+            })
+            .await;
+        let der = match signed {
+            Ok(der) => der?,
+            Err(PoolError::Full) => return Err(OcspError::TryLater),
+            Err(PoolError::Lost) => {
+                return Err(InternalError::Signing(PoolError::Lost.into()).into())
+            }
+        };
+        Ok(Answer {
+            der: der.into(),
+            kind: AnswerKind::Fresh,
+            status: label,
+        })
+    }
+
+    /// A certificate's status from its record in Redis.
+    async fn status_record(&self, serial: &Serial) -> Result<Status, OcspError> {
+        let mut conn = self.conn.clone();
+        let value: Result<Option<String>, _> = redis::cmd("GET")
+            .arg(self.keys.status(serial))
+            .query_async(&mut conn)
+            .await;
+        self.note(value.as_ref().err());
+        let text = value
+            .map_err(|_| OcspError::TryLater)?
+            .ok_or(OcspError::Unauthorized)?;
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        match fields.as_slice() {
+            ["good", _] => Ok(Status::Good),
+            ["revoked", time, reason, _] => {
+                let time = time.parse().map_err(|_| OcspError::TryLater)?;
+                let reason: u8 = reason.parse().map_err(|_| OcspError::TryLater)?;
+                Ok(Status::Revoked {
+                    time,
+                    reason: (reason != 0).then_some(reason),
+                })
+            }
+            _ => Err(OcspError::TryLater),
+        }
     }
 
     /// The current response for a certificate: the cache while subscribed,

@@ -54,11 +54,18 @@ struct Responder {
 
 impl Responder {
     fn start(dir: &Path, redis: &str) -> Responder {
+        Self::start_with(dir, redis, &[], &[])
+    }
+
+    /// `global` goes before `serve` (`--data-dir`), `serve_args` after.
+    fn start_with(dir: &Path, redis: &str, global: &[&str], serve_args: &[&str]) -> Responder {
         let addr = free_addr();
         let log = std::fs::File::create(dir.join("responder.log")).unwrap();
         let child = Command::new(custos_bin())
+            .args(global)
             .args(["serve", "--role", "responder", "--redis", redis])
             .args(["--http", &addr])
+            .args(serve_args)
             .current_dir(dir)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -374,4 +381,113 @@ fn metric(server: &Server, name: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(-1.0)
+}
+
+/// `openssl ocsp` with a nonce (its default).
+fn openssl_nonce(data: &Path, leaf: &Path, url: &str) -> String {
+    let out = openssl(&[
+        "ocsp",
+        "-issuer",
+        data.join("ca/intermediate.pem").to_str().unwrap(),
+        "-cert",
+        leaf.to_str().unwrap(),
+        "-url",
+        &format!("{url}/ocsp"),
+        "-CAfile",
+        data.join("ca/root.pem").to_str().unwrap(),
+    ]);
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn a_joined_responder_signs_nonce_requests_with_its_own_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(custos(&data, &["init"]).status.success());
+    let redis = Redis::start(free_port());
+    std::fs::write(
+        dir.path().join("custos.toml"),
+        format!("[replication]\nredis = [\"{}\"]\n", redis.url()),
+    )
+    .unwrap();
+    let _primary = Server::start(&data, &[]);
+    let (leaf, serial) = issue(&data, dir.path(), "edge");
+    let out = custos(&data, &["responder", "token", "create", "--name", "edge-1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(token.starts_with("custos-join."), "{token}");
+
+    // Without a key of its own, a nonce request gets the published answer.
+    let plain = Responder::start(dir.path(), &redis.url());
+    eventually("published", || {
+        openssl_status(&data, &leaf, &plain.url).contains(": good")
+    });
+    let text = openssl_nonce(&data, &leaf, &plain.url);
+    assert!(text.contains("WARNING: no nonce in response"), "{text}");
+    drop(plain);
+
+    // Joined: its own key and certificate, a fresh answer echoing the nonce.
+    let rdir = dir.path().join("edge-1");
+    let global = ["--data-dir", rdir.to_str().unwrap()];
+    let joined = Responder::start_with(dir.path(), &redis.url(), &global, &["--join", &token]);
+    let text = openssl_nonce(&data, &leaf, &joined.url);
+    assert!(text.contains(": good"), "{text}");
+    assert!(text.contains("Response verify OK"), "{text}");
+    assert!(!text.contains("WARNING"), "{text}");
+    let mode = std::fs::metadata(rdir.join("responder.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let cert = std::fs::read_to_string(rdir.join("responder.pem")).unwrap();
+    let out = openssl_stdin(&["x509", "-noout", "-text"], cert.as_bytes());
+    assert!(out.contains("OCSP Signing"), "{out}");
+    assert!(out.contains("custos OCSP Responder edge-1"), "{out}");
+    // Revoked: the fresh answer says so (status from Redis).
+    let out = custos(&data, &["revoke", "--serial", &serial.to_hex()]);
+    assert!(out.status.success());
+    eventually("the joined responder signs revoked", || {
+        openssl_nonce(&data, &leaf, &joined.url).contains(": revoked")
+    });
+    drop(joined);
+
+    // The key is kept: a restart without the token still signs.
+    let again = Responder::start_with(dir.path(), &redis.url(), &global, &[]);
+    let text = openssl_nonce(&data, &leaf, &again.url);
+    assert!(
+        text.contains(": revoked") && !text.contains("WARNING"),
+        "{text}"
+    );
+    drop(again);
+
+    // The join secret works once.
+    let other = dir.path().join("edge-2");
+    let out = Command::new(custos_bin())
+        .args(["--data-dir", other.to_str().unwrap()])
+        .args(["serve", "--role", "responder", "--redis", &redis.url()])
+        .args(["--http", &free_addr(), "--join", &token])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused the enrolment"), "{err}");
+    assert!(!other.join("responder.key").exists());
+}
+
+fn openssl_stdin(args: &[&str], input: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).to_string()
 }

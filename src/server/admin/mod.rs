@@ -120,13 +120,18 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/ledger/verify", post(ledger_verify))
         .route("/admin/backup", post(backup))
         .route("/admin/replication/resync", post(replication_resync))
+        .route("/admin/responders/tokens", post(responder_token))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_token,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY));
+    let enroll = Router::new()
+        .route("/responder/enroll", post(responder_enroll))
+        .layer(DefaultBodyLimit::max(MAX_BODY));
     Router::new()
         .merge(admin)
+        .merge(enroll)
         .merge(super::acme::routes())
         .merge(super::webhooks::routes())
         .route("/healthz", get(super::plain::healthz))

@@ -311,3 +311,70 @@ pub(super) async fn replication_resync(
     );
     Ok(Json(serde_json::json!({ "published": published })))
 }
+
+#[derive(serde::Deserialize)]
+pub(super) struct TokenRequest {
+    name: String,
+}
+
+pub(super) async fn responder_token(
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: TokenRequest = super::parse_json(&body)?;
+    let token = crate::replication::enroll::create_token(
+        &app.ledger,
+        &app.ca,
+        &app.authority,
+        &https_base(&app),
+        &req.name,
+        &actor(&headers),
+        build_unix_now(),
+    )
+    .map_err(enroll_error)?;
+    Ok(Json(serde_json::json!({ "token": token.encode() })))
+}
+
+fn enroll_error(e: crate::replication::enroll::EnrollError) -> ApiError {
+    use crate::replication::enroll::EnrollError as E;
+    let status = match &e {
+        E::BadName | E::Csr(_) => StatusCode::BAD_REQUEST,
+        E::Refused => StatusCode::UNAUTHORIZED,
+        E::Ledger(_) | E::Issue(_) => {
+            tracing::error!(error = %crate::support::error_chain(&e), "responder enrolment failed");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    ApiError(status, e.to_string())
+}
+
+/// `POST /responder/enroll`: authenticated by the join or renewal secret in
+/// the body, not by the admin token.
+pub(super) async fn responder_enroll(
+    State(app): State<Arc<App>>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::replication::enroll::EnrollAnswer>, ApiError> {
+    let req: crate::replication::enroll::EnrollRequest = super::parse_json(&body)?;
+    let answer = crate::replication::enroll::enroll(
+        &app.ledger,
+        &app.ca,
+        &app.authority,
+        app.config.ocsp.signer_validity_days,
+        &req,
+        build_unix_now(),
+    )
+    .map_err(enroll_error)?;
+    Ok(Json(answer))
+}
+
+/// The HTTPS URL a responder reaches this server at: `public_https_url`, or
+/// where this server announced it listens.
+fn https_base(app: &App) -> String {
+    if let Some(u) = &app.config.public_https_url {
+        return u.clone();
+    }
+    crate::support::instance::ServerInfo::read(&app.config.data_dir)
+        .map(|i| i.https_url)
+        .unwrap_or_else(|_| app.config.https_base(None))
+}
