@@ -752,6 +752,24 @@ fn http_get(addr: &str, path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A plain HTTP/1.1 GET; the body's bytes (empty on any failure).
+fn http_get_bytes(addr: &str, path: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return Vec::new();
+    };
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    match raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => raw[i + 4..].to_vec(),
+        None => Vec::new(),
+    }
+}
+
 fn metric_value(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
@@ -906,6 +924,50 @@ fn responder_run(
     println!(
         "  responder / primary: {:.2} (mean of two alternating runs each)",
         mean(&rates[1]) / mean(&rates[0])
+    );
+    // Revocation → responder: `custos revoke` returns once the revocation
+    // is durable in the primary's ledger; then the responder is asked (GET,
+    // from its cache while subscribed) until it answers revoked.
+    let samples = 200.min(serials.len());
+    let mut waits = Vec::with_capacity(samples);
+    for serial in serials
+        .iter()
+        .step_by((serials.len() / samples).max(1))
+        .take(samples)
+    {
+        let path = percent_path(&ocsp_request(hashes, serial, None));
+        let out = Command::new(env!("CARGO_BIN_EXE_custos"))
+            .arg("--data-dir")
+            .arg(filled)
+            .args(["revoke", "--serial", &serial.to_hex()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let t = Instant::now();
+        loop {
+            let body = http_get_bytes(&responder_addr, &path);
+            if is_revoked(&body) {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "the responder never said revoked"
+            );
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        waits.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    waits.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "  revocation visible at the responder after the revoke call returned ({} samples): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        waits.len(),
+        waits[waits.len() / 2],
+        waits[(waits.len() * 99 / 100).min(waits.len() - 1)],
+        waits[waits.len() - 1]
     );
     for child in [&mut responder, &mut primary, &mut redis] {
         let _ = child.kill();

@@ -354,6 +354,13 @@ fn responders_answer_from_redis_through_faults() {
     assert!(metric(&primary, "custos_replication_published_total") >= 1.0);
     assert_eq!(metric(&primary, "custos_replication_resyncs_total"), 0.0);
     assert!(openssl_status(&data, &leaf2, &responder.url).contains(": revoked"));
+
+    // The primary down: the responder keeps answering from Redis.
+    drop(primary);
+    for leaf in [&leaf, &leaf2, &leaf3] {
+        assert!(openssl_status(&data, leaf, &responder.url).contains(": revoked"));
+    }
+    assert_eq!(fetch(&format!("{}/healthz", responder.url)).2, b"ok\n");
     drop(redis);
 }
 
