@@ -45,8 +45,36 @@ pub(super) fn issue_ocsp_signer(
     validity_days: u32,
 ) -> anyhow::Result<OcspSigner> {
     let key = SigningKey::generate(algorithm)?;
+    let (cert, cert_der) = responder_certificate(
+        issuer,
+        issuer_key,
+        key.spki(),
+        &key.key_id(),
+        "custos OCSP Responder",
+        validity_days,
+    )?;
+    let (not_before, not_after) = validity_secs(&cert);
+    Ok(OcspSigner {
+        cert,
+        cert_der,
+        key,
+        not_after,
+        not_before,
+    })
+}
+
+/// A delegated OCSP responder certificate (EKU OCSPSigning, ocsp-nocheck)
+/// for `spki`, named `cn` in the issuer's organisation, `validity_days`
+/// long but never past the issuing CA.
+fn responder_certificate(
+    issuer: &Certificate,
+    issuer_key: &SigningKey,
+    spki: spki::SubjectPublicKeyInfoOwned,
+    key_id: &[u8],
+    cn: &str,
+    validity_days: u32,
+) -> anyhow::Result<(Certificate, Vec<u8>)> {
     let now = unix_now();
-    let not_before = now - 3600;
     let (_, issuer_not_after) = validity_secs(issuer);
     let not_after = (now + days(validity_days)).min(issuer_not_after);
     let org = issuer
@@ -56,33 +84,25 @@ pub(super) fn issue_ocsp_signer(
         .split(',')
         .find_map(|p| p.strip_prefix("O=").map(str::to_string))
         .unwrap_or_else(|| "custos".into());
-    let subject = name("custos OCSP Responder", &org)?;
-    let (cert, cert_der) = sign_certificate(
+    Ok(sign_certificate(
         CertParts {
             serial: Serial::random(),
-            subject,
-            spki: key.spki(),
-            not_before,
+            subject: name(cn, &org)?,
+            spki,
+            not_before: now - 3600,
             not_after,
             extensions: vec![
                 basic_constraints(false, None)?,
                 extension(true, &KeyUsage(KeyUsages::DigitalSignature.into()))?,
                 extension(false, &ExtendedKeyUsage(vec![ID_KP_OCSP_SIGNING]))?,
                 ocsp_nocheck()?,
-                subject_key_id(&key.key_id())?,
+                subject_key_id(key_id)?,
                 authority_key_id(&issuer_key.key_id())?,
             ],
         },
         &issuer.tbs_certificate.subject,
         issuer_key,
-    )?;
-    Ok(OcspSigner {
-        cert,
-        cert_der,
-        key,
-        not_after,
-        not_before,
-    })
+    )?)
 }
 
 pub(super) fn write_ocsp_signer(paths: &CaPaths, signer: &OcspSigner) -> anyhow::Result<()> {
@@ -105,7 +125,7 @@ impl Ca {
     /// A delegated OCSP responder certificate for a stateless responder's
     /// own key (`spki`), named `custos OCSP Responder <name>`: EKU
     /// OCSPSigning, ocsp-nocheck, `validity_days` long (never past the
-    /// issuing CA). Returns the certificate, its DER and its serial.
+    /// issuing CA). Returns the certificate and its DER.
     pub fn issue_responder_cert(
         &self,
         spki: spki::SubjectPublicKeyInfoOwned,
@@ -113,37 +133,14 @@ impl Ca {
         validity_days: u32,
     ) -> anyhow::Result<(Certificate, Vec<u8>)> {
         use sha1::Digest;
-        let now = unix_now();
-        let (_, issuer_not_after) = validity_secs(&self.issuer);
-        let not_after = (now + days(validity_days)).min(issuer_not_after);
         let key_id: [u8; 20] = sha1::Sha1::digest(spki.subject_public_key.raw_bytes()).into();
-        let org = self
-            .issuer
-            .tbs_certificate
-            .subject
-            .to_string()
-            .split(',')
-            .find_map(|p| p.strip_prefix("O=").map(str::to_string))
-            .unwrap_or_else(|| "custos".into());
-        let subject = name(&format!("custos OCSP Responder {responder}"), &org)?;
-        Ok(sign_certificate(
-            CertParts {
-                serial: Serial::random(),
-                subject,
-                spki,
-                not_before: now - 3600,
-                not_after,
-                extensions: vec![
-                    basic_constraints(false, None)?,
-                    extension(true, &KeyUsage(KeyUsages::DigitalSignature.into()))?,
-                    extension(false, &ExtendedKeyUsage(vec![ID_KP_OCSP_SIGNING]))?,
-                    ocsp_nocheck()?,
-                    subject_key_id(&key_id)?,
-                    authority_key_id(&self.issuer_key.key_id())?,
-                ],
-            },
-            &self.issuer.tbs_certificate.subject,
+        responder_certificate(
+            &self.issuer,
             &self.issuer_key,
-        )?)
+            spki,
+            &key_id,
+            &format!("custos OCSP Responder {responder}"),
+            validity_days,
+        )
     }
 }

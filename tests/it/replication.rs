@@ -96,21 +96,27 @@ fn free_port() -> u16 {
     free_addr().rsplit(':').next().unwrap().parse().unwrap()
 }
 
-/// `openssl ocsp` against `url` (no nonce: the responder serves the
-/// primary's precomputed answers).
+/// `openssl ocsp` against `url` without a nonce (answered from the
+/// primary's precomputed responses).
 fn openssl_status(data: &Path, leaf: &Path, url: &str) -> String {
-    let out = openssl(&[
-        "ocsp",
-        "-no_nonce",
-        "-issuer",
-        data.join("ca/intermediate.pem").to_str().unwrap(),
-        "-cert",
-        leaf.to_str().unwrap(),
-        "-url",
-        &format!("{url}/ocsp"),
-        "-CAfile",
-        data.join("ca/root.pem").to_str().unwrap(),
-    ]);
+    openssl_ocsp(data, leaf, url, false)
+}
+
+/// `openssl ocsp` with a nonce (its default).
+fn openssl_nonce(data: &Path, leaf: &Path, url: &str) -> String {
+    openssl_ocsp(data, leaf, url, true)
+}
+
+fn openssl_ocsp(data: &Path, leaf: &Path, url: &str, nonce: bool) -> String {
+    let (issuer, root) = (data.join("ca/intermediate.pem"), data.join("ca/root.pem"));
+    let url = format!("{url}/ocsp");
+    let mut args = vec!["ocsp", "-issuer", issuer.to_str().unwrap()];
+    args.extend(["-cert", leaf.to_str().unwrap(), "-url", &url]);
+    args.extend(["-CAfile", root.to_str().unwrap()]);
+    if !nonce {
+        args.push("-no_nonce");
+    }
+    let out = openssl(&args);
     String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
 }
 
@@ -388,22 +394,6 @@ fn metric(server: &Server, name: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(-1.0)
-}
-
-/// `openssl ocsp` with a nonce (its default).
-fn openssl_nonce(data: &Path, leaf: &Path, url: &str) -> String {
-    let out = openssl(&[
-        "ocsp",
-        "-issuer",
-        data.join("ca/intermediate.pem").to_str().unwrap(),
-        "-cert",
-        leaf.to_str().unwrap(),
-        "-url",
-        &format!("{url}/ocsp"),
-        "-CAfile",
-        data.join("ca/root.pem").to_str().unwrap(),
-    ]);
-    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
 }
 
 #[test]
