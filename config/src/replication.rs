@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct ReplicationConfig {
     /// Redis URLs (`redis://host:port`, `rediss://` for TLS). One URL: a
-    /// single server; `redis_cluster = true`: the seed nodes of a cluster.
+    /// single server; several, or `redis_cluster = true`: seed nodes of a
+    /// Redis Cluster.
     pub redis: Vec<String>,
-    /// Whether `redis` names a Redis Cluster.
+    /// Whether `redis` names a Redis Cluster (implied by several URLs).
     pub redis_cluster: bool,
     /// Prefix of every key, so that several CAs can share one Redis.
     pub key_prefix: String,
@@ -48,12 +49,6 @@ impl ReplicationConfig {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 bail!("configuration error: replication.redis: {url:?} must start with redis:// or rediss://");
             }
-        }
-        if self.redis_cluster {
-            bail!("configuration error: replication.redis_cluster: Redis Cluster is not supported yet; name one Redis server");
-        }
-        if self.redis.len() > 1 {
-            bail!("configuration error: replication.redis: several URLs mean a cluster, which is not supported yet; name one Redis server");
         }
         if self.key_prefix.is_empty()
             || !self

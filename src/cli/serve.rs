@@ -194,19 +194,24 @@ async fn serve_responder(config: Config, args: ServeArgs) -> anyhow::Result<()> 
     } else {
         args.redis.clone()
     };
-    let [url] = urls.as_slice() else {
-        anyhow::bail!(if urls.is_empty() {
+    if urls.is_empty() {
+        anyhow::bail!(
             "a responder needs Redis: give --redis redis://host:port (or set [replication] redis)"
-        } else {
-            "several Redis URLs mean a cluster, which is not supported yet; give one"
-        });
-    };
-    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-        anyhow::bail!("--redis {url:?}: must start with redis:// or rediss://");
+        );
     }
+    for url in &urls {
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            anyhow::bail!(
+                "--redis {:?}: must start with redis:// or rediss://",
+                redacted(url)
+            );
+        }
+    }
+    let url = &urls.join(",");
     let metrics = crate::support::metrics::Metrics::new();
     let status = crate::replication::read::RedisStatus::connect(
-        url,
+        &urls,
+        config.replication.redis_cluster,
         &config.replication.key_prefix,
         (config.ocsp.cache_mb.max(1) as u64) << 20,
         crate::replication::read::FreshSettings {
@@ -251,15 +256,16 @@ async fn serve_responder(config: Config, args: ServeArgs) -> anyhow::Result<()> 
 }
 
 /// A Redis URL without its password (`redis://user:***@host:port`).
-fn redacted(url: &str) -> String {
-    match (url.split_once("://"), url.rfind('@')) {
+fn redacted(urls: &str) -> String {
+    let one = |url: &str| match (url.split_once("://"), url.rfind('@')) {
         (Some((scheme, rest)), Some(_)) => {
             let (userinfo, host) = rest.rsplit_once('@').unwrap_or(("", rest));
             let user = userinfo.split(':').next().unwrap_or_default();
             format!("{scheme}://{user}:***@{host}")
         }
         _ => url.to_string(),
-    }
+    };
+    urls.split(',').map(one).collect::<Vec<_>>().join(",")
 }
 
 /// The responder's own key: kept in `dir`, or made now with a join token.

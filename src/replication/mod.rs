@@ -17,6 +17,102 @@ pub mod publish;
 pub mod read;
 
 use crate::serial::Serial;
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use std::time::Duration;
+
+/// A connection to the status store: one Redis server (reconnecting by
+/// itself), or a Redis Cluster (routing each key to its node).
+#[derive(Clone)]
+pub enum Conn {
+    /// One server.
+    Single(ConnectionManager),
+    /// A cluster.
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Connects to `urls`: a cluster when there are several or `cluster`
+    /// is set, else the one server.
+    pub async fn open(
+        urls: &[String],
+        cluster: bool,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> redis::RedisResult<Conn> {
+        if cluster || urls.len() > 1 {
+            let client = redis::cluster::ClusterClient::builder(urls.to_vec())
+                .connection_timeout(connect_timeout)
+                .response_timeout(response_timeout)
+                .build()?;
+            return Ok(Conn::Cluster(client.get_async_connection().await?));
+        }
+        let url = urls.first().map(String::as_str).unwrap_or_default();
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(response_timeout));
+        Ok(Conn::Single(
+            ConnectionManager::new_with_config(client, config).await?,
+        ))
+    }
+
+    /// Runs every command of `pipe`, results ignored: as one pipeline on a
+    /// single server; on a cluster each on its own (a pipeline's keys live on
+    /// different nodes), at most 64 at a time.
+    pub async fn run(&mut self, pipe: &redis::Pipeline) -> redis::RedisResult<()> {
+        match self {
+            Conn::Single(c) => pipe.query_async::<()>(c).await,
+            Conn::Cluster(c) => {
+                let jobs: Vec<(redis::Cmd, ClusterConnection)> = pipe
+                    .cmd_iter()
+                    .map(|cmd| (cmd.clone(), c.clone()))
+                    .collect();
+                let mut results = futures_util::stream::iter(jobs)
+                    .map(|(cmd, mut conn)| async move {
+                        cmd.query_async::<redis::Value>(&mut conn).await
+                    })
+                    .buffer_unordered(64);
+                while let Some(r) = results.next().await {
+                    r?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
 
 /// Redis keys of one issuing CA under a prefix (`replication.key_prefix`).
 #[derive(Clone, Debug)]

@@ -12,6 +12,7 @@
 //! whole ledger first ([`Publisher::resync`]); a restart of the primary does
 //! not republish what Redis already holds.
 
+use super::Conn;
 use super::{status_value, Keys, StoredCrl, StoredResponse};
 use crate::ca::Ca;
 use crate::config::ReplicationConfig;
@@ -22,7 +23,6 @@ use crate::status::crl_publisher::CrlPublisher;
 use crate::support::metrics::Metrics;
 use custos_ocsp::issuer::HashAlg;
 use prometheus::{IntCounter, IntGauge};
-use redis::aio::ConnectionManager;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -100,7 +100,8 @@ pub struct Publisher {
     crl: Arc<CrlPublisher>,
     keys: Keys,
     prefix: String,
-    url: String,
+    urls: Vec<String>,
+    cluster: bool,
     grace: u64,
     batch: usize,
     metrics: ReplicationMetrics,
@@ -127,7 +128,8 @@ impl Publisher {
         Publisher {
             keys: Keys::new(&config.key_prefix, ca.issuer_id()),
             prefix: config.key_prefix.clone(),
-            url: config.redis.first().cloned().unwrap_or_default(),
+            urls: config.redis.clone(),
+            cluster: config.redis_cluster,
             grace: config.grace_secs,
             batch: config.batch.max(1),
             metrics: ReplicationMetrics::new(metrics),
@@ -139,12 +141,14 @@ impl Publisher {
     }
 
     /// A Redis connection that reconnects by itself after a failure.
-    pub async fn connect(&self) -> Result<ConnectionManager, PublishError> {
-        let client = redis::Client::open(self.url.as_str())?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(10)));
-        Ok(ConnectionManager::new_with_config(client, config).await?)
+    pub async fn connect(&self) -> Result<Conn, PublishError> {
+        Ok(Conn::open(
+            &self.urls,
+            self.cluster,
+            Duration::from_secs(5),
+            Duration::from_secs(10),
+        )
+        .await?)
     }
 
     /// Runs until `shutdown`: connects, resyncs Redis when it holds another
@@ -197,7 +201,7 @@ impl Publisher {
 
     /// Resyncs when Redis does not hold this ledger's generation; always
     /// (re)writes the CA files and which issuer is current.
-    async fn ensure_generation(&self, conn: &mut ConnectionManager) -> Result<(), PublishError> {
+    async fn ensure_generation(&self, conn: &mut Conn) -> Result<(), PublishError> {
         let id = self.ledger.replication_id()?;
         let held: Option<String> = redis::cmd("GET")
             .arg(self.keys.generation())
@@ -221,7 +225,7 @@ impl Publisher {
     /// Returns how many certificates were published.
     pub async fn resync(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         mut progress: impl FnMut(u64),
     ) -> Result<u64, PublishError> {
         self.metrics.resyncs.inc();
@@ -255,7 +259,7 @@ impl Publisher {
 
     /// Publishes up to `batch` log entries and any newer CRL; returns how
     /// many certificates were published.
-    pub async fn round(&self, conn: &mut ConnectionManager) -> Result<usize, PublishError> {
+    pub async fn round(&self, conn: &mut Conn) -> Result<usize, PublishError> {
         self.publish_crls(conn).await?;
         let pending = self.ledger.replication_pending(self.batch)?;
         let Some(&(last, _)) = pending.last() else {
@@ -278,7 +282,7 @@ impl Publisher {
     /// (when `announce`) its revocation on the channel.
     async fn publish_records(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         records: &[&CertRecord],
         now: u64,
         announce: bool,
@@ -322,13 +326,13 @@ impl Publisher {
                     .ignore();
             }
         }
-        pipe.query_async::<()>(conn).await?;
+        conn.run(&pipe).await?;
         self.metrics.published.inc_by(records.len() as u64);
         Ok(())
     }
 
     /// Writes every shard's CRL that is newer than what was published.
-    async fn publish_crls(&self, conn: &mut ConnectionManager) -> Result<(), PublishError> {
+    async fn publish_crls(&self, conn: &mut Conn) -> Result<(), PublishError> {
         let mut newer = Vec::new();
         {
             let numbers = self.crl_numbers.lock().unwrap_or_else(|e| e.into_inner());
@@ -353,7 +357,7 @@ impl Publisher {
             };
             pipe.set(self.keys.crl(c.shard), stored.encode()).ignore();
         }
-        pipe.query_async::<()>(conn).await?;
+        conn.run(&pipe).await?;
         let mut numbers = self.crl_numbers.lock().unwrap_or_else(|e| e.into_inner());
         for c in newer {
             if let Some(n) = numbers.get_mut(c.shard as usize) {
@@ -364,14 +368,14 @@ impl Publisher {
     }
 
     /// The CA files `/ca/…` serves, and which issuer is current.
-    async fn publish_ca(&self, conn: &mut ConnectionManager) -> Result<(), PublishError> {
+    async fn publish_ca(&self, conn: &mut Conn) -> Result<(), PublishError> {
         let chain = self
             .ca
             .chain_pem()
             .map_err(|e| PublishError::Ca(e.to_string()))?;
         let issuer_file = format!("{}.crt", self.ca.issuer_id());
-        redis::pipe()
-            .set(self.keys.ca_file(&issuer_file), self.ca.issuer_der())
+        let mut pipe = redis::pipe();
+        pipe.set(self.keys.ca_file(&issuer_file), self.ca.issuer_der())
             .ignore()
             .set(self.keys.ca_file("root.crt"), self.ca.root_der())
             .ignore()
@@ -383,9 +387,8 @@ impl Publisher {
             .set(self.keys.ca_file("chain.pem"), chain)
             .ignore()
             .set(Keys::current_issuer(&self.prefix), self.ca.issuer_id())
-            .ignore()
-            .query_async::<()>(conn)
-            .await?;
+            .ignore();
+        conn.run(&pipe).await?;
         Ok(())
     }
 }

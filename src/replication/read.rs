@@ -21,6 +21,7 @@
 //! anything else is `tryLater`; `/healthz` then says `degraded`.
 
 use super::join::{Identity, Signer};
+use super::Conn;
 use super::{Keys, StoredCrl, StoredResponse};
 use crate::serial::Serial;
 use crate::status::responder::{Answer, AnswerKind};
@@ -34,7 +35,6 @@ use custos_ocsp::OcspError;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
-use redis::aio::ConnectionManager;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,8 +124,8 @@ pub struct RedisStatus {
     pool: SigningPool,
     permits: Arc<Semaphore>,
     keys: Keys,
-    url: String,
-    conn: ConnectionManager,
+    urls: Vec<String>,
+    conn: Conn,
     hashes: IssuerHashes,
     cache: Cache<(u8, Serial), Arc<StoredResponse>, ByBytes>,
     /// Bumped by every invalidation; a fill that saw it move is undone.
@@ -158,21 +158,25 @@ pub enum StartError {
 }
 
 impl RedisStatus {
-    /// Connects to `url`, finds the issuer the primary publishes under
-    /// `prefix`, and sizes the cache to `cache_bytes`.
+    /// Connects to `urls` (a cluster when `cluster` or several), finds the
+    /// issuer the primary publishes under `prefix`, and sizes the cache to
+    /// `cache_bytes`.
     pub async fn connect(
-        url: &str,
+        urls: &[String],
+        cluster: bool,
         prefix: &str,
         cache_bytes: u64,
         fresh: FreshSettings,
         registry: &prometheus::Registry,
     ) -> Result<RedisStatus, StartError> {
         use der::Decode;
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
-        let mut conn = ConnectionManager::new_with_config(client, config).await?;
+        let mut conn = Conn::open(
+            urls,
+            cluster,
+            Duration::from_secs(2),
+            Duration::from_secs(2),
+        )
+        .await?;
         let issuer: Option<String> = redis::cmd("GET")
             .arg(Keys::current_issuer(prefix))
             .query_async(&mut conn)
@@ -197,7 +201,7 @@ impl RedisStatus {
             permits: Arc::new(Semaphore::new(admitted)),
             fresh,
             keys,
-            url: url.to_string(),
+            urls: urls.to_vec(),
             conn,
             hashes,
             cache: Cache::with_weighter(estimated, cache_bytes.max(1), ByBytes),
@@ -476,9 +480,14 @@ impl RedisStatus {
     /// after any failure (and clearing the cache each time it does).
     pub async fn listen(self: Arc<Self>, shutdown: CancellationToken) {
         use futures_util::StreamExt;
+        // Pub/sub messages reach every node of a cluster: any one will do,
+        // the next one after a failure.
+        let mut node = 0usize;
         loop {
+            let url = self.urls[node % self.urls.len().max(1)].clone();
+            node += 1;
             let subscribed = async {
-                let client = redis::Client::open(self.url.as_str())?;
+                let client = redis::Client::open(url.as_str())?;
                 let mut pubsub = client.get_async_pubsub().await?;
                 pubsub.subscribe(self.keys.revoked_channel()).await?;
                 Ok::<_, redis::RedisError>(pubsub)

@@ -19,9 +19,14 @@ struct Redis {
 
 impl Redis {
     fn start(port: u16) -> Redis {
+        Self::start_with(port, &[])
+    }
+
+    fn start_with(port: u16, extra: &[&str]) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -487,4 +492,89 @@ fn openssl_stdin(args: &[&str], input: &[u8]) -> String {
         .unwrap();
     child.stdin.take().unwrap().write_all(input).unwrap();
     String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).to_string()
+}
+
+#[test]
+fn a_redis_cluster_carries_the_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(custos(&data, &["init"]).status.success());
+    // Three primaries, no replicas, each with its own cluster state file.
+    let nodes: Vec<Redis> = (0..3)
+        .map(|i| {
+            let port = free_port();
+            let conf = dir.path().join(format!("nodes-{i}.conf"));
+            Redis::start_with(
+                port,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    conf.to_str().unwrap(),
+                ],
+            )
+        })
+        .collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli (redis-tools) must be installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    eventually("the cluster is up", || {
+        let out = Command::new("redis-cli")
+            .args(["-p", &nodes[0].port.to_string(), "cluster", "info"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok")
+    });
+    let urls: Vec<String> = nodes.iter().map(Redis::url).collect();
+    std::fs::write(
+        dir.path().join("custos.toml"),
+        format!(
+            "[replication]\nredis = [{}]\n",
+            urls.iter()
+                .map(|u| format!("\"{u}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+    .unwrap();
+    let _primary = Server::start(&data, &[]);
+    let (leaf, serial) = issue(&data, dir.path(), "clustered");
+    let responder = Responder::start(dir.path(), &urls.join(","));
+    eventually("the responder answers good through the cluster", || {
+        openssl_status(&data, &leaf, &responder.url).contains(": good")
+    });
+    let out = custos(&data, &["revoke", "--serial", &serial.to_hex()]);
+    assert!(out.status.success());
+    eventually(
+        "the revocation reaches the responder through the cluster",
+        || openssl_status(&data, &leaf, &responder.url).contains(": revoked"),
+    );
+    // The keys are spread over the nodes, not all on one.
+    let holding = nodes
+        .iter()
+        .filter(|n| {
+            let out = Command::new("redis-cli")
+                .args(["-p", &n.port.to_string(), "dbsize"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+                > 0
+        })
+        .count();
+    assert!(holding >= 2, "keys on {holding} of 3 nodes");
 }
