@@ -138,11 +138,7 @@ impl WebhookSource {
     /// work together. `name` is the table's name.
     pub(super) fn check(&self, name: &str) -> anyhow::Result<()> {
         let at = |why: String| anyhow::anyhow!("configuration error: webhooks.{name}: {why}");
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !custos_model::is_plain_name(name) {
             return Err(at(
                 "the name may hold only letters, digits, '-' and '_'".into()
             ));

@@ -50,12 +50,7 @@ impl ReplicationConfig {
                 bail!("configuration error: replication.redis: {url:?} must start with redis:// or rediss://");
             }
         }
-        if self.key_prefix.is_empty()
-            || !self
-                .key_prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !custos_model::is_plain_name(&self.key_prefix) {
             bail!("configuration error: replication.key_prefix may hold only letters, digits, '-' and '_'");
         }
         if self.batch == 0 || self.batch > 10_000 {

@@ -99,11 +99,7 @@ pub enum EnrollError {
 }
 
 fn check_name(name: &str) -> Result<(), EnrollError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok = name.len() <= 64 && crate::model::is_plain_name(name);
     ok.then_some(()).ok_or(EnrollError::BadName)
 }
 

@@ -45,11 +45,7 @@ pub fn check(c: &NotifyConfig) -> Result<(), String> {
     }
     for (name, s) in &c.subscribers {
         let at = |e: String| format!("[notify.subscribers.{name}]: {e}");
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !crate::model::is_plain_name(name) {
             return Err(at(
                 "the name may hold only letters, digits, '-' and '_'".into()
             ));
