@@ -173,6 +173,24 @@ impl Ledger {
         }
     }
 
+    /// A precomputed response as stored, never from the hot cache: the
+    /// replication publisher reads a certificate right after its log entry
+    /// became visible, which is before the writer has dropped the cached
+    /// copy it replaced.
+    pub fn get_precomputed_stored(
+        &self,
+        tag: u8,
+        serial: &Serial,
+    ) -> Result<Option<Precomputed>, LedgerError> {
+        match self
+            .db
+            .get_pinned_cf(self.cf(CF_OCSP), ocsp_key(tag, serial))?
+        {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(Precomputed::decode(&bytes)?)),
+        }
+    }
+
     /// Removes a certificate's precomputed responses.
     pub fn delete_precomputed(&self, serial: &Serial, tags: &[u8]) -> Result<(), LedgerError> {
         let _guard = self.lock();

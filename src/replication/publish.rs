@@ -107,6 +107,10 @@ pub struct Publisher {
     metrics: ReplicationMetrics,
     /// The CRL number last published per shard.
     crl_numbers: Mutex<Vec<u64>>,
+    /// One writer at a time: a resync reads a page and writes it, and a
+    /// round writing a newer state (a revocation) in between would be
+    /// overwritten by the older one.
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -134,6 +138,7 @@ impl Publisher {
             batch: config.batch.max(1),
             metrics: ReplicationMetrics::new(metrics),
             crl_numbers: Mutex::new(vec![0; shards]),
+            writing: tokio::sync::Mutex::new(()),
             ledger,
             ca,
             crl,
@@ -228,6 +233,7 @@ impl Publisher {
         conn: &mut Conn,
         mut progress: impl FnMut(u64),
     ) -> Result<u64, PublishError> {
+        let _writing = self.writing.lock().await;
         self.metrics.resyncs.inc();
         // Skip the log first: what changes during the scan is logged after
         // this point and published by the next rounds.
@@ -260,6 +266,7 @@ impl Publisher {
     /// Publishes up to `batch` log entries and any newer CRL; returns how
     /// many certificates were published.
     pub async fn round(&self, conn: &mut Conn) -> Result<usize, PublishError> {
+        let _writing = self.writing.lock().await;
         self.publish_crls(conn).await?;
         let pending = self.ledger.replication_pending(self.batch)?;
         let Some(&(last, _)) = pending.last() else {
@@ -301,7 +308,7 @@ impl Publisher {
             )
             .ignore();
             for alg in [HashAlg::Sha1, HashAlg::Sha256] {
-                let Some(p) = self.ledger.get_precomputed(alg.tag(), &r.serial)? else {
+                let Some(p) = self.ledger.get_precomputed_stored(alg.tag(), &r.serial)? else {
                     continue;
                 };
                 if p.next_update <= now {

@@ -38,7 +38,7 @@ fn open_data_dir(data: &Path) -> (custos::config::Config, custos::ledger::Ledger
 /// Fills a fresh data dir with `n` certificates and their precomputed
 /// responses, through the library (as fast as the ledger allows); returns
 /// their serials.
-fn fill(data: &Path, n: usize) -> Vec<Serial> {
+pub(crate) fn fill(data: &Path, n: usize) -> Vec<Serial> {
     let (config, ledger) = open_data_dir(data);
     let app = custos::app::App::build(config, ledger, None, true).unwrap();
     let serials: Vec<Serial> = (0..n).map(|_| Serial::random()).collect();
@@ -72,7 +72,7 @@ fn status_of(der: &[u8]) -> &'static str {
     }
 }
 
-fn issuer_hashes(data: &Path) -> IssuerHashes {
+pub(crate) fn issuer_hashes(data: &Path) -> IssuerHashes {
     let pem = std::fs::read(data.join("ca/intermediate.pem")).unwrap();
     let cert = custos::ca::parse_pem_bundle(&pem).unwrap().remove(0);
     IssuerHashes::new(&cert).unwrap()

@@ -583,3 +583,112 @@ fn a_redis_cluster_carries_the_status() {
         .count();
     assert!(holding >= 2, "keys on {holding} of 3 nodes");
 }
+
+/// Resyncs and refreshes racing revocations: once the log is drained, Redis
+/// says revoked for every acknowledged revocation (status record and both
+/// responses), and so does a responder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resyncs_and_refreshes_never_undo_a_revocation_in_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let serials = crate::hardening::fill(&data, 2000);
+    let redis = Redis::start(free_port());
+    std::fs::write(
+        dir.path().join("custos.toml"),
+        format!("[replication]\nredis = [\"{}\"]\n", redis.url()),
+    )
+    .unwrap();
+    let server = Server::start(&data, &[]);
+    let https = server.https_client();
+    let token = server.token();
+    let mut acknowledged = Vec::new();
+    for round in 0..3 {
+        let background = ["/admin/replication/resync", "/admin/ocsp/refresh"].map(|path| {
+            let (https, token) = (https.clone(), token.clone());
+            let url = format!("{}{path}", server.https_url);
+            tokio::spawn(async move {
+                let r = https.post(url).bearer_auth(token).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+            })
+        });
+        for s in serials.iter().skip(round * 600).step_by(6).take(100) {
+            let r = https
+                .post(format!("{}/admin/revoke", server.https_url))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({ "serial": s.to_hex(), "reason": "keyCompromise" }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            acknowledged.push(s.clone());
+        }
+        for b in background {
+            b.await.unwrap();
+        }
+    }
+    let check = tokio::task::spawn_blocking(move || {
+        eventually("the log drains", || {
+            metric(&server, "custos_replication_backlog") == 0.0
+        });
+        let issuer = custos_issuer_id(&server);
+        let keys = custos::replication::Keys::new("custos", &issuer);
+        let mut conn = redis::Client::open(redis.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let mut wrong = Vec::new();
+        for s in &acknowledged {
+            let status: String = redis::cmd("GET")
+                .arg(keys.status(s))
+                .query(&mut conn)
+                .unwrap();
+            if !status.starts_with("revoked ") {
+                wrong.push(format!("{} status {status}", s.to_hex()));
+            }
+            for alg in [HashAlg::Sha1, HashAlg::Sha256] {
+                let v: Vec<u8> = redis::cmd("GET")
+                    .arg(keys.ocsp(alg.tag(), s))
+                    .query(&mut conn)
+                    .unwrap();
+                let r = custos::replication::StoredResponse::decode(&v).unwrap();
+                if r.status != 1 {
+                    wrong.push(format!("{} {alg:?} response good", s.to_hex()));
+                }
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} of {}: {wrong:?}",
+            wrong.len(),
+            acknowledged.len() * 3
+        );
+        let responder = Responder::start(dir.path(), &redis.url());
+        for s in acknowledged.iter().step_by(10) {
+            let hashes = crate::hardening::issuer_hashes(&data);
+            let body = fetch(&format!("{}{}", responder.url, get_path(&hashes, s))).2;
+            let (_, _, primary) = fetch(&format!("{}{}", server.http_url, get_path(&hashes, s)));
+            assert!(
+                is_revoked_der(&body) && is_revoked_der(&primary),
+                "{}",
+                s.to_hex()
+            );
+        }
+    });
+    check.await.unwrap();
+}
+
+/// Whether an OCSP response's first answer says revoked.
+fn is_revoked_der(der: &[u8]) -> bool {
+    use custos_ocsp::x509_ocsp::{BasicOcspResponse, CertStatus, OcspResponse};
+    use der::Decode;
+    let Some(bytes) = OcspResponse::from_der(der)
+        .ok()
+        .and_then(|r| r.response_bytes)
+    else {
+        return false;
+    };
+    BasicOcspResponse::from_der(bytes.response.as_bytes())
+        .ok()
+        .and_then(|b| b.tbs_response_data.responses.first().cloned())
+        .is_some_and(|r| matches!(r.cert_status, CertStatus::Revoked(_)))
+}
