@@ -429,6 +429,59 @@ fn a_joined_responder_signs_nonce_requests_with_its_own_key() {
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(token.starts_with("custos-join."), "{token}");
 
+    // Bad enrolments are refused with a reason and change nothing: the
+    // token still works afterwards.
+    let enroll = |body: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/stderr", "-w", "%{http_code}", "--cacert"])
+            .arg(data.join("ca/root.pem"))
+            .args([
+                "-H",
+                "content-type: application/json",
+                "--data-binary",
+                body,
+            ])
+            .arg(format!("{}/responder/enroll", _primary.https_url))
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let secret = custos::replication::enroll::JoinToken::decode(&token)
+        .unwrap()
+        .secret;
+    let csr = p256_csr(&["edge-1"]);
+    let csr_json = serde_json::to_string(&csr).unwrap();
+    for (body, code, why) in [
+        ("not json".to_string(), "400", "invalid JSON"),
+        (
+            format!("{{\"name\":\"edge 1\",\"secret\":\"{secret}\",\"csr\":{csr_json}}}"),
+            "400",
+            "responder names",
+        ),
+        (
+            format!("{{\"name\":\"edge-1\",\"secret\":\"{secret}\",\"csr\":\"garbage\"}}"),
+            "400",
+            "CSR",
+        ),
+        (
+            format!("{{\"name\":\"edge-1\",\"secret\":\"wrong\",\"csr\":{csr_json}}}"),
+            "401",
+            "wrong, used or expired",
+        ),
+        (
+            format!("{{\"name\":\"nobody\",\"secret\":\"{secret}\",\"csr\":{csr_json}}}"),
+            "401",
+            "wrong, used or expired",
+        ),
+    ] {
+        let (status, text) = enroll(&body);
+        assert_eq!(status, code, "{body}: {text}");
+        assert!(text.contains(why), "{body}: {text}");
+    }
+
     // Without a key of its own, a nonce request gets the published answer.
     let plain = Responder::start(dir.path(), &redis.url());
     eventually("published", || {
