@@ -14,7 +14,8 @@
 //! `CUSTOS_LOAD_CONNS` (connections, default 64),
 //! `CUSTOS_LOAD_REVOCATIONS` (revocation-visibility samples, default 1000),
 //! `CUSTOS_LOAD_ONLY` (comma list of `get`, `nonce`, `peers`, `revocation`, `responder`,
-//! `rss`: run only these besides the baselines and POST without nonce).
+//! `rss`: run only these besides the baselines and POST without nonce; or
+//! `scale` alone: the ledger-size run of `support/scale.rs`).
 //! Prints requests/s, p50 and p99 per scenario with the ratio to the
 //! baseline, the revocation-visibility latency, and the RSS of the real
 //! `custos serve` binary on the filled ledger against an empty one.
@@ -22,6 +23,8 @@
 #[path = "support/mod.rs"]
 mod support;
 use support::*;
+#[path = "support/scale.rs"]
+mod scale;
 
 use base64::Engine;
 use bytes::Bytes;
@@ -566,6 +569,9 @@ fn main() {
     }
     if std::env::var_os("CUSTOS_LOAD_CLIENT").is_some() {
         return client_main();
+    }
+    if std::env::var("CUSTOS_LOAD_ONLY").is_ok_and(|o| o.trim() == "scale") {
+        return scale::main();
     }
     let certs = env("CUSTOS_LOAD_CERTS", 1_000_000);
     let conns = env("CUSTOS_LOAD_CONNS", 64);

@@ -398,6 +398,20 @@ impl AdminClient {
         Ok(a.token)
     }
 
+    /// `POST /admin/responders/revoke`: cuts a responder off.
+    pub async fn post_responder_revoke(
+        &self,
+        name: &str,
+        reason: crate::revocation::Reason,
+    ) -> anyhow::Result<crate::replication::enroll::RevokedResponder> {
+        self.send(
+            self.http
+                .post(format!("{}/admin/responders/revoke", self.base))
+                .json(&serde_json::json!({ "name": name, "reason": reason.name() })),
+        )
+        .await
+    }
+
     /// `POST /admin/backup`: the server writes the backup to `out`.
     pub async fn post_backup(
         &self,

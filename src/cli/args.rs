@@ -120,6 +120,17 @@ pub enum ResponderCommand {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Cuts a responder off: revokes the certificate last issued to it (on
+    /// OCSP, the CRL and Redis) and refuses its renewals; the responder
+    /// stops signing with that key as soon as it hears of the revocation.
+    Revoke {
+        /// The responder's name.
+        #[arg(long)]
+        name: String,
+        /// RFC 5280 reason (keyCompromise, cessationOfOperation, …).
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
 }
 
 /// `custos responder token …`.

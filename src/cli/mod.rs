@@ -43,7 +43,10 @@ mod status;
 pub use args::*;
 use certs::{certs, issue, revoke, status};
 use devices::{devices, eab, profile};
-use records::{audit, backup, ledger_verify, outbox, replication_resync, responder_token, restore};
+use records::{
+    audit, backup, ledger_verify, outbox, replication_resync, responder_revoke, responder_token,
+    restore,
+};
 use serve::{init, serve};
 use status::{crl, ocsp};
 
@@ -104,6 +107,12 @@ pub async fn main() -> anyhow::Result<std::process::ExitCode> {
                     command: TokenCommand::Create { name },
                 },
         } => with_ops!(config, |ops| responder_token(ops, &name)),
+        Command::Responder {
+            command: ResponderCommand::Revoke { name, reason },
+        } => {
+            let reason = reason.parse()?;
+            with_ops!(config, |ops| responder_revoke(ops, &name, reason))
+        }
     };
     done.map(|()| std::process::ExitCode::SUCCESS)
 }

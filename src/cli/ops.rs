@@ -14,6 +14,7 @@ use crate::maintenance::backup::BackupManifest;
 use crate::maintenance::verify::VerifyReport;
 use crate::model::time::{rfc3339, unix_now};
 use crate::ra::{CertView, RevokeResult};
+use crate::replication::enroll::RevokedResponder;
 use crate::revocation::Reason;
 use crate::serial::Serial;
 use crate::server::admin::{CrlInfo, RevokeBody, StatusAnswer};
@@ -102,6 +103,12 @@ pub(crate) trait Operations {
     async fn replication_resync(&self, bar: &ProgressBar) -> anyhow::Result<u64>;
     /// `custos responder token create`: the printable join token.
     async fn responder_token(&self, name: &str) -> anyhow::Result<String>;
+    /// `custos responder revoke`.
+    async fn responder_revoke(
+        &self,
+        name: &str,
+        reason: Reason,
+    ) -> anyhow::Result<RevokedResponder>;
 }
 
 /// The data dir opened in this process (no server holds it).
@@ -345,6 +352,21 @@ impl Operations for Local {
         )?;
         Ok(token.encode())
     }
+
+    async fn responder_revoke(
+        &self,
+        name: &str,
+        reason: Reason,
+    ) -> anyhow::Result<RevokedResponder> {
+        let app = &self.0;
+        Ok(crate::replication::enroll::revoke(
+            &app.authority,
+            name,
+            reason,
+            &cli_actor(),
+            unix_now(),
+        )?)
+    }
 }
 
 /// Through the running server's admin API (which audits what it does).
@@ -478,5 +500,13 @@ impl Operations for AdminClient {
 
     async fn responder_token(&self, name: &str) -> anyhow::Result<String> {
         self.post_responder_token(name).await
+    }
+
+    async fn responder_revoke(
+        &self,
+        name: &str,
+        reason: Reason,
+    ) -> anyhow::Result<RevokedResponder> {
+        self.post_responder_revoke(name, reason).await
     }
 }

@@ -197,6 +197,21 @@ pub(super) async fn replication_resync(ops: &impl Operations) -> anyhow::Result<
     Ok(())
 }
 
+pub(super) async fn responder_revoke(
+    ops: &impl Operations,
+    name: &str,
+    reason: crate::revocation::Reason,
+) -> anyhow::Result<()> {
+    let done = ops.responder_revoke(name, reason).await?;
+    match &done.certificate {
+        Some(serial) => println!(
+            "responder {name:?} revoked: certificate {serial} is revoked ({reason}) and its renewals are refused"
+        ),
+        None => println!("responder {name:?} revoked: it had no certificate yet; its join token no longer works"),
+    }
+    Ok(())
+}
+
 pub(super) async fn responder_token(ops: &impl Operations, name: &str) -> anyhow::Result<()> {
     let token = ops.responder_token(name).await?;
     println!("{token}");

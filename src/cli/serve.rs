@@ -296,6 +296,10 @@ async fn responder_identity(
         }
     };
     status.set_identity(identity);
+    if status.identity_revoked().await {
+        status.retire_identity("Redis says so at start");
+        eprintln!("custos: warning: this responder's certificate was revoked; its key is deleted and nonce requests get the published response (enrol again with a new join token)");
+    }
     Ok(())
 }
 
@@ -314,6 +318,11 @@ async fn renew_identity(
         let Some(current) = status.identity() else {
             continue;
         };
+        // Catches an announcement missed while unsubscribed.
+        if status.identity_revoked().await {
+            status.retire_identity("Redis says so");
+            continue;
+        }
         if !current.renewal_due(unix_now()) {
             continue;
         }
@@ -326,6 +335,12 @@ async fn renew_identity(
             Ok(id) => {
                 tracing::info!(not_after = id.not_after, "responder certificate renewed");
                 status.set_identity(id);
+            }
+            Err(e)
+                if e.downcast_ref::<crate::replication::join::RevokedByPrimary>()
+                    .is_some() =>
+            {
+                status.retire_identity(&e.to_string());
             }
             Err(e) => {
                 tracing::warn!(error = %e, "responder certificate renewal failed; retrying later")

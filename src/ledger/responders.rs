@@ -21,6 +21,9 @@ pub struct ResponderRecord {
     pub certificate: Option<String>,
     /// When that certificate was issued.
     pub enrolled_at: Option<u64>,
+    /// When `custos responder revoke` cut it off (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
 }
 
 fn key(name: &str) -> Vec<u8> {

@@ -142,6 +142,33 @@ impl Ledger {
         Ok(true)
     }
 
+    /// [`Ledger::store_precomputed`] for many certificates in one write
+    /// (a refresh's page): each set is stored only if its record's
+    /// revocation state is still the one it was signed from. Returns how
+    /// many were stored.
+    pub fn store_precomputed_many(
+        &self,
+        items: &[(CertRecord, PrecomputedSet)],
+    ) -> Result<usize, LedgerError> {
+        let _guard = self.lock();
+        let mut batch = WriteBatch::default();
+        let mut stored = Vec::with_capacity(items.len());
+        for (made_from, set) in items {
+            let serial = &made_from.serial;
+            match self.get(serial)? {
+                Some(rec) if rec.revocation == made_from.revocation => {}
+                _ => continue,
+            }
+            self.put_precomputed(&mut batch, serial, set)?;
+            stored.push((serial, set));
+        }
+        self.db.write(batch)?;
+        for (serial, set) in &stored {
+            self.invalidate_hot(serial, set.responses.iter().map(|(t, _)| *t));
+        }
+        Ok(stored.len())
+    }
+
     pub(super) fn invalidate_hot(&self, serial: &Serial, tags: impl Iterator<Item = u8>) {
         let keys: Vec<Vec<u8>> = tags.map(|t| ocsp_key(t, serial)).collect();
         self.hot.invalidate(keys.iter().map(|k| &k[..]));

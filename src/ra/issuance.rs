@@ -310,6 +310,40 @@ impl Issuer {
         Ok(Issued { record, der })
     }
 
+    /// Records a certificate this CA signed outside the profiles (an
+    /// enrolled responder's delegated OCSP certificate) under `profile`, so
+    /// that it is listed, answered for and revocable like any other.
+    pub fn record_signed(
+        &self,
+        der: &[u8],
+        profile: &str,
+        now: u64,
+    ) -> Result<CertRecord, IssueError> {
+        use der::Decode;
+        let bad = |e: String| IssueError::Signing(format!("recording a signed certificate: {e}"));
+        let cert = x509_cert::Certificate::from_der(der).map_err(|e| bad(e.to_string()))?;
+        let tbs = &cert.tbs_certificate;
+        let serial =
+            Serial::from_bytes(tbs.serial_number.as_bytes()).map_err(|e| bad(e.to_string()))?;
+        let record = CertRecord {
+            crl_shard: shard_for(&serial, self.crl_shards),
+            serial,
+            issuer_id: self.ca.issuer_id().to_string(),
+            subject: tbs.subject.to_string(),
+            not_before: tbs.validity.not_before.to_unix_duration().as_secs(),
+            not_after: tbs.validity.not_after.to_unix_duration().as_secs(),
+            issued_at: now,
+            dns_names: vec![],
+            ip_addresses: vec![],
+            device: Default::default(),
+            acme_account: None,
+            profile: profile.to_string(),
+            revocation: None,
+        };
+        self.ledger.insert(&record, der)?;
+        Ok(record)
+    }
+
     fn fresh_serial(&self) -> Result<Serial, IssueError> {
         // 128 random bits collide with negligible probability; the check makes
         // uniqueness a fact rather than a likelihood.

@@ -285,6 +285,35 @@ impl Authority {
         Ok(issued)
     }
 
+    /// Records a certificate the CA signed outside the profiles (see
+    /// [`Issuer::record_signed`]), audits it and presigns its responses.
+    pub fn record_signed(
+        &self,
+        der: &[u8],
+        profile: &str,
+        actor: &str,
+        now: u64,
+    ) -> Result<CertRecord, AdminError> {
+        let record = self.issuer.record_signed(der, profile, now)?;
+        self.metrics.issued.inc();
+        self.audit(
+            actor,
+            "issuance",
+            serde_json::json!({
+                "certificate": record.serial.to_hex(),
+                "subject": record.subject,
+                "profile": profile,
+                "not_after": record.not_after,
+                "outcome": "issued",
+            }),
+            now,
+        );
+        if let Err(e) = self.responder.on_issued(&record, now) {
+            tracing::warn!(serial = %record.serial, error = %e, "could not precompute OCSP responses");
+        }
+        Ok(record)
+    }
+
     /// Revokes one certificate.
     pub fn revoke_serial(
         &self,

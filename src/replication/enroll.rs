@@ -9,8 +9,12 @@
 //! (EKU OCSPSigning, ocsp-nocheck, `ocsp.signer_validity_days` long) and a
 //! renewal secret, which the responder presents (with a new CSR) to renew.
 //! Only SHA-256 hashes of the secrets are kept; the CA key never leaves the
-//! primary. A compromised responder is cut off by not renewing it: its
-//! record is replaced by a new join token for the same name.
+//! primary. Responder certificates are recorded in the ledger like any
+//! other (profile `ocsp-responder`), so they have OCSP answers, reach the
+//! CRL and Redis when revoked, and `custos responder revoke --name NAME`
+//! (or `custos revoke --serial` of its certificate) cuts a responder off:
+//! the primary refuses its renewals, and a responder that hears its own
+//! certificate revoked stops signing with that key.
 
 use crate::ca::Ca;
 use crate::ledger::{Ledger, LedgerError, ResponderRecord};
@@ -87,6 +91,12 @@ pub enum EnrollError {
     /// Unknown name, wrong, used or expired secret (one answer for all).
     #[error("unknown responder, or a wrong, used or expired secret")]
     Refused,
+    /// The responder, or its current certificate, was revoked.
+    #[error("responder {0:?} was revoked; create a new join token to enrol it again")]
+    Revoked(String),
+    /// `responder revoke` for a name never enrolled.
+    #[error("no responder is named {0:?}")]
+    Unknown(String),
     /// The CSR did not verify.
     #[error("CSR: {0}")]
     Csr(String),
@@ -175,6 +185,9 @@ pub fn enroll(
         if !by_join && !renewing {
             return Err(EnrollError::Refused);
         }
+        if renewing && (rec.revoked_at.is_some() || current_revoked(ledger, &rec)?) {
+            return Err(EnrollError::Revoked(req.name.clone()));
+        }
         let (_, der) = ca
             .issue_responder_cert(csr.spki.clone(), &req.name, validity_days)
             .map_err(|e| EnrollError::Issue(e.to_string()))?;
@@ -186,8 +199,12 @@ pub fn enroll(
         Ok(rec)
     })?;
     let der = issued.ok_or_else(|| EnrollError::Issue("no certificate".into()))?;
+    let actor = format!("responder:{}", req.name);
+    authority
+        .record_signed(&der, RESPONDER_PROFILE, &actor, now)
+        .map_err(|e| EnrollError::Issue(e.to_string()))?;
     authority.audit(
-        &format!("responder:{}", req.name),
+        &actor,
         "responder.enroll",
         serde_json::json!({"name": req.name, "certificate": serial_of(&der), "outcome": if renewing { "renewed" } else { "enrolled" }}),
         now,
@@ -197,6 +214,72 @@ pub fn enroll(
         renewal_secret: renewal,
     })
 }
+
+/// Whether the certificate last issued to `rec` is revoked in the ledger.
+fn current_revoked(ledger: &Ledger, rec: &ResponderRecord) -> Result<bool, LedgerError> {
+    let Some(serial) = rec.certificate.as_deref() else {
+        return Ok(false);
+    };
+    let Ok(serial) = serial.parse::<crate::serial::Serial>() else {
+        return Ok(false);
+    };
+    Ok(ledger.get(&serial)?.is_some_and(|r| r.revocation.is_some()))
+}
+
+/// What `responder revoke` did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RevokedResponder {
+    /// The responder's name.
+    pub name: String,
+    /// The serial (hex) of the certificate revoked, if it had one.
+    pub certificate: Option<String>,
+}
+
+/// Cuts a responder off: its join and renewal secrets stop working, and
+/// the certificate last issued to it is revoked with `reason` (published
+/// to OCSP, the CRL and Redis like any revocation).
+pub fn revoke(
+    authority: &Authority,
+    name: &str,
+    reason: crate::revocation::Reason,
+    actor: &str,
+    now: u64,
+) -> Result<RevokedResponder, EnrollError> {
+    check_name(name)?;
+    let ledger = authority.issuer().ledger();
+    let rec = ledger.update_responder(name, |current| {
+        let mut rec = current.ok_or_else(|| EnrollError::Unknown(name.to_string()))?;
+        rec.join_sha256 = None;
+        rec.renewal_sha256 = None;
+        rec.revoked_at = Some(now);
+        Ok::<_, EnrollError>(rec)
+    })?;
+    let serial = rec
+        .certificate
+        .as_deref()
+        .and_then(|s| s.parse::<crate::serial::Serial>().ok());
+    if let Some(serial) = &serial {
+        match authority.revoke_serial(serial, reason, Some(actor), now) {
+            Ok(_) => {}
+            // Enrolled before responder certificates were recorded.
+            Err(crate::ra::AdminError::Ledger(LedgerError::NotFound(_))) => {}
+            Err(e) => return Err(EnrollError::Issue(e.to_string())),
+        }
+    }
+    authority.audit(
+        actor,
+        "responder.revoke",
+        serde_json::json!({"name": name, "certificate": rec.certificate, "reason": reason.name(), "outcome": "revoked"}),
+        now,
+    );
+    Ok(RevokedResponder {
+        name: name.to_string(),
+        certificate: rec.certificate,
+    })
+}
+
+/// The profile name responder certificates are recorded under.
+pub const RESPONDER_PROFILE: &str = "ocsp-responder";
 
 fn serial_of(der: &[u8]) -> String {
     use der::Decode;

@@ -26,9 +26,27 @@ pub struct Identity {
     pub not_before: u64,
     /// notAfter (Unix seconds).
     pub not_after: u64,
+    /// Its serial.
+    pub serial: crate::serial::Serial,
+    /// The data dir its files are in.
+    pub dir: PathBuf,
 }
 
 impl Identity {
+    /// Deletes the key and certificate files of a revoked identity, so that
+    /// a restart does not sign with them again (`responder.json` stays, to
+    /// say what it was enrolled as).
+    pub fn retire(&self) {
+        let [key, cert, renewal, _] = paths(&self.dir);
+        for path in [key, cert, renewal] {
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::error!(path = %path.display(), error = %e, "could not delete a revoked responder file");
+                }
+            }
+        }
+    }
+
     /// Whether less than a third of its life is left at `now`.
     pub fn renewal_due(&self, now: u64) -> bool {
         let life = self.not_after.saturating_sub(self.not_before);
@@ -67,6 +85,11 @@ impl custos_ocsp::response::ResponseSigner for Signer<'_> {
     }
 }
 
+/// The primary refused a renewal because this responder was revoked.
+#[derive(Debug, thiserror::Error)]
+#[error("the primary refuses to renew this responder: {0}")]
+pub struct RevokedByPrimary(pub String);
+
 /// Where the responder keeps what enrolment gave it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Enrolment {
@@ -84,12 +107,16 @@ fn paths(dir: &Path) -> [PathBuf; 4] {
     ]
 }
 
-fn validity(cert_der: &[u8]) -> anyhow::Result<(u64, u64)> {
+/// notBefore, notAfter and serial of a certificate.
+fn validity(cert_der: &[u8]) -> anyhow::Result<(u64, u64, crate::serial::Serial)> {
     let cert = x509_cert::Certificate::from_der(cert_der)?;
     let v = &cert.tbs_certificate.validity;
+    let serial = crate::serial::Serial::from_bytes(cert.tbs_certificate.serial_number.as_bytes())
+        .map_err(|e| anyhow!("responder certificate serial: {e}"))?;
     Ok((
         v.not_before.to_unix_duration().as_secs(),
         v.not_after.to_unix_duration().as_secs(),
+        serial,
     ))
 }
 
@@ -104,12 +131,14 @@ pub fn load(dir: &Path) -> anyhow::Result<Option<Identity>> {
     let pem = read_named(&cert_path, "responder certificate")?;
     let (_, cert_der) =
         der::pem::decode_vec(&pem).map_err(|e| anyhow!("{}: {e}", cert_path.display()))?;
-    let (not_before, not_after) = validity(&cert_der)?;
+    let (not_before, not_after, serial) = validity(&cert_der)?;
     Ok(Some(Identity {
         key,
         cert_der,
         not_before,
         not_after,
+        serial,
+        dir: dir.to_path_buf(),
     }))
 }
 
@@ -167,6 +196,9 @@ async fn request(
         .with_context(|| format!("cannot reach the primary at {url}"))?;
     let status = resp.status();
     let text = resp.text().await?;
+    if status == reqwest::StatusCode::FORBIDDEN {
+        return Err(RevokedByPrimary(text).into());
+    }
     if !status.is_success() {
         bail!("the primary refused the enrolment ({status}): {text}");
     }
@@ -197,12 +229,14 @@ async fn request(
         &serde_json::to_vec_pretty(enrolment)?,
         Visibility::Public,
     )?;
-    let (not_before, not_after) = validity(&cert_der)?;
+    let (not_before, not_after, serial) = validity(&cert_der)?;
     Ok(Identity {
         key,
         cert_der,
         not_before,
         not_after,
+        serial,
+        dir: dir.to_path_buf(),
     })
 }
 

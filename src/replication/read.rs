@@ -217,6 +217,31 @@ impl RedisStatus {
         *self.identity.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(identity));
     }
 
+    /// Stops signing with the current identity and deletes its files: its
+    /// certificate was revoked (`why` is logged).
+    pub fn retire_identity(&self, why: &str) {
+        let old = self
+            .identity
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(old) = old {
+            tracing::error!(serial = %old.serial, why, "this responder's certificate was revoked: no longer signing; nonce requests get the published response (enrol again with a new join token)");
+            old.retire();
+        }
+    }
+
+    /// Whether Redis says the identity's certificate is revoked.
+    pub async fn identity_revoked(&self) -> bool {
+        let Some(id) = self.identity() else {
+            return false;
+        };
+        matches!(
+            self.status_record(&id.serial).await,
+            Ok(Status::Revoked { .. })
+        )
+    }
+
     /// The responder's own key, if enrolled.
     pub fn identity(&self) -> Option<Arc<Identity>> {
         self.identity
@@ -473,6 +498,9 @@ impl RedisStatus {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         for alg in [HashAlg::Sha1, HashAlg::Sha256] {
             self.cache.remove(&(alg.tag(), serial.clone()));
+        }
+        if self.identity().is_some_and(|id| &id.serial == serial) {
+            self.retire_identity("announced on the revocation channel");
         }
     }
 

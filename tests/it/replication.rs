@@ -523,7 +523,84 @@ fn a_joined_responder_signs_nonce_requests_with_its_own_key() {
         text.contains(": revoked") && !text.contains("WARNING"),
         "{text}"
     );
+
+    // Its certificate is in the ledger like any other, and good.
+    let kept_cert = dir.path().join("edge-1-responder.pem");
+    std::fs::copy(rdir.join("responder.pem"), &kept_cert).unwrap();
+    let renewal = std::fs::read_to_string(rdir.join("responder.renewal")).unwrap();
+    let text = openssl_status(&data, &kept_cert, &_primary.http_url);
+    assert!(text.contains(": good"), "{text}");
+
+    // Revoking the responder: its certificate is revoked on the primary and
+    // at the responders, the responder stops signing with that key (and
+    // deletes it), and the primary refuses its renewal.
+    let out = custos(
+        &data,
+        &[
+            "responder",
+            "revoke",
+            "--name",
+            "edge-1",
+            "--reason",
+            "keyCompromise",
+        ],
+    );
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("is revoked (keyCompromise)"), "{said}");
+    let text = openssl_status(&data, &kept_cert, &_primary.http_url);
+    assert!(
+        text.contains(": revoked") && text.contains("keyCompromise"),
+        "{text}"
+    );
+    eventually("the revoked responder stops signing", || {
+        openssl_nonce(&data, &leaf, &again.url).contains("WARNING: no nonce in response")
+    });
+    assert!(!rdir.join("responder.key").exists());
+    assert!(openssl_status(&data, &kept_cert, &again.url).contains(": revoked"));
+    let body = format!(
+        "{{\"name\":\"edge-1\",\"secret\":\"{}\",\"csr\":{csr_json}}}",
+        renewal.trim()
+    );
+    let (status, text) = enroll(&body);
+    assert_eq!(status, "401", "{text}");
+    let out = custos(&data, &["audit", "--kind", "responder.revoke", "--json"]);
+    let audit = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        audit.contains("edge-1") && audit.contains("keyCompromise"),
+        "{audit}"
+    );
     drop(again);
+
+    // A responder whose certificate was revoked by serial is refused too.
+    let token2 = String::from_utf8_lossy(
+        &custos(&data, &["responder", "token", "create", "--name", "edge-3"]).stdout,
+    )
+    .trim()
+    .to_string();
+    let dir3 = dir.path().join("edge-3");
+    let global3 = ["--data-dir", dir3.to_str().unwrap()];
+    let third = Responder::start_with(dir.path(), &redis.url(), &global3, &["--join", &token2]);
+    assert!(!openssl_nonce(&data, &leaf, &third.url).contains("WARNING"));
+    let renewal3 = std::fs::read_to_string(dir3.join("responder.renewal")).unwrap();
+    let serial3 = issued_serial_of(&dir3.join("responder.pem"));
+    let out = custos(&data, &["revoke", "--serial", &serial3]);
+    assert!(out.status.success());
+    let body = format!(
+        "{{\"name\":\"edge-3\",\"secret\":\"{}\",\"csr\":{csr_json}}}",
+        renewal3.trim()
+    );
+    let (status, text) = enroll(&body);
+    assert_eq!(status, "403", "{text}");
+    assert!(text.contains("was revoked"), "{text}");
+    eventually("the third responder stops signing", || {
+        openssl_nonce(&data, &leaf, &third.url).contains("WARNING: no nonce in response")
+    });
+    drop(third);
 
     // The join secret works once.
     let other = dir.path().join("edge-2");
@@ -538,6 +615,15 @@ fn a_joined_responder_signs_nonce_requests_with_its_own_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refused the enrolment"), "{err}");
     assert!(!other.join("responder.key").exists());
+}
+
+/// The serial (uppercase hex) of a PEM certificate file.
+fn issued_serial_of(pem: &Path) -> String {
+    let out = openssl(&["x509", "-noout", "-serial", "-in", pem.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.trim()
+        .trim_start_matches("serial=")
+        .to_ascii_uppercase()
 }
 
 fn openssl_stdin(args: &[&str], input: &[u8]) -> String {
@@ -744,4 +830,155 @@ fn is_revoked_der(der: &[u8]) -> bool {
         .ok()
         .and_then(|b| b.tbs_response_data.responses.first().cloned())
         .is_some_and(|r| matches!(r.cert_status, CertStatus::Revoked(_)))
+}
+
+/// nginx as README's "Scaling out" runs it, in the foreground, killed on drop.
+struct Nginx {
+    child: Child,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// README's loopback example with `examples/scale-out/nginx.conf` itself
+/// (its ports swapped for free ones): a primary, two joined responders,
+/// nginx in front. Nonce requests are signed by both responders, GETs are
+/// cached by nginx, a revocation reaches clients through it, and it keeps
+/// answering with one responder down.
+#[test]
+fn two_responders_behind_nginx_as_the_readme_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(custos(&data, &["init"]).status.success());
+    let redis = Redis::start(free_port());
+    std::fs::write(
+        dir.path().join("custos.toml"),
+        format!("[replication]\nredis = [\"{}\"]\n", redis.url()),
+    )
+    .unwrap();
+    let primary = Server::start(&data, &[]);
+    let (leaf, serial) = issue(&data, dir.path(), "laptop");
+    let mut responders = Vec::new();
+    for name in ["edge-1", "edge-2"] {
+        let out = custos(&data, &["responder", "token", "create", "--name", name]);
+        assert!(out.status.success());
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let rdir = dir.path().join(name);
+        let global = ["--data-dir", rdir.to_str().unwrap()];
+        responders.push(Responder::start_with(
+            dir.path(),
+            &redis.url(),
+            &global,
+            &["--join", &token],
+        ));
+    }
+
+    let conf = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/scale-out/nginx.conf"),
+    )
+    .unwrap();
+    let front = free_addr();
+    let conf = conf
+        .replace("127.0.0.1:9080", &front)
+        .replace(
+            "127.0.0.1:9081",
+            responders[0].url.trim_start_matches("http://"),
+        )
+        .replace(
+            "127.0.0.1:9082",
+            responders[1].url.trim_start_matches("http://"),
+        );
+    let ndir = dir.path().join("nginx");
+    std::fs::create_dir(&ndir).unwrap();
+    std::fs::write(ndir.join("nginx.conf"), conf).unwrap();
+    let nginx_bin = ["/usr/sbin/nginx", "nginx"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("-v").output().is_ok())
+        .expect("nginx must be installed (see .ci/setup)");
+    let log = std::fs::File::create(dir.path().join("nginx.log")).unwrap();
+    // Root here (CI): workers would otherwise run as nobody, who cannot
+    // enter the temp dir.
+    let _nginx = Nginx {
+        child: Command::new(nginx_bin)
+            .arg("-p")
+            .arg(&ndir)
+            .args([
+                "-e",
+                "stderr",
+                "-c",
+                "nginx.conf",
+                "-g",
+                "daemon off; user root;",
+            ])
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    };
+    let via = format!("http://{front}");
+    eventually("nginx answers", || {
+        std::net::TcpStream::connect(&front).is_ok()
+    });
+
+    // Nonce requests through nginx: signed fresh by either responder, with
+    // its own key; both take a share.
+    for _ in 0..6 {
+        let text = openssl_nonce(&data, &leaf, &via);
+        assert!(text.contains(": good"), "{text}");
+        assert!(
+            text.contains("Response verify OK") && !text.contains("WARNING"),
+            "{text}"
+        );
+    }
+    let signed = |r: &Responder| {
+        let (_, _, body) = fetch(&format!("{}/metrics", r.url));
+        String::from_utf8_lossy(&body)
+            .lines()
+            .filter(|l| l.starts_with("custos_responder_answers_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    assert!(signed(&responders[0]) > 0.0 && signed(&responders[1]) > 0.0);
+
+    // GETs: the primary's bytes, the second one from nginx's cache.
+    let hashes = {
+        use der::Decode;
+        let pem = std::fs::read(data.join("ca/intermediate.pem")).unwrap();
+        let der = der::pem::decode_vec(&pem).unwrap().1;
+        IssuerHashes::new(&x509_cert::Certificate::from_der(&der).unwrap()).unwrap()
+    };
+    let path = get_path(&hashes, &serial);
+    let (_, _, direct) = fetch(&format!("{}{path}", primary.http_url));
+    let (s1, _, b1) = fetch(&format!("{via}{path}"));
+    let (s2, h2, b2) = fetch(&format!("{via}{path}"));
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(b1, direct);
+    assert_eq!(b2, direct);
+    assert_eq!(header(&h2, "x-cache-status"), Some("HIT"));
+    let (s, _, crl) = fetch(&format!("{via}/ca/root.pem"));
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&crl));
+
+    // A revocation reaches clients through nginx (POST is never cached).
+    assert!(custos(&data, &["revoke", "--serial", &serial.to_hex()])
+        .status
+        .success());
+    eventually("revoked through nginx", || {
+        openssl_status(&data, &leaf, &via).contains(": revoked")
+    });
+    let text = openssl_nonce(&data, &leaf, &via);
+    assert!(
+        text.contains(": revoked") && !text.contains("WARNING"),
+        "{text}"
+    );
+
+    // One responder down: nginx asks the other.
+    drop(responders.remove(0));
+    for _ in 0..4 {
+        let text = openssl_nonce(&data, &leaf, &via);
+        assert!(text.contains(": revoked"), "{text}");
+    }
 }

@@ -121,6 +121,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/backup", post(backup))
         .route("/admin/replication/resync", post(replication_resync))
         .route("/admin/responders/tokens", post(responder_token))
+        .route("/admin/responders/revoke", post(responder_revoke))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_token,

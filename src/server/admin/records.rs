@@ -336,11 +336,44 @@ pub(super) async fn responder_token(
     Ok(Json(serde_json::json!({ "token": token.encode() })))
 }
 
+#[derive(serde::Deserialize)]
+pub(super) struct ResponderRevokeRequest {
+    name: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /admin/responders/revoke`: `{"name": …, "reason": …}`.
+pub(super) async fn responder_revoke(
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::replication::enroll::RevokedResponder>, ApiError> {
+    let req: ResponderRevokeRequest = super::parse_json(&body)?;
+    let reason: crate::revocation::Reason = match req.reason.as_deref() {
+        None => crate::revocation::Reason::Unspecified,
+        Some(r) => r.parse().map_err(|e: crate::revocation::ReasonError| {
+            ApiError(StatusCode::BAD_REQUEST, e.to_string())
+        })?,
+    };
+    let actor = actor(&headers);
+    let authority = app.authority.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        crate::replication::enroll::revoke(&authority, &req.name, reason, &actor, build_unix_now())
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(enroll_error)?;
+    Ok(Json(done))
+}
+
 fn enroll_error(e: crate::replication::enroll::EnrollError) -> ApiError {
     use crate::replication::enroll::EnrollError as E;
     let status = match &e {
         E::BadName | E::Csr(_) => StatusCode::BAD_REQUEST,
         E::Refused => StatusCode::UNAUTHORIZED,
+        E::Revoked(_) => StatusCode::FORBIDDEN,
+        E::Unknown(_) => StatusCode::NOT_FOUND,
         E::Ledger(_) | E::Issue(_) => {
             tracing::error!(error = %crate::support::error_chain(&e), "responder enrolment failed");
             StatusCode::INTERNAL_SERVER_ERROR

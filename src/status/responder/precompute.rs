@@ -87,24 +87,92 @@ impl Responder {
     }
 
     /// Re-signs every unexpired certificate's responses; `progress` is called
-    /// with the number done so far.
+    /// with the number done so far. Pages of 1,000 certificates are signed
+    /// on every core while the page before is stored (one write per page),
+    /// under the same condition as [`Responder::on_issued`]: a set signed
+    /// from a record a revocation changed meanwhile is not stored (the
+    /// revocation wrote its own).
     pub fn refresh_all(&self, now: u64, mut progress: impl FnMut(u64)) -> Result<u64, LedgerError> {
-        let mut after: Option<Serial> = None;
         let mut done = 0u64;
-        loop {
-            let page = self.ledger.list(after.as_ref(), 1000)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.serial.clone());
-            for rec in &page {
-                if rec.not_after >= now {
-                    self.on_issued(rec, now)?;
-                    done += 1;
+        std::thread::scope(|scope| {
+            let (pages, to_store) = std::sync::mpsc::sync_channel::<Vec<_>>(1);
+            let writer = scope.spawn(move || {
+                for page in to_store {
+                    self.ledger.store_precomputed_many(&page)?;
                 }
+                Ok::<_, LedgerError>(())
+            });
+            let mut after: Option<Serial> = None;
+            loop {
+                let page = self.ledger.list(after.as_ref(), 1000)?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.serial.clone());
+                let live: Vec<CertRecord> =
+                    page.into_iter().filter(|r| r.not_after >= now).collect();
+                done += live.len() as u64;
+                let signed = self.sign_page(live, now)?;
+                if pages.send(signed).is_err() {
+                    break; // the writer failed: its error is returned below
+                }
+                progress(done);
             }
-            progress(done);
-        }
+            drop(pages);
+            writer.join().unwrap_or_else(|_| {
+                Err(LedgerError::Status(
+                    "the refresh's writer thread panicked".into(),
+                ))
+            })
+        })?;
         self.update_gauges(now)?;
         Ok(done)
+    }
+
+    /// Signs a page of records' responses on every core.
+    fn sign_page(
+        &self,
+        records: Vec<CertRecord>,
+        now: u64,
+    ) -> Result<Vec<(CertRecord, PrecomputedSet)>, LedgerError> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let per = records.len().div_ceil(threads).max(1);
+        let mut parts: Vec<Vec<CertRecord>> = Vec::new();
+        let mut rest = records;
+        while rest.len() > per {
+            let tail = rest.split_off(per);
+            parts.push(rest);
+            rest = tail;
+        }
+        parts.push(rest);
+        let signed: Vec<Result<Vec<_>, OcspError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .into_iter()
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.into_iter()
+                            .map(|rec| {
+                                let set = self.precompute(&rec, now)?;
+                                Ok((rec, set))
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(OcspError::Internal(custos_ocsp::InternalError::Signing(
+                            "a refresh signing thread panicked".into(),
+                        )))
+                    })
+                })
+                .collect()
+        });
+        let mut sets = Vec::new();
+        for part in signed {
+            sets.extend(part.map_err(|e| LedgerError::Status(e.into()))?);
+        }
+        Ok(sets)
     }
 
     /// Sets the backlog and oldest-age gauges.
