@@ -634,7 +634,8 @@ fn main() {
         .build()
         .unwrap();
     let serve_args = (hashes.clone(), serials.clone());
-    rt.block_on(async move {
+    // The POST baseline and the raw signing rate, for the responder's rows.
+    let ceilings = rt.block_on(async move {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let custos_addr = listener.local_addr().unwrap();
         let shutdown = tokio_util::sync::CancellationToken::new();
@@ -680,11 +681,12 @@ fn main() {
             line("custos POST nonce", conns, &n, &base_post);
             let raw = raw_signing_rate(&app);
             println!(
-                "\nresponder key ({}) raw signing on {} threads: {:.0} signatures/s; custos POST nonce is {:.1} % of it",
+                "\nresponder key ({}) raw signing on {} threads: {:.0} signatures/s; custos POST nonce is {:.1} % of it, {:.1} % of 1/(1/baseline POST + 1/raw signing)",
                 app.responder.key_algorithm(),
                 2,
                 raw,
-                100.0 * n.rate() / raw
+                100.0 * n.rate() / raw,
+                100.0 * n.rate() * (1.0 / base_post.rate() + 1.0 / raw)
             );
         }
         for peer in peers.iter().filter(|_| wanted("peers")) {
@@ -726,6 +728,8 @@ fn main() {
             );
         }
         shutdown.cancel();
+        let raw = if wanted("responder") { raw_signing_rate(&app) } else { 0.0 };
+        (base_post.rate(), raw)
     });
     drop(rt);
     println!(
@@ -737,7 +741,7 @@ fn main() {
         serve_rss(dir.path(), &serve_args.0, &serve_args.1, conns);
     }
     if wanted("responder") {
-        responder_run(dir.path(), &serve_args.0, &serve_args.1, conns);
+        responder_run(dir.path(), &serve_args.0, &serve_args.1, conns, ceilings);
     }
 }
 
@@ -792,6 +796,7 @@ fn responder_run(
     hashes: &IssuerHashes,
     serials: &[Serial],
     conns: usize,
+    (base_post, raw_signing): (f64, f64),
 ) {
     use std::process::{Command, Stdio};
     if Command::new("redis-server")
@@ -931,10 +936,21 @@ fn responder_run(
         "  responder / primary: {:.2} (mean of two alternating runs each)",
         mean(&rates[1]) / mean(&rates[0])
     );
+    let redis_url = format!("redis://127.0.0.1:{port}");
+    responder_extra_rows(
+        filled,
+        conf.path(),
+        &redis_url,
+        hashes,
+        serials,
+        &gets,
+        conns,
+        (base_post, raw_signing),
+    );
     // Revocation → responder: `custos revoke` returns once the revocation
     // is durable in the primary's ledger; then the responder is asked (GET,
     // from its cache while subscribed) until it answers revoked.
-    let samples = 200.min(serials.len());
+    let samples = env("CUSTOS_LOAD_REVOCATIONS", 1000).min(serials.len());
     let mut waits = Vec::with_capacity(samples);
     for serial in serials
         .iter()
@@ -981,6 +997,130 @@ fn responder_run(
     }
 }
 
+/// Starts `custos serve --role responder` in `dir` (its `custos.toml`),
+/// with `extra` arguments; waits until it listens.
+fn spawn_responder(
+    dir: &std::path::Path,
+    redis: &str,
+    extra: &[&str],
+) -> (std::process::Child, SocketAddr) {
+    let addr = free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
+        .arg("--data-dir")
+        .arg(dir.join("responder-data"))
+        .args([
+            "serve",
+            "--role",
+            "responder",
+            "--redis",
+            redis,
+            "--http",
+            &addr.to_string(),
+        ])
+        .args(extra)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the responder did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, addr)
+}
+
+/// The responder rows the ratios need besides cached GETs: every
+/// request a Redis read (a 1 MB cache against the working set), and nonce
+/// requests signed by a joined responder with its own key, against
+/// 1/(1/baseline POST + 1/raw signing) measured in this run.
+#[allow(clippy::too_many_arguments)]
+fn responder_extra_rows(
+    filled: &std::path::Path,
+    conf: &std::path::Path,
+    redis: &str,
+    hashes: &IssuerHashes,
+    serials: &[Serial],
+    gets: &[String],
+    conns: usize,
+    (base_post, raw_signing): (f64, f64),
+) {
+    let small = tempfile::tempdir().unwrap();
+    std::fs::write(
+        small.path().join("custos.toml"),
+        format!("[replication]\nredis = [\"{redis}\"]\n[ocsp]\ncache_mb = 1\n"),
+    )
+    .unwrap();
+    let (mut uncached, addr) = spawn_responder(small.path(), redis, &[]);
+    let o = run_client(addr, "get", gets, conns, false, "/ocsp");
+    let m = http_get(&addr.to_string(), "/metrics");
+    let hits = metric_value(&m, "custos_responder_cache_hits_total").unwrap_or(0.0);
+    let answers: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("custos_responder_answers_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    println!(
+        "  responder, 1 MB cache     {:>8.0} req/s  p50 {:.3} ms  p99 {:.3} ms  errors {}  cache misses {:.1} % (each a Redis read)",
+        o.rate(),
+        o.p50_ms,
+        o.p99_ms,
+        o.errors,
+        100.0 * (1.0 - hits / answers.max(1.0))
+    );
+    let _ = uncached.kill();
+    let _ = uncached.wait();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
+        .arg("--data-dir")
+        .arg(filled)
+        .args(["responder", "token", "create", "--name", "bench"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (mut joined, addr) = spawn_responder(conf, redis, &["--join", &token]);
+    let engine = base64::engine::general_purpose::STANDARD;
+    let step = (serials.len() / 10_000).max(1);
+    let nonces: Vec<String> = serials
+        .iter()
+        .step_by(step)
+        .take(10_000)
+        .enumerate()
+        .map(|(i, s)| engine.encode(ocsp_request(hashes, s, Some(i as u64))))
+        .collect();
+    let o = run_client(addr, "post", &nonces, conns, false, "/ocsp");
+    let ceiling = 1.0 / (1.0 / base_post + 1.0 / raw_signing);
+    println!(
+        "  joined responder, nonce   {:>8.0} req/s  p50 {:.3} ms  p99 {:.3} ms  errors {}  {:.1} % of 1/(1/baseline POST {:.0} + 1/raw signing {:.0}) = {:.0}",
+        o.rate(),
+        o.p50_ms,
+        o.p99_ms,
+        o.errors,
+        100.0 * o.rate() / ceiling,
+        base_post,
+        raw_signing,
+        ceiling
+    );
+    let m = http_get(&addr.to_string(), "/metrics");
+    let statuses: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("custos_responder_answers_total{"))
+        .collect();
+    println!("    its answers: {}", statuses.join(", "));
+    let _ = joined.kill();
+    let _ = joined.wait();
+}
+
 fn wanted(scenario: &str) -> bool {
     let only = std::env::var("CUSTOS_LOAD_ONLY").unwrap_or_default();
     only.is_empty() || only.split(',').any(|o| o.trim() == scenario)
@@ -1004,34 +1144,7 @@ fn serve_rss(filled: &std::path::Path, hashes: &IssuerHashes, serials: &[Serial]
     );
     let mut measured = Vec::new();
     for (name, data) in [("filled ledger", filled), ("empty ledger", empty.path())] {
-        let _ = std::fs::remove_file(data.join("server.json"));
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
-            .arg("--data-dir")
-            .arg(data)
-            .args(["serve", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        let info = loop {
-            if let Ok(bytes) = std::fs::read(data.join("server.json")) {
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-                    break v;
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "custos serve did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let url = info["http_url"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("http://");
-        let addr: SocketAddr = url.trim_end_matches('/').parse().unwrap();
+        let (mut child, addr) = spawn_serve(data);
         let o = run_client(addr, "get", &gets, conns, false, "/ocsp");
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
@@ -1050,6 +1163,39 @@ fn serve_rss(filled: &std::path::Path, hashes: &IssuerHashes, serials: &[Serial]
         "  peak RSS the filled ledger adds: {:.0} MB (budget: ocsp.cache_mb 64 + RocksDB write buffers 32)",
         measured[0] - measured[1]
     );
+}
+
+/// Starts the real `custos serve` on `data` (ephemeral ports) and waits
+/// until it says where it listens: the child and its plain-HTTP address.
+fn spawn_serve(data: &std::path::Path) -> (std::process::Child, SocketAddr) {
+    let _ = std::fs::remove_file(data.join("server.json"));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["serve", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let info = loop {
+        if let Ok(bytes) = std::fs::read(data.join("server.json")) {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                break v;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "custos serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let url = info["http_url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://");
+    (child, url.trim_end_matches('/').parse().unwrap())
 }
 
 /// Raw signatures per second with the responder's key on two threads.

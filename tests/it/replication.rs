@@ -216,12 +216,7 @@ fn responders_answer_from_redis_through_faults() {
     let (leaf, serial) = issue(&data, dir.path(), "one");
     let (leaf2, serial2) = issue(&data, dir.path(), "two");
     let (leaf3, serial3) = issue(&data, dir.path(), "three");
-    let hashes = {
-        use der::Decode;
-        let pem = std::fs::read(data.join("ca/intermediate.pem")).unwrap();
-        let der = der::pem::decode_vec(&pem).unwrap().1;
-        IssuerHashes::new(&x509_cert::Certificate::from_der(&der).unwrap()).unwrap()
-    };
+    let hashes = issuer_hashes_of(&data);
 
     // A responder with no ledger and no key answers what the primary signed.
     let responder = Responder::start(dir.path(), &redis.url());
@@ -410,23 +405,9 @@ fn metric(server: &Server, name: &str) -> f64 {
 fn a_joined_responder_signs_nonce_requests_with_its_own_key() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    assert!(custos(&data, &["init"]).status.success());
-    let redis = Redis::start(free_port());
-    std::fs::write(
-        dir.path().join("custos.toml"),
-        format!("[replication]\nredis = [\"{}\"]\n", redis.url()),
-    )
-    .unwrap();
-    let _primary = Server::start(&data, &[]);
+    let (data, redis, _primary) = primary_on_redis(dir.path());
     let (leaf, serial) = issue(&data, dir.path(), "edge");
-    let out = custos(&data, &["responder", "token", "create", "--name", "edge-1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let token = join_token(&data, "edge-1");
     assert!(token.starts_with("custos-join."), "{token}");
 
     // Bad enrolments are refused with a reason and change nothing: the
@@ -577,11 +558,7 @@ fn a_joined_responder_signs_nonce_requests_with_its_own_key() {
     drop(again);
 
     // A responder whose certificate was revoked by serial is refused too.
-    let token2 = String::from_utf8_lossy(
-        &custos(&data, &["responder", "token", "create", "--name", "edge-3"]).stdout,
-    )
-    .trim()
-    .to_string();
+    let token2 = join_token(&data, "edge-3");
     let dir3 = dir.path().join("edge-3");
     let global3 = ["--data-dir", dir3.to_str().unwrap()];
     let third = Responder::start_with(dir.path(), &redis.url(), &global3, &["--join", &token2]);
@@ -615,6 +592,40 @@ fn a_joined_responder_signs_nonce_requests_with_its_own_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refused the enrolment"), "{err}");
     assert!(!other.join("responder.key").exists());
+}
+
+/// A data dir with a CA in `dir`, a throwaway Redis, and a primary
+/// publishing to it (`custos.toml` in `dir`, the tests' working dir).
+fn primary_on_redis(dir: &Path) -> (PathBuf, Redis, Server) {
+    let data = dir.join("data");
+    assert!(custos(&data, &["init"]).status.success());
+    let redis = Redis::start(free_port());
+    std::fs::write(
+        dir.join("custos.toml"),
+        format!("[replication]\nredis = [\"{}\"]\n", redis.url()),
+    )
+    .unwrap();
+    let primary = Server::start(&data, &[]);
+    (data, redis, primary)
+}
+
+/// `custos responder token create --name NAME`'s token.
+fn join_token(data: &Path, name: &str) -> String {
+    let out = custos(data, &["responder", "token", "create", "--name", name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The CertID hashes of the data dir's issuing CA.
+fn issuer_hashes_of(data: &Path) -> IssuerHashes {
+    use der::Decode;
+    let pem = std::fs::read(data.join("ca/intermediate.pem")).unwrap();
+    let der = der::pem::decode_vec(&pem).unwrap().1;
+    IssuerHashes::new(&x509_cert::Certificate::from_der(&der).unwrap()).unwrap()
 }
 
 /// The serial (uppercase hex) of a PEM certificate file.
@@ -852,21 +863,11 @@ impl Drop for Nginx {
 #[test]
 fn two_responders_behind_nginx_as_the_readme_shows() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    assert!(custos(&data, &["init"]).status.success());
-    let redis = Redis::start(free_port());
-    std::fs::write(
-        dir.path().join("custos.toml"),
-        format!("[replication]\nredis = [\"{}\"]\n", redis.url()),
-    )
-    .unwrap();
-    let primary = Server::start(&data, &[]);
+    let (data, redis, primary) = primary_on_redis(dir.path());
     let (leaf, serial) = issue(&data, dir.path(), "laptop");
     let mut responders = Vec::new();
     for name in ["edge-1", "edge-2"] {
-        let out = custos(&data, &["responder", "token", "create", "--name", name]);
-        assert!(out.status.success());
-        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let token = join_token(&data, name);
         let rdir = dir.path().join(name);
         let global = ["--data-dir", rdir.to_str().unwrap()];
         responders.push(Responder::start_with(
@@ -945,13 +946,7 @@ fn two_responders_behind_nginx_as_the_readme_shows() {
     assert!(signed(&responders[0]) > 0.0 && signed(&responders[1]) > 0.0);
 
     // GETs: the primary's bytes, the second one from nginx's cache.
-    let hashes = {
-        use der::Decode;
-        let pem = std::fs::read(data.join("ca/intermediate.pem")).unwrap();
-        let der = der::pem::decode_vec(&pem).unwrap().1;
-        IssuerHashes::new(&x509_cert::Certificate::from_der(&der).unwrap()).unwrap()
-    };
-    let path = get_path(&hashes, &serial);
+    let path = get_path(&issuer_hashes_of(&data), &serial);
     let (_, _, direct) = fetch(&format!("{}{path}", primary.http_url));
     let (s1, _, b1) = fetch(&format!("{via}{path}"));
     let (s2, h2, b2) = fetch(&format!("{via}{path}"));
@@ -962,10 +957,29 @@ fn two_responders_behind_nginx_as_the_readme_shows() {
     let (s, _, crl) = fetch(&format!("{via}/ca/root.pem"));
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&crl));
 
-    // A revocation reaches clients through nginx (POST is never cached).
+    // A revocation reaches both responders (GET, POST, nonce), and clients
+    // through nginx (POST is never cached).
     assert!(custos(&data, &["revoke", "--serial", &serial.to_hex()])
         .status
         .success());
+    let revoked_at = Instant::now();
+    for r in &responders {
+        eventually("GET says revoked at each responder", || {
+            is_revoked_der(&fetch(&format!("{}{path}", r.url)).2)
+        });
+    }
+    eprintln!(
+        "both responders answer revoked {} ms after the revoke command returned",
+        revoked_at.elapsed().as_millis()
+    );
+    for r in &responders {
+        assert!(openssl_status(&data, &leaf, &r.url).contains(": revoked"));
+        let text = openssl_nonce(&data, &leaf, &r.url);
+        assert!(
+            text.contains(": revoked") && !text.contains("WARNING"),
+            "{text}"
+        );
+    }
     eventually("revoked through nginx", || {
         openssl_status(&data, &leaf, &via).contains(": revoked")
     });
