@@ -840,17 +840,20 @@ fn responder_run(
     .unwrap();
     let _ = std::fs::remove_file(filled.join("server.json"));
     let started = Instant::now();
-    let mut primary = Command::new(env!("CARGO_BIN_EXE_custos"))
-        .arg("--data-dir")
-        .arg(filled)
-        .arg("--config")
-        .arg(&conf_file)
-        .args(["serve", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut primary = custos_quiet(
+        filled,
+        &[
+            "--config",
+            conf_file.to_str().unwrap(),
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
+        ],
+    )
+    .spawn()
+    .unwrap();
     let info = loop {
         if let Ok(bytes) = std::fs::read(filled.join("server.json")) {
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
@@ -881,25 +884,9 @@ fn responder_run(
         std::thread::sleep(Duration::from_millis(200));
     }
     let publish_secs = started.elapsed().as_secs_f64();
-    let responder_addr = free().to_string();
-    let mut responder = Command::new(env!("CARGO_BIN_EXE_custos"))
-        .args([
-            "serve",
-            "--role",
-            "responder",
-            "--redis",
-            &format!("redis://127.0.0.1:{port}"),
-        ])
-        .args(["--http", &responder_addr])
-        .current_dir(conf.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while std::net::TcpStream::connect(&responder_addr).is_err() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut responder, responder_addr) =
+        spawn_responder(conf.path(), &format!("redis://127.0.0.1:{port}"), &[]);
+    let responder_addr = responder_addr.to_string();
     let step = (serials.len() / 100_000).max(1);
     let gets: Vec<String> = serials
         .iter()
@@ -958,17 +945,7 @@ fn responder_run(
         .take(samples)
     {
         let path = percent_path(&ocsp_request(hashes, serial, None));
-        let out = Command::new(env!("CARGO_BIN_EXE_custos"))
-            .arg("--data-dir")
-            .arg(filled)
-            .args(["revoke", "--serial", &serial.to_hex()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        custos_cli(filled, &["revoke", "--serial", &serial.to_hex()]);
         let t = Instant::now();
         loop {
             let body = http_get_bytes(&responder_addr, &path);
@@ -1005,23 +982,12 @@ fn spawn_responder(
     extra: &[&str],
 ) -> (std::process::Child, SocketAddr) {
     let addr = free_port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
-        .arg("--data-dir")
-        .arg(dir.join("responder-data"))
-        .args([
-            "serve",
-            "--role",
-            "responder",
-            "--redis",
-            redis,
-            "--http",
-            &addr.to_string(),
-        ])
-        .args(extra)
+    let mut args = vec!["serve", "--role", "responder", "--redis", redis];
+    let http = addr.to_string();
+    args.extend(["--http", &http]);
+    args.extend(extra);
+    let child = custos_quiet(&dir.join("responder-data"), &args)
         .current_dir(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let t = Instant::now();
@@ -1076,18 +1042,9 @@ fn responder_extra_rows(
     let _ = uncached.kill();
     let _ = uncached.wait();
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
-        .arg("--data-dir")
-        .arg(filled)
-        .args(["responder", "token", "create", "--name", "bench"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let token = custos_cli(filled, &["responder", "token", "create", "--name", "bench"])
+        .trim()
+        .to_string();
     let (mut joined, addr) = spawn_responder(conf, redis, &["--join", &token]);
     let engine = base64::engine::general_purpose::STANDARD;
     let step = (serials.len() / 10_000).max(1);
@@ -1169,15 +1126,12 @@ fn serve_rss(filled: &std::path::Path, hashes: &IssuerHashes, serials: &[Serial]
 /// until it says where it listens: the child and its plain-HTTP address.
 fn spawn_serve(data: &std::path::Path) -> (std::process::Child, SocketAddr) {
     let _ = std::fs::remove_file(data.join("server.json"));
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(["serve", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = custos_quiet(
+        data,
+        &["serve", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"],
+    )
+    .spawn()
+    .unwrap();
     let started = Instant::now();
     let info = loop {
         if let Ok(bytes) = std::fs::read(data.join("server.json")) {

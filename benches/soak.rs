@@ -51,18 +51,7 @@ fn csr() -> String {
 }
 
 fn custos(data: &Path, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_custos"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .current_dir(data.parent().unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    custos_cli(data, args);
 }
 
 fn main() {

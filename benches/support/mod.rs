@@ -4,6 +4,40 @@
 #![allow(dead_code)]
 
 use base64::Engine;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// `custos --data-dir DATA ARGS…` as a quiet background process
+/// (`RUST_LOG=warn`, output discarded), ready to spawn.
+pub fn custos_quiet(data: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
+    cmd.arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// Runs `custos --data-dir DATA ARGS…` to completion from DATA's parent
+/// (where a `custos.toml` would be read): its stdout, or a panic showing
+/// its stderr.
+pub fn custos_cli(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .current_dir(data.parent().unwrap_or(data))
+        .output()
+        .expect("the custos binary");
+    assert!(
+        out.status.success(),
+        "custos {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 /// A numeric knob from the environment, or its default.
 pub fn env(name: &str, default: usize) -> usize {

@@ -412,7 +412,9 @@ fn a_joined_responder_signs_nonce_requests_with_its_own_key() {
 
     // Bad enrolments are refused with a reason and change nothing: the
     // token still works afterwards.
-    let enroll = |body: &str| {
+    // POST over HTTPS: (status, body); with the admin token when `admin`.
+    let post = |path: &str, body: &str, admin: bool| {
+        let auth = format!("authorization: Bearer {}", _primary.token());
         let out = Command::new("curl")
             .args(["-s", "-o", "/dev/stderr", "-w", "%{http_code}", "--cacert"])
             .arg(data.join("ca/root.pem"))
@@ -422,7 +424,12 @@ fn a_joined_responder_signs_nonce_requests_with_its_own_key() {
                 "--data-binary",
                 body,
             ])
-            .arg(format!("{}/responder/enroll", _primary.https_url))
+            .args(if admin {
+                vec!["-H", auth.as_str()]
+            } else {
+                vec![]
+            })
+            .arg(format!("{}{path}", _primary.https_url))
             .output()
             .unwrap();
         (
@@ -430,6 +437,7 @@ fn a_joined_responder_signs_nonce_requests_with_its_own_key() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
+    let enroll = |body: &str| post("/responder/enroll", body, false);
     let secret = custos::replication::enroll::JoinToken::decode(&token)
         .unwrap()
         .secret;
@@ -563,6 +571,36 @@ fn a_joined_responder_signs_nonce_requests_with_its_own_key() {
     let global3 = ["--data-dir", dir3.to_str().unwrap()];
     let third = Responder::start_with(dir.path(), &redis.url(), &global3, &["--join", &token2]);
     assert!(!openssl_nonce(&data, &leaf, &third.url).contains("WARNING"));
+    // Bad revocation requests are refused with the reason and change
+    // nothing: the third responder still signs and its certificate is good.
+    let audit_before = custos(&data, &["audit", "--kind", "revocation", "--json"]).stdout;
+    for (body, admin, code, why) in [
+        (r#"{"name":"edge-3"}"#, false, "401", ""),
+        ("not json", true, "400", "invalid JSON"),
+        (r#"{"name":"edge 3"}"#, true, "400", "responder names"),
+        (r#"{"name":"nobody"}"#, true, "404", "no responder is named"),
+        (
+            r#"{"name":"edge-3","reason":"certificateHold"}"#,
+            true,
+            "400",
+            "certificateHold",
+        ),
+    ] {
+        let (status, text) = post("/admin/responders/revoke", body, admin);
+        assert_eq!(status, code, "{body}: {text}");
+        assert!(text.contains(why), "{body}: {text}");
+    }
+    let out = custos(&data, &["responder", "revoke", "--name", "nobody"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no responder is named"));
+    assert_eq!(
+        custos(&data, &["audit", "--kind", "revocation", "--json"]).stdout,
+        audit_before
+    );
+    assert!(dir3.join("responder.key").exists());
+    assert!(!openssl_nonce(&data, &leaf, &third.url).contains("WARNING"));
+    let cert3 = dir3.join("responder.pem");
+    assert!(openssl_status(&data, &cert3, &_primary.http_url).contains(": good"));
     let renewal3 = std::fs::read_to_string(dir3.join("responder.renewal")).unwrap();
     let serial3 = issued_serial_of(&dir3.join("responder.pem"));
     let out = custos(&data, &["revoke", "--serial", &serial3]);
