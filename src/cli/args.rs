@@ -405,6 +405,10 @@ pub struct ServeArgs {
     /// (for tests that stop a server between the answer and the work).
     #[arg(long, hide = true)]
     pub hold_device_events: bool,
+    /// Wait this long before the start-up catch-up (CRLs older than a
+    /// revocation, due OCSP refreshes), for tests that ask while it runs.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub delay_catch_up_ms: u64,
     /// `primary` (the CA, the ledger, every listener) or `responder` (OCSP,
     /// CRL and CA files from Redis on the plain listener; no ledger, no CA
     /// key).

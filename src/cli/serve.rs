@@ -84,6 +84,15 @@ pub(super) async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()>
         app.config.ocsp.signer_renew_before_days,
     )?;
     let tls = crate::server::tls::acceptor(&app)?;
+    // Before accepting: a shard whose stored CRL misses a revocation made
+    // while the server was down is held until its new CRL is out.
+    let held = app
+        .crl
+        .hold_outdated()
+        .map_err(|e| anyhow!("cannot read the CRLs: {e}"))?;
+    if !held.is_empty() {
+        tracing::info!(shards = ?held, "CRLs older than a revocation are held until re-signed");
+    }
     // Signal handlers before `server.json` says we are up: a SIGTERM sent
     // the moment a supervisor sees us must stop us gracefully, not kill us.
     let signals = Signals::install()?;
@@ -99,12 +108,11 @@ pub(super) async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()>
     let app = Arc::new(app);
     let shutdown = CancellationToken::new();
     tokio::spawn(signals.watch(shutdown.clone()));
-    // Catch up on refreshes missed while the server was down, then schedule.
-    crate::jobs::refresh_ocsp(app.clone()).await;
-    let crl = app.crl.clone();
-    tokio::task::spawn_blocking(move || crl.ensure_current(unix_now()))
-        .await?
-        .map_err(|e| anyhow!("cannot publish the CRLs: {e}"))?;
+    let catch_up = tokio::spawn(catch_up(
+        app.clone(),
+        std::time::Duration::from_millis(args.delay_catch_up_ms),
+        shutdown.clone(),
+    ));
     start_background(&app, &shutdown)?;
     crate::jobs::retry_device_events(app.clone()).await;
     let mut scheduler = crate::jobs::start(app.clone()).await?;
@@ -115,6 +123,31 @@ pub(super) async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()>
     ServerInfo::remove(&data_dir);
     result?;
     flushed?;
+    if catch_up.is_finished() {
+        catch_up.await??;
+    }
+    Ok(())
+}
+
+/// The start-up work done while already serving: re-signs the CRLs that
+/// are missing, stale or older than a revocation (held shards wait for
+/// it), then catches up on OCSP refreshes missed while the server was down
+/// (a stale stored response is re-made on demand meanwhile). A CRL that
+/// cannot be signed stops the server, as it would have refused to start.
+async fn catch_up(
+    app: Arc<App>,
+    delay: std::time::Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    tokio::time::sleep(delay).await;
+    let crl = app.crl.clone();
+    let made = tokio::task::spawn_blocking(move || crl.ensure_current(unix_now())).await?;
+    if let Err(e) = made {
+        tracing::error!(error = %e, "cannot publish the CRLs; stopping");
+        shutdown.cancel();
+        return Err(anyhow!("cannot publish the CRLs: {e}"));
+    }
+    crate::jobs::refresh_ocsp(app).await;
     Ok(())
 }
 

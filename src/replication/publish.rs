@@ -344,7 +344,7 @@ impl Publisher {
         {
             let numbers = self.crl_numbers.lock().unwrap_or_else(|e| e.into_inner());
             for (shard, published) in numbers.iter().enumerate() {
-                if let Some(c) = self.crl.current(shard as u32) {
+                if let Some(c) = self.crl.current_settled(shard as u32) {
                     if c.number > *published {
                         newer.push(c);
                     }

@@ -3,7 +3,9 @@
 //! `If-None-Match`), `Expires` and a `Cache-Control` that ends no later than
 //! the next scheduled regeneration or the CRL's nextUpdate.
 //!
-//! It only reads the publisher's current CRLs; it never builds one.
+//! It only reads the publisher's current CRLs; it never builds one. A shard
+//! held at start-up (see `CrlPublisher::hold_outdated`) is answered once its
+//! new CRL is out, or 503 with `Retry-After` after [`HELD_WAIT`].
 
 use crate::app::App;
 use crate::model::time::unix_now;
@@ -13,6 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
+
+/// How long a request for a shard held at start-up (its stored CRL older
+/// than a revocation made while the server was down) waits for the new one
+/// before it gets 503 with `Retry-After`.
+const HELD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Routes for the plain-HTTP router.
 pub fn routes() -> Router<Arc<App>> {
@@ -62,8 +69,15 @@ async fn crl_file(
         Ok(x) => x,
         Err(why) => return not_found(why),
     };
-    let Some(crl) = app.crl.current(shard) else {
-        return not_found("no such CRL shard\n");
+    let crl = match app.crl.serving(shard, HELD_WAIT).await {
+        Ok(Some(crl)) => crl,
+        Ok(None) => return not_found("no such CRL shard\n"),
+        Err(held) => {
+            let mut r = (StatusCode::SERVICE_UNAVAILABLE, format!("{held}\n")).into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return r;
+        }
     };
     let now = unix_now();
     let until = app

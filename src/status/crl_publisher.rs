@@ -9,6 +9,12 @@
 //! [`CrlPublisher::run_triggered`]). A failed build keeps the previous CRL in
 //! service: nothing half-made is ever stored or served.
 //!
+//! A server accepts requests before its start-up regeneration is done, so
+//! the shards whose stored CRL is older than the newest revocation (one made
+//! while the server was down) are *held* ([`CrlPublisher::hold_outdated`]):
+//! [`CrlPublisher::serving`] waits for their next publication rather than
+//! hand out a CRL that misses a revocation.
+//!
 //! This module does not decide who is revoked (the ledger does) and does not
 //! speak HTTP (`server::crl` does).
 
@@ -24,7 +30,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// Publisher settings, from `[crl]`.
@@ -204,8 +210,16 @@ pub struct CrlPublisher {
     generating: Mutex<()>,
     pending: Mutex<BTreeSet<u32>>,
     wake: Notify,
+    /// Shards whose stored CRL may miss a revocation, until their next
+    /// publication.
+    held: watch::Sender<BTreeSet<u32>>,
     metrics: CrlMetrics,
 }
+
+/// A held shard was not brought up to date within the wait.
+#[derive(Debug, thiserror::Error)]
+#[error("CRL shard {0} is being brought up to date after a revocation made while the server was down; retry shortly")]
+pub struct StillHeld(pub u32);
 
 impl std::fmt::Debug for CrlPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -243,6 +257,7 @@ impl CrlPublisher {
             generating: Mutex::new(()),
             pending: Mutex::new(BTreeSet::new()),
             wake: Notify::new(),
+            held: watch::Sender::new(BTreeSet::new()),
             metrics,
         })
     }
@@ -264,6 +279,46 @@ impl CrlPublisher {
             .unwrap_or_else(|e| e.into_inner())
             .get(&shard)
             .cloned()
+    }
+
+    /// Holds every shard whose stored CRL is missing or older than the
+    /// newest revocation until its next publication (call before accepting
+    /// requests, then [`CrlPublisher::ensure_current`]). Returns them.
+    pub fn hold_outdated(&self) -> Result<Vec<u32>, PublishError> {
+        let newest = self.ledger.next_revocation_seq()?;
+        let outdated: Vec<u32> = (0..self.shard_count)
+            .filter(|s| self.current(*s).is_none_or(|c| c.covers_seq < newest))
+            .collect();
+        self.held
+            .send_modify(|held| held.extend(outdated.iter().copied()));
+        Ok(outdated)
+    }
+
+    /// A shard's current CRL unless it is held (what may leave the process:
+    /// a held CRL could miss a revocation).
+    pub fn current_settled(&self, shard: u32) -> Option<Arc<PublishedCrl>> {
+        if self.held.borrow().contains(&shard) {
+            return None;
+        }
+        self.current(shard)
+    }
+
+    /// A shard's current CRL to serve: `None` for a shard never published;
+    /// for a held shard, waits up to `wait` for its next publication.
+    pub async fn serving(
+        &self,
+        shard: u32,
+        wait: Duration,
+    ) -> Result<Option<Arc<PublishedCrl>>, StillHeld> {
+        let mut held = self.held.subscribe();
+        if held.borrow().contains(&shard) {
+            let released = held.wait_for(|h| !h.contains(&shard));
+            match tokio::time::timeout(wait, released).await {
+                Ok(Ok(_)) => {}
+                _ => return Err(StillHeld(shard)),
+            }
+        }
+        Ok(self.current(shard))
     }
 
     /// When the scheduled job next regenerates every shard (Unix seconds).
@@ -373,6 +428,8 @@ impl CrlPublisher {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(shard, published.clone());
+        // Made after the hold was taken: it covers every revocation then.
+        self.held.send_if_modified(|held| held.remove(&shard));
         tracing::debug!(
             shard,
             number,

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::{custos, openssl, p256_csr, Server};
+use common::{custos, ocsp_says, openssl, p256_csr, Server};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,9 +25,13 @@ struct Leaf {
 
 impl Fixture {
     fn start(dir: &Path) -> Fixture {
+        Fixture::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> Fixture {
         let data = dir.join("data");
         Fixture {
-            server: Server::start(&data, &[]),
+            server: Server::start(&data, extra),
             dir: dir.to_path_buf(),
             data,
         }
@@ -362,4 +366,44 @@ async fn shards_verify_list_revocations_within_a_second_and_survive_restarts() {
         .parse()
         .unwrap();
     assert!(number > regenerated, "{shown}");
+
+    // Revoked while the server is down: the CRL stored for its shard misses
+    // it. The next server accepts at once and answers OCSP `revoked`, and
+    // holds that shard's CRL until the re-signed one is out (its start-up
+    // catch-up delayed here so that requests arrive before it): no answer
+    // ever says the certificate is good.
+    let leaf = leaves
+        .iter()
+        .find(|l| !revoked.iter().any(|r| r.serial == l.serial))
+        .unwrap();
+    let out = custos(
+        &fx.data,
+        &[
+            "revoke",
+            "--serial",
+            &leaf.serial,
+            "--reason",
+            "keyCompromise",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = Instant::now();
+    let fx = Fixture::start_with(&fx.dir, &["--delay-catch-up-ms", "5000"]);
+    let says = ocsp_says(&fx.server, Path::new(&leaf.pem));
+    let ocsp_at = started.elapsed();
+    assert!(says.contains(": revoked"), "{says}");
+    let (der, _) = fx.fetch(&issuer, leaf.shard).await;
+    let crl_at = started.elapsed();
+    let text = fx.text(&der);
+    assert!(listed(&text).contains(&norm(&leaf.serial)), "{text}");
+    assert!(crl_number(&text) > number, "{text}");
+    assert!(
+        ocsp_at < Duration::from_secs(5) && crl_at >= Duration::from_secs(5),
+        "OCSP answered after {ocsp_at:?} (before the catch-up), the CRL after {crl_at:?} (held until it)"
+    );
+    assert!(fx.server.terminate().success());
 }
