@@ -77,7 +77,7 @@ fn timed(dir: &std::path::Path, args: &[&str]) -> (f64, f64, String) {
 
 /// Fills `dir`'s ledger with `count` certificates (every tenth revoked) and
 /// presigns their responses; returns the serials and the two times.
-fn fill(dir: &std::path::Path, count: usize) -> (Vec<Serial>, IssuerHashes, f64, f64) {
+fn fill(dir: &std::path::Path, count: usize) -> (Vec<Serial>, IssuerHashes, String, f64, f64) {
     let config = Config::load(
         None,
         &Overrides {
@@ -89,6 +89,7 @@ fn fill(dir: &std::path::Path, count: usize) -> (Vec<Serial>, IssuerHashes, f64,
     let ledger = open_ledger(&config).unwrap();
     let app = Arc::new(App::build(config, ledger, None, true).unwrap());
     let hashes = IssuerHashes::new(app.ca.issuer_cert()).unwrap();
+    let issuer = app.ca.issuer_id().to_string();
     let now = custos::model::time::unix_now();
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let t = Instant::now();
@@ -125,16 +126,29 @@ fn fill(dir: &std::path::Path, count: usize) -> (Vec<Serial>, IssuerHashes, f64,
         t.elapsed().as_secs_f64()
     );
     drop(app);
-    (serials, hashes, filled, presigned)
+    (serials, hashes, issuer, filled, presigned)
 }
 
-/// One `custos serve` on `dir`: start time, then GET load over each
-/// working set; RSS and peak RSS after the last.
-fn serve(dir: &std::path::Path, sets: &[(String, Vec<String>)], conns: usize) {
+/// One `custos serve` on `dir`: start time, time until its start-up CRL
+/// is out (the shard is held until then), then GET load over each working
+/// set; RSS and peak RSS after the last.
+fn serve(dir: &std::path::Path, issuer: &str, sets: &[(String, Vec<String>)], conns: usize) {
     let t = Instant::now();
     let (mut child, addr) = spawn_serve(dir);
     println!(
-        "  serve: answering {:.2} s after start",
+        "  serve: listening {:.2} s after start",
+        t.elapsed().as_secs_f64()
+    );
+    // The CRL of a ledger filled offline was never signed: the server signs
+    // it while serving. Measured apart, so that the load below sees the
+    // server in its steady state.
+    let crl = format!("/crl/{issuer}/0.crl");
+    while http_get_bytes(&addr.to_string(), &crl).first() != Some(&0x30) {
+        assert!(t.elapsed() < Duration::from_secs(600), "no CRL after 600 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "  serve: start-up CRL out {:.2} s after start",
         t.elapsed().as_secs_f64()
     );
     for (name, gets) in sets {
@@ -180,7 +194,7 @@ pub fn main() {
             "\n== {count} certificates ({} revoked, one CRL shard) ==",
             count / 10
         );
-        let (serials, hashes, filled, presigned) = fill(dir.path(), count);
+        let (serials, hashes, issuer, filled, presigned) = fill(dir.path(), count);
         let bytes = du(dir.path());
         println!(
             "  fill {filled:.1} s ({:.0}/s), presign {presigned:.1} s ({:.0}/s); data dir {:.2} GB, {:.0} bytes per certificate",
@@ -203,7 +217,7 @@ pub fn main() {
             sets.push((format!("{} spread", 200_000.min(count)), spread(200_000)));
         }
         drop(serials);
-        serve(dir.path(), &sets, conns);
+        serve(dir.path(), &issuer, &sets, conns);
         if count <= env("CUSTOS_SCALE_REFRESH_MAX", usize::MAX) {
             let (secs, peak, _) = timed(dir.path(), &["ocsp", "refresh"]);
             println!(
