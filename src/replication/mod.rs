@@ -145,6 +145,12 @@ impl Keys {
         format!("{}:{}:generation", self.prefix, self.issuer)
     }
 
+    /// A copy of the generation on the cluster node that serves hash tag
+    /// `tag`'s slot (`<prefix>:<issuer>:generation:{<tag>}`).
+    pub fn generation_marker(&self, tag: &str) -> String {
+        format!("{}:{}:generation:{{{tag}}}", self.prefix, self.issuer)
+    }
+
     /// A precomputed response by hash algorithm tag and serial.
     pub fn ocsp(&self, tag: u8, serial: &Serial) -> String {
         format!(

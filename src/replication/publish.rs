@@ -10,7 +10,11 @@
 //! A Redis that is empty, or was filled from another ledger (its generation
 //! key differs from the ledger's replication id), is filled again from the
 //! whole ledger first ([`Publisher::resync`]); a restart of the primary does
-//! not republish what Redis already holds.
+//! not republish what Redis already holds. The generation is checked again
+//! every [`GENERATION_CHECK`] while connected, since a connection can outlive
+//! a restart (the clients reconnect by themselves). On a Redis Cluster every
+//! master also holds a marker copy of it (a key whose hash tag falls in that
+//! master's slots), so one node restarted empty is noticed and refilled too.
 
 use super::Conn;
 use super::{status_value, Keys, StoredCrl, StoredResponse};
@@ -30,6 +34,25 @@ use tokio_util::sync::CancellationToken;
 
 /// How often an idle publisher looks at the log.
 pub const POLL: Duration = Duration::from_millis(50);
+
+/// How often a connected publisher checks that Redis (every node of a
+/// cluster) still holds this ledger's generation.
+pub const GENERATION_CHECK: Duration = Duration::from_secs(2);
+
+/// Where a cluster keeps the generation: the slot layout it was worked out
+/// for, and one marker key per master.
+struct Markers {
+    layout: Vec<SlotRange>,
+    keys: Vec<String>,
+}
+
+/// A range of hash slots and the master serving it (`host:port`).
+#[derive(Debug, PartialEq, Eq)]
+struct SlotRange {
+    start: i64,
+    end: i64,
+    master: String,
+}
 
 /// Why a round of publishing failed.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +134,9 @@ pub struct Publisher {
     /// round writing a newer state (a revocation) in between would be
     /// overwritten by the older one.
     writing: tokio::sync::Mutex<()>,
+    /// The cluster's generation markers, worked out again when its slot
+    /// layout changes.
+    markers: tokio::sync::Mutex<Option<Markers>>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -139,6 +165,7 @@ impl Publisher {
             metrics: ReplicationMetrics::new(metrics),
             crl_numbers: Mutex::new(vec![0; shards]),
             writing: tokio::sync::Mutex::new(()),
+            markers: tokio::sync::Mutex::new(None),
             ledger,
             ca,
             crl,
@@ -185,16 +212,23 @@ impl Publisher {
         }
     }
 
-    /// One connection's life: generation check, then rounds until an error.
+    /// One connection's life: generation check, then rounds until an
+    /// error, with the generation checked again every [`GENERATION_CHECK`].
     async fn session(&self, shutdown: &CancellationToken) -> Result<(), PublishError> {
         let mut conn = self.connect().await?;
+        self.publish_ca(&mut conn).await?;
         self.ensure_generation(&mut conn).await?;
         self.metrics.connected.set(1);
+        let mut checked = tokio::time::Instant::now();
         loop {
             let published = self.round(&mut conn).await?;
             self.metrics
                 .backlog
                 .set(self.ledger.replication_backlog()? as i64);
+            if checked.elapsed() >= GENERATION_CHECK {
+                self.ensure_generation(&mut conn).await?;
+                checked = tokio::time::Instant::now();
+            }
             if published == 0 {
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
@@ -204,24 +238,47 @@ impl Publisher {
         }
     }
 
-    /// Resyncs when Redis does not hold this ledger's generation; always
-    /// (re)writes the CA files and which issuer is current.
+    /// Resyncs when Redis (or one node of a cluster) does not hold this
+    /// ledger's generation.
     async fn ensure_generation(&self, conn: &mut Conn) -> Result<(), PublishError> {
         let id = self.ledger.replication_id()?;
-        let held: Option<String> = redis::cmd("GET")
-            .arg(self.keys.generation())
-            .query_async(conn)
-            .await?;
-        self.publish_ca(conn).await?;
-        if held.as_deref() != Some(id.as_str()) {
-            tracing::info!(
-                redis = ?held,
-                ledger = %id,
-                "Redis does not hold this ledger's status: publishing everything"
-            );
-            self.resync(conn, |_| {}).await?;
+        for key in self.generation_keys(conn).await? {
+            let held: Option<String> = redis::cmd("GET").arg(&key).query_async(conn).await?;
+            if held.as_deref() != Some(id.as_str()) {
+                tracing::info!(
+                    key,
+                    redis = ?held,
+                    ledger = %id,
+                    "Redis does not hold this ledger's status: publishing everything"
+                );
+                self.resync(conn, |_| {}).await?;
+                break;
+            }
         }
         Ok(())
+    }
+
+    /// The keys holding the generation: the generation key, and on a
+    /// cluster one marker per master.
+    async fn generation_keys(&self, conn: &mut Conn) -> Result<Vec<String>, PublishError> {
+        let mut keys = vec![self.keys.generation()];
+        if !matches!(conn, Conn::Cluster(_)) {
+            return Ok(keys);
+        }
+        let layout = cluster_layout(conn).await?;
+        let mut markers = self.markers.lock().await;
+        if markers.as_ref().is_none_or(|m| m.layout != layout) {
+            let tags = marker_tags(conn, &layout).await?;
+            *markers = Some(Markers {
+                keys: tags
+                    .iter()
+                    .map(|t| self.keys.generation_marker(t))
+                    .collect(),
+                layout,
+            });
+        }
+        keys.extend(markers.iter().flat_map(|m| m.keys.iter().cloned()));
+        Ok(keys)
     }
 
     /// Publishes the whole ledger (every unexpired certificate's status and
@@ -255,11 +312,14 @@ impl Publisher {
         }
         self.publish_crls(conn).await?;
         self.publish_ca(conn).await?;
-        redis::cmd("SET")
-            .arg(self.keys.generation())
-            .arg(self.ledger.replication_id()?)
-            .query_async::<()>(conn)
-            .await?;
+        let id = self.ledger.replication_id()?;
+        for key in self.generation_keys(conn).await? {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(&id)
+                .query_async::<()>(conn)
+                .await?;
+        }
         Ok(done)
     }
 
@@ -398,4 +458,59 @@ impl Publisher {
         conn.run(&pipe).await?;
         Ok(())
     }
+}
+
+/// Each slot range of a cluster and its master, from `CLUSTER SLOTS`.
+async fn cluster_layout(conn: &mut Conn) -> Result<Vec<SlotRange>, PublishError> {
+    use redis::Value;
+    let ranges: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    let mut layout = Vec::new();
+    for range in &ranges {
+        // [start, end, [host, port, id, …], replicas…]
+        let Value::Array(items) = range else { continue };
+        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
+            (items.first(), items.get(1), items.get(2))
+        else {
+            continue;
+        };
+        let (Some(host), Some(Value::Int(port))) = (master.first().and_then(text), master.get(1))
+        else {
+            continue;
+        };
+        layout.push(SlotRange {
+            start: *start,
+            end: *end,
+            master: format!("{host}:{port}"),
+        });
+    }
+    layout.sort_by_key(|r| r.start);
+    Ok(layout)
+}
+
+/// A hash tag per master whose slot that master serves: candidates `g0`,
+/// `g1`, … are placed by the cluster itself (`CLUSTER KEYSLOT`) until every
+/// master has one.
+async fn marker_tags(conn: &mut Conn, layout: &[SlotRange]) -> Result<Vec<String>, PublishError> {
+    let masters: BTreeSet<&str> = layout.iter().map(|r| r.master.as_str()).collect();
+    let mut found: std::collections::BTreeMap<&str, String> = Default::default();
+    for i in 0..16_384u32 {
+        if found.len() == masters.len() {
+            break;
+        }
+        let tag = format!("g{i}");
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(&tag)
+            .query_async(conn)
+            .await?;
+        if let Some(r) = layout.iter().find(|r| r.start <= slot && slot <= r.end) {
+            found.entry(r.master.as_str()).or_insert(tag);
+        }
+    }
+    Ok(found.into_values().collect())
 }

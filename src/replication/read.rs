@@ -308,7 +308,8 @@ impl RedisStatus {
         })
     }
 
-    /// Signs an answer here: each certificate's status from its record in
+    /// Signs an answer here: each certificate's status from its current
+    /// published response when that says good, else from its record in
     /// Redis (a certificate Redis does not know makes the request
     /// `unauthorized`), on the signing pool, at most
     /// `max_concurrent_signing` at once.
@@ -325,7 +326,13 @@ impl RedisStatus {
                 return Err(OcspError::Unauthorized);
             }
             let serial = Serial::from_bytes(&q.serial).map_err(|_| OcspError::Unauthorized)?;
-            let status = self.status_record(&serial).await?;
+            // A current published response saying good settles it (from
+            // the cache while subscribed, since a revocation's announcement
+            // drops the entry); anything else is read from the record.
+            let status = match self.response(alg, &serial, now).await {
+                Ok(r) if r.status == 0 => Status::Good,
+                _ => self.status_record(&serial).await?,
+            };
             answers.push(SingleAnswer {
                 cert_id: q.cert_id.clone(),
                 status,

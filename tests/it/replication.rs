@@ -687,31 +687,48 @@ fn openssl_stdin(args: &[&str], input: &[u8]) -> String {
     String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).to_string()
 }
 
+/// A cluster node's `redis-cli` answer.
+fn node_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A cluster node on `port` (its cluster state in `conf`), failures noticed
+/// within a second.
+fn cluster_node(port: u16, conf: &Path) -> Redis {
+    Redis::start_with(
+        port,
+        &[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            conf.to_str().unwrap(),
+            "--cluster-node-timeout",
+            "1000",
+        ],
+    )
+}
+
 #[test]
-fn a_redis_cluster_carries_the_status() {
+fn a_redis_cluster_carries_the_status_and_refills_a_node_restarted_empty() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     assert!(custos(&data, &["init"]).status.success());
     // Three primaries, no replicas, each with its own cluster state file.
-    let nodes: Vec<Redis> = (0..3)
-        .map(|i| {
-            let port = free_port();
-            let conf = dir.path().join(format!("nodes-{i}.conf"));
-            Redis::start_with(
-                port,
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    conf.to_str().unwrap(),
-                ],
-            )
-        })
+    let confs: Vec<PathBuf> = (0..3)
+        .map(|i| dir.path().join(format!("nodes-{i}.conf")))
         .collect();
-    let addrs: Vec<String> = nodes
+    let mut nodes: Vec<Option<Redis>> = confs
         .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
+        .map(|conf| Some(cluster_node(free_port(), conf)))
         .collect();
+    let ports: Vec<u16> = nodes.iter().flatten().map(|n| n.port).collect();
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let out = Command::new("redis-cli")
         .args(["--cluster", "create"])
         .args(&addrs)
@@ -723,14 +740,11 @@ fn a_redis_cluster_carries_the_status() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    let cluster_state = |port: u16| node_cli(port, &["cluster", "info"]);
     eventually("the cluster is up", || {
-        let out = Command::new("redis-cli")
-            .args(["-p", &nodes[0].port.to_string(), "cluster", "info"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok")
+        cluster_state(ports[0]).contains("cluster_state:ok")
     });
-    let urls: Vec<String> = nodes.iter().map(Redis::url).collect();
+    let urls: Vec<String> = nodes.iter().flatten().map(Redis::url).collect();
     std::fs::write(
         dir.path().join("custos.toml"),
         format!(
@@ -755,21 +769,65 @@ fn a_redis_cluster_carries_the_status() {
         || openssl_status(&data, &leaf, &responder.url).contains(": revoked"),
     );
     // The keys are spread over the nodes, not all on one.
-    let holding = nodes
-        .iter()
-        .filter(|n| {
-            let out = Command::new("redis-cli")
-                .args(["-p", &n.port.to_string(), "dbsize"])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse::<u64>()
-                .unwrap_or(0)
-                > 0
-        })
-        .count();
+    let keys_on = |port: u16| node_cli(port, &["dbsize"]).parse::<u64>().unwrap_or(0);
+    let holding = ports.iter().filter(|p| keys_on(**p) > 0).count();
     assert!(holding >= 2, "keys on {holding} of 3 nodes");
+
+    // One node lost and restarted empty (no persistence), while the primary
+    // goes on revoking: a node that does not hold the generation key, so
+    // only the per-node markers can tell the primary that its keys are gone.
+    let leaves: Vec<(PathBuf, custos::serial::Serial)> = (0..8)
+        .map(|i| issue(&data, dir.path(), &format!("node-loss-{i}")))
+        .collect();
+    let status = String::from_utf8_lossy(&custos(&data, &["status"]).stdout).into_owned();
+    let issuer = status
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("issuer id:"))
+        .map(|s| s.trim().to_string())
+        .unwrap();
+    let generation = format!("custos:{issuer}:generation");
+    let lost = (0..3)
+        .find(|i| node_cli(ports[*i], &["exists", &generation]) != "1" && keys_on(ports[*i]) > 0)
+        .expect("a node holding keys but not the generation key");
+    eventually("every certificate reaches Redis", || {
+        leaves
+            .iter()
+            .all(|(leaf, _)| openssl_status(&data, leaf, &responder.url).contains(": good"))
+    });
+    let before = keys_on(ports[lost]);
+    drop(nodes[lost].take());
+    eventually("the cluster notices the lost node", || {
+        cluster_state(ports[(lost + 1) % 3]).contains("cluster_state:fail")
+    });
+    let (revoked_leaf, revoked_serial) = &leaves[0];
+    let out = custos(&data, &["revoke", "--serial", &revoked_serial.to_hex()]);
+    assert!(
+        out.status.success(),
+        "a revocation is accepted while a node is down: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    nodes[lost] = Some(cluster_node(ports[lost], &confs[lost]));
+    eventually("the cluster is whole again", || {
+        (0..3).all(|i| cluster_state(ports[i]).contains("cluster_state:ok"))
+    });
+    eventually("the primary refills the restarted node", || {
+        keys_on(ports[lost]) >= before
+    });
+    // A responder that starts now has nothing cached: every answer comes
+    // from what Redis holds after the refill.
+    let fresh_dir = dir.path().join("fresh");
+    std::fs::create_dir_all(&fresh_dir).unwrap();
+    let fresh = Responder::start(&fresh_dir, &urls.join(","));
+    eventually(
+        "the revocation made while a node was down, and every other certificate, are in Redis",
+        || {
+            openssl_status(&data, revoked_leaf, &fresh.url).contains(": revoked")
+                && leaves[1..]
+                    .iter()
+                    .all(|(leaf, _)| openssl_status(&data, leaf, &fresh.url).contains(": good"))
+        },
+    );
+    assert!(openssl_status(&data, revoked_leaf, &responder.url).contains(": revoked"));
 }
 
 /// Resyncs and refreshes racing revocations: once the log is drained, Redis
