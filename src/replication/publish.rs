@@ -320,6 +320,13 @@ impl Publisher {
                 .query_async::<()>(conn)
                 .await?;
         }
+        // Revocations written by the scan are not announced one by one (the
+        // log they were in was skipped): responders drop their whole cache.
+        redis::cmd("PUBLISH")
+            .arg(self.keys.revoked_channel())
+            .arg("resync")
+            .query_async::<()>(conn)
+            .await?;
         Ok(done)
     }
 

@@ -27,8 +27,8 @@ use crate::serial::Serial;
 use crate::status::responder::{Answer, AnswerKind};
 use crate::status::signing_pool::{PoolError, SigningPool};
 use custos_ocsp::issuer::{HashAlg, IssuerHashes};
-use custos_ocsp::request::parse_request;
 use custos_ocsp::request::ParsedRequest;
+use custos_ocsp::request::{parse_request, parse_simple};
 use custos_ocsp::response::{build_response, SingleAnswer, Status};
 use custos_ocsp::InternalError;
 use custos_ocsp::OcspError;
@@ -56,6 +56,9 @@ impl Weighter<(u8, Serial), Arc<StoredResponse>> for ByBytes {
 /// The responder role's metrics.
 struct ReadMetrics {
     answers: IntCounterVec,
+    /// `answers` for good and revoked, resolved once (the hot path's).
+    good: IntCounter,
+    revoked: IntCounter,
     cache_hits: IntCounter,
     redis_errors: IntCounter,
     redis_up: IntGauge,
@@ -84,6 +87,8 @@ impl ReadMetrics {
         };
         let _ = registry.register(Box::new(answers.clone()));
         ReadMetrics {
+            good: answers.with_label_values(&["good"]),
+            revoked: answers.with_label_values(&["revoked"]),
             answers,
             cache_hits: counter(
                 "custos_responder_cache_hits_total",
@@ -267,6 +272,17 @@ impl RedisStatus {
             Ok(a) => a,
             Err(e) => error_answer(&e),
         };
+        match answer.status {
+            "good" => self.metrics.good.inc(),
+            "revoked" => self.metrics.revoked.inc(),
+            other => self.metrics.answers.with_label_values(&[other]).inc(),
+        }
+        answer
+    }
+
+    /// The answer to a request that could not be decoded, counted.
+    pub fn refuse(&self, e: OcspError) -> Answer {
+        let answer = error_answer(&e);
         self.metrics
             .answers
             .with_label_values(&[answer.status])
@@ -275,6 +291,16 @@ impl RedisStatus {
     }
 
     async fn try_answer(&self, der: &[u8], now: u64) -> Result<Answer, OcspError> {
+        // The common request (one certificate, no nonce) read without
+        // allocating; anything else is parsed whole.
+        if let Some(q) = parse_simple(der) {
+            let alg = q.alg.ok_or(OcspError::Unauthorized)?;
+            if !self.hashes.matches(alg, q.name_hash, q.key_hash) {
+                return Err(OcspError::Unauthorized);
+            }
+            let serial = Serial::from_bytes(q.serial).map_err(|_| OcspError::Unauthorized)?;
+            return Ok(published(&*self.response(alg, &serial, now).await?));
+        }
         let parsed = parse_request(der, MAX_NONCE)?;
         let fresh = parsed.nonce.is_some() || parsed.queries.len() > 1;
         if let (true, Some(identity)) = (fresh, self.identity()) {
@@ -292,20 +318,7 @@ impl RedisStatus {
             return Err(OcspError::Unauthorized);
         }
         let serial = Serial::from_bytes(&query.serial).map_err(|_| OcspError::Unauthorized)?;
-        let stored = self.response(alg, &serial, now).await?;
-        Ok(Answer {
-            kind: AnswerKind::Precomputed {
-                this_update: stored.this_update,
-                next_update: stored.next_update,
-                etag: stored.etag,
-            },
-            status: if stored.status == 0 {
-                "good"
-            } else {
-                "revoked"
-            },
-            der: stored.der.clone(),
-        })
+        Ok(published(&*self.response(alg, &serial, now).await?))
     }
 
     /// Signs an answer here: each certificate's status from its current
@@ -549,6 +562,9 @@ impl RedisStatus {
                         let text: String = message.get_payload().unwrap_or_default();
                         match text.parse::<Serial>() {
                             Ok(serial) => self.invalidate(&serial),
+                            // `resync` (the primary refilled Redis, and
+                            // revocations it did not announce one by one
+                            // may be among it), or anything unknown.
                             Err(_) => {
                                 self.epoch.fetch_add(1, Ordering::SeqCst);
                                 self.cache.clear();
@@ -566,6 +582,23 @@ impl RedisStatus {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
+    }
+}
+
+/// The answer a published response gives.
+fn published(stored: &StoredResponse) -> Answer {
+    Answer {
+        kind: AnswerKind::Precomputed {
+            this_update: stored.this_update,
+            next_update: stored.next_update,
+            etag: stored.etag,
+        },
+        status: if stored.status == 0 {
+            "good"
+        } else {
+            "revoked"
+        },
+        der: stored.der.clone(),
     }
 }
 

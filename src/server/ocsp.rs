@@ -46,25 +46,56 @@ pub fn routes() -> Router<Arc<App>> {
 }
 
 async fn post_request(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    post_answer(&app, &headers, &body).await
+    post_answer(&*app, app.config.ocsp.max_age_secs, &headers, &body).await
 }
 
 async fn get_request(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
-    get_answer(&app, &uri, &headers).await
+    get_answer(&*app, app.config.ocsp.max_age_secs, &uri, &headers).await
 }
 
-async fn post_answer(app: &App, headers: &HeaderMap, body: &[u8]) -> Response {
-    let answer = app.responder.answer_pooled(body, unix_now()).await;
-    respond(app.config.ocsp.max_age_secs, answer, headers)
+/// A POST's answer, with its HTTP headers.
+pub(super) async fn post_answer<A: Answerer>(
+    answerer: &A,
+    max_age_secs: u64,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let answer = answerer.answer(body, unix_now()).await;
+    respond(max_age_secs, answer, headers)
 }
 
-async fn get_answer(app: &App, uri: &Uri, headers: &HeaderMap) -> Response {
+/// A GET's answer (the request is the path after `/ocsp/`), with its HTTP
+/// headers.
+pub(super) async fn get_answer<A: Answerer>(
+    answerer: &A,
+    max_age_secs: u64,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Response {
     let encoded = uri.path().strip_prefix("/ocsp/").unwrap_or_default();
     let answer = match decode_get_path(encoded) {
-        Ok(der) => app.responder.answer_pooled(&der, unix_now()).await,
-        Err(e) => app.responder.error_answer(e),
+        Ok(der) => answerer.answer(&der, unix_now()).await,
+        Err(e) => answerer.refuse(e),
     };
-    respond(app.config.ocsp.max_age_secs, answer, headers)
+    respond(max_age_secs, answer, headers)
+}
+
+/// Who answers OCSP on the hot path: the primary's responder (from the
+/// ledger) or a stateless responder (from Redis).
+pub trait Answerer: Send + Sync + 'static {
+    /// Answers a DER request at `now`.
+    fn answer(&self, der: &[u8], now: u64) -> impl Future<Output = Answer> + Send;
+    /// The answer to a request that could not be decoded.
+    fn refuse(&self, e: custos_ocsp::OcspError) -> Answer;
+}
+
+impl Answerer for App {
+    async fn answer(&self, der: &[u8], now: u64) -> Answer {
+        self.responder.answer_pooled(der, now).await
+    }
+    fn refuse(&self, e: custos_ocsp::OcspError) -> Answer {
+        self.responder.error_answer(e)
+    }
 }
 
 /// Metric handles of the hot path, resolved once (label lookups hash and
@@ -83,41 +114,65 @@ const POST_ROUTE: &str = "/ocsp";
 /// The plain listener's hyper service: OCSP on the hot path, the rest
 /// through `router` (health, metrics, CA files, CRLs, and OCSP requests the
 /// hot path does not take, such as other methods).
-#[derive(Clone)]
-pub struct PlainService {
-    inner: Arc<PlainInner>,
+pub struct PlainService<A> {
+    inner: Arc<PlainInner<A>>,
 }
 
-struct PlainInner {
-    app: Arc<App>,
+impl<A> Clone for PlainService<A> {
+    fn clone(&self) -> Self {
+        PlainService {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct PlainInner<A> {
+    answerer: Arc<A>,
     router: Router,
     hot: HotMetrics,
+    requests: prometheus::IntCounterVec,
+    max_age_secs: u64,
+    body_timeout: Duration,
 }
 
-impl PlainService {
-    /// Wraps the plain router.
-    pub fn new(app: Arc<App>, router: Router) -> PlainService {
-        let m = &app.metrics;
+impl<A: Answerer> PlainService<A> {
+    /// Wraps the plain router: OCSP requests go to `answerer` with the
+    /// caching headers of `max_age_secs`, bodies within `body_timeout`.
+    pub fn new(
+        answerer: Arc<A>,
+        metrics: &crate::support::metrics::Metrics,
+        max_age_secs: u64,
+        body_timeout: Duration,
+        router: Router,
+    ) -> PlainService<A> {
         let count = |route: &str, method: &str, status: &str| {
-            m.requests
+            metrics
+                .requests
                 .with_label_values(&["http", route, method, status])
         };
         let hot = HotMetrics {
             get_ok: count(GET_ROUTE, "GET", "200"),
             get_not_modified: count(GET_ROUTE, "GET", "304"),
             post_ok: count(POST_ROUTE, "POST", "200"),
-            get_latency: m.latency.with_label_values(&["http", GET_ROUTE]),
-            post_latency: m.latency.with_label_values(&["http", POST_ROUTE]),
+            get_latency: metrics.latency.with_label_values(&["http", GET_ROUTE]),
+            post_latency: metrics.latency.with_label_values(&["http", POST_ROUTE]),
         };
         PlainService {
-            inner: Arc::new(PlainInner { app, router, hot }),
+            inner: Arc::new(PlainInner {
+                answerer,
+                router,
+                hot,
+                requests: metrics.requests.clone(),
+                max_age_secs,
+                body_timeout,
+            }),
         }
     }
 }
 
 type BoxedResponse = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-impl hyper::service::Service<hyper::Request<Incoming>> for PlainService {
+impl<A: Answerer> hyper::service::Service<hyper::Request<Incoming>> for PlainService<A> {
     type Response = Response;
     type Error = Infallible;
     type Future = BoxedResponse;
@@ -135,17 +190,19 @@ impl hyper::service::Service<hyper::Request<Incoming>> for PlainService {
                     .oneshot(req.map(axum::body::Body::new))
                     .await;
             }
-            let app = inner.app.clone();
+            let answerer = &*inner.answerer;
+            let max_age = inner.max_age_secs;
             let hot = &inner.hot;
             let (response, route, method, latency) = if is_get {
-                let response = get_answer(&app, req.uri(), req.headers()).await;
+                let response = get_answer(answerer, max_age, req.uri(), req.headers()).await;
                 (response, GET_ROUTE, "GET", &hot.get_latency)
             } else {
                 let (parts, body) = req.into_parts();
-                let limit = Duration::from_secs(app.config.http.body_timeout_secs);
                 let read = Limited::new(body, MAX_REQUEST_BYTES).collect();
-                let response = match tokio::time::timeout(limit, read).await {
-                    Ok(Ok(body)) => post_answer(&app, &parts.headers, &body.to_bytes()).await,
+                let response = match tokio::time::timeout(inner.body_timeout, read).await {
+                    Ok(Ok(body)) => {
+                        post_answer(answerer, max_age, &parts.headers, &body.to_bytes()).await
+                    }
                     Err(_) => (
                         StatusCode::REQUEST_TIMEOUT,
                         "OCSP request body not received within http.body_timeout_secs\n",
@@ -163,8 +220,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for PlainService {
                 ("GET", StatusCode::OK) => hot.get_ok.inc(),
                 ("GET", StatusCode::NOT_MODIFIED) => hot.get_not_modified.inc(),
                 ("POST", StatusCode::OK) => hot.post_ok.inc(),
-                (_, status) => app
-                    .metrics
+                (_, status) => inner
                     .requests
                     .with_label_values(&["http", route, method, status.as_str()])
                     .inc(),

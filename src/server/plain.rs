@@ -12,8 +12,14 @@ use axum::Router;
 use std::sync::Arc;
 
 /// The plain listener's service: the OCSP hot path in front of [`router`].
-pub fn service(app: Arc<App>) -> super::ocsp::PlainService {
-    super::ocsp::PlainService::new(app.clone(), router(app))
+pub fn service(app: Arc<App>) -> super::ocsp::PlainService<App> {
+    super::ocsp::PlainService::new(
+        app.clone(),
+        &app.metrics,
+        app.config.ocsp.max_age_secs,
+        std::time::Duration::from_secs(app.config.http.body_timeout_secs),
+        router(app.clone()),
+    )
 }
 
 /// The plain-HTTP router.

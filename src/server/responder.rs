@@ -32,6 +32,15 @@ pub struct ResponderState {
 
 type Shared = State<Arc<ResponderState>>;
 
+impl super::ocsp::Answerer for RedisStatus {
+    async fn answer(&self, der: &[u8], now: u64) -> crate::status::responder::Answer {
+        RedisStatus::answer(self, der, now).await
+    }
+    fn refuse(&self, e: custos_ocsp::OcspError) -> crate::status::responder::Answer {
+        RedisStatus::refuse(self, e)
+    }
+}
+
 /// Serves until `shutdown`.
 pub async fn run(
     state: Arc<ResponderState>,
@@ -59,7 +68,14 @@ pub async fn run(
         ))
         .layer(axum::middleware::from_fn_with_state(observe, track))
         .with_state(state.clone());
-    let service = hyper_util::service::TowerToHyperService::new(router);
+    // OCSP on the same hot path as the primary's plain listener.
+    let service = super::ocsp::PlainService::new(
+        state.status.clone(),
+        &state.metrics,
+        state.max_age_secs,
+        std::time::Duration::from_secs(config.http.body_timeout_secs),
+        router,
+    );
     accept_loop(
         Listener::new(&state.metrics, "http", http, None, limits),
         service,
