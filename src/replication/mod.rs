@@ -15,6 +15,7 @@ pub mod enroll;
 pub mod join;
 pub mod publish;
 pub mod read;
+mod read_metrics;
 
 use crate::serial::Serial;
 use futures_util::StreamExt;

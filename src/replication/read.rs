@@ -21,6 +21,7 @@
 //! anything else is `tryLater`; `/healthz` then says `degraded`.
 
 use super::join::{Identity, Signer};
+use super::read_metrics::ReadMetrics;
 use super::Conn;
 use super::{Keys, StoredCrl, StoredResponse};
 use crate::serial::Serial;
@@ -32,7 +33,6 @@ use custos_ocsp::request::{parse_request, parse_simple};
 use custos_ocsp::response::{build_response, SingleAnswer, Status};
 use custos_ocsp::InternalError;
 use custos_ocsp::OcspError;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,63 +50,6 @@ struct ByBytes;
 impl Weighter<(u8, Serial), Arc<StoredResponse>> for ByBytes {
     fn weight(&self, key: &(u8, Serial), value: &Arc<StoredResponse>) -> u64 {
         (key.1.as_bytes().len() + value.der.len() + 96) as u64
-    }
-}
-
-/// The responder role's metrics.
-struct ReadMetrics {
-    answers: IntCounterVec,
-    /// `answers` for good and revoked, resolved once (the hot path's).
-    good: IntCounter,
-    revoked: IntCounter,
-    cache_hits: IntCounter,
-    redis_errors: IntCounter,
-    redis_up: IntGauge,
-    subscribed: IntGauge,
-}
-
-impl ReadMetrics {
-    fn new(registry: &prometheus::Registry) -> ReadMetrics {
-        let answers = IntCounterVec::new(
-            Opts::new(
-                "custos_responder_answers_total",
-                "OCSP answers of this responder by outcome",
-            ),
-            &["status"],
-        )
-        .expect("valid metric");
-        let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).expect("valid metric");
-            let _ = registry.register(Box::new(c.clone()));
-            c
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("valid metric");
-            let _ = registry.register(Box::new(g.clone()));
-            g
-        };
-        let _ = registry.register(Box::new(answers.clone()));
-        ReadMetrics {
-            good: answers.with_label_values(&["good"]),
-            revoked: answers.with_label_values(&["revoked"]),
-            answers,
-            cache_hits: counter(
-                "custos_responder_cache_hits_total",
-                "OCSP answers served from the responder's cache",
-            ),
-            redis_errors: counter(
-                "custos_responder_redis_errors_total",
-                "Redis reads that failed",
-            ),
-            redis_up: gauge(
-                "custos_responder_redis_up",
-                "1 while the last Redis read succeeded",
-            ),
-            subscribed: gauge(
-                "custos_responder_subscribed",
-                "1 while subscribed to the revocation channel",
-            ),
-        }
     }
 }
 
