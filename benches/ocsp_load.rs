@@ -13,6 +13,8 @@
 //! `CUSTOS_LOAD_SECS` (seconds per scenario, default 10),
 //! `CUSTOS_LOAD_CONNS` (connections, default 64),
 //! `CUSTOS_LOAD_REVOCATIONS` (revocation-visibility samples, default 1000),
+//! `CUSTOS_LOAD_ROUNDS` (paired rounds per custos row, each right after its
+//! baseline; the ratio reported is the rounds' median, default 3),
 //! `CUSTOS_LOAD_ONLY` (comma list of `get`, `nonce`, `peers`, `revocation`, `responder`,
 //! `rss`: run only these besides the baselines and POST without nonce; or
 //! `scale` alone: the ledger-size run of `support/scale.rs`).
