@@ -253,7 +253,7 @@ fn responders_answer_from_redis_through_faults() {
     assert_eq!(fetch(&format!("{}/healthz", responder.url)).2, b"ok\n");
 
     // A revocation reaches the responder (which had the good answer cached).
-    let out = custos(
+    custos_ok(
         &data,
         &[
             "revoke",
@@ -262,11 +262,6 @@ fn responders_answer_from_redis_through_faults() {
             "--reason",
             "keyCompromise",
         ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let took = eventually("the responder answers revoked", || {
         fetch(&format!("{}{path}", responder.url)).2 != b2

@@ -83,6 +83,19 @@ pub fn custos(data_dir: &Path, args: &[&str]) -> Output {
         .expect("run custos")
 }
 
+/// Runs `custos --data-dir DIR args…` and asserts it succeeded (its stderr
+/// is the failure message).
+pub fn custos_ok(data_dir: &Path, args: &[&str]) -> Output {
+    let out = custos(data_dir, args);
+    assert!(
+        out.status.success(),
+        "custos {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A new ACME account (instant-acme, trusting the data dir's root) on a
 /// running server.
 pub async fn acme_account(server: &Server) -> instant_acme::Account {
