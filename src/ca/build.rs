@@ -186,3 +186,13 @@ pub fn der_to_csr_pem(der: &[u8]) -> String {
     der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, der)
         .unwrap_or_default()
 }
+
+/// The O= of a certificate's subject ("custos" when it has none).
+pub fn organization(cert: &x509_cert::Certificate) -> String {
+    cert.tbs_certificate
+        .subject
+        .to_string()
+        .split(',')
+        .find_map(|p| p.strip_prefix("O=").map(str::to_string))
+        .unwrap_or_else(|| "custos".into())
+}

@@ -11,9 +11,11 @@ pub mod build;
 pub mod key;
 mod ocsp_signer;
 pub mod profile;
+mod scep_ra;
 
 pub use ocsp_signer::OcspSigner;
 use ocsp_signer::{issue_ocsp_signer, load_ocsp_signer, write_ocsp_signer};
+pub use scep_ra::ScepRa;
 
 use crate::model::time::unix_now;
 use crate::serial::Serial;
@@ -21,7 +23,7 @@ use crate::support::files::{read_named, write_atomic, Visibility};
 use anyhow::{anyhow, bail, Context};
 use build::{
     authority_info_access, authority_key_id, basic_constraints, crl_distribution_point, extension,
-    ocsp_nocheck, sign_certificate, subject_key_id, CertParts,
+    ocsp_nocheck, organization, sign_certificate, subject_key_id, CertParts,
 };
 use der::oid::ObjectIdentifier;
 use der::{Decode, DecodePem, Encode};
@@ -78,6 +80,14 @@ impl CaPaths {
     /// The delegated OCSP responder key.
     pub fn ocsp_key(&self) -> PathBuf {
         self.dir.join("ocsp.key")
+    }
+    /// The SCEP RA certificate (RSA, issued by the issuing CA).
+    pub fn scep_ra_cert(&self) -> PathBuf {
+        self.dir.join("scep-ra.pem")
+    }
+    /// The SCEP RA's RSA key (PKCS#8, 0600).
+    pub fn scep_ra_key(&self) -> PathBuf {
+        self.dir.join("scep-ra.key")
     }
 }
 
@@ -153,6 +163,8 @@ pub struct Ca {
     issuer_key: SigningKey,
     issuer_id: String,
     ocsp: RwLock<Arc<OcspSigner>>,
+    /// The SCEP RA, made at its first use.
+    scep_ra: std::sync::Mutex<Option<Arc<ScepRa>>>,
     urls: CaUrls,
 }
 
@@ -405,6 +417,7 @@ impl Ca {
             issuer_key,
             issuer_id,
             ocsp: RwLock::new(Arc::new(signer)),
+            scep_ra: std::sync::Mutex::new(None),
             urls,
             paths,
         })

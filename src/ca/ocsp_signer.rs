@@ -77,13 +77,7 @@ fn responder_certificate(
     let now = unix_now();
     let (_, issuer_not_after) = validity_secs(issuer);
     let not_after = (now + days(validity_days)).min(issuer_not_after);
-    let org = issuer
-        .tbs_certificate
-        .subject
-        .to_string()
-        .split(',')
-        .find_map(|p| p.strip_prefix("O=").map(str::to_string))
-        .unwrap_or_else(|| "custos".into());
+    let org = organization(issuer);
     Ok(sign_certificate(
         CertParts {
             serial: Serial::random(),

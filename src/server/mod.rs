@@ -16,6 +16,7 @@ pub mod observe;
 pub mod ocsp;
 pub mod plain;
 pub mod responder;
+pub mod scep;
 pub mod tls;
 pub mod webhooks;
 

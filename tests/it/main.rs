@@ -23,6 +23,7 @@ mod ledger;
 mod notify;
 mod ocsp;
 mod replication;
+mod scep;
 mod server;
 mod tour;
 mod webhooks;

@@ -135,6 +135,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(enroll)
         .merge(super::acme::routes())
         .merge(super::webhooks::routes())
+        .merge(super::scep::routes())
         .route("/healthz", get(super::plain::healthz))
         .layer(axum::middleware::from_fn_with_state(
             std::time::Duration::from_secs(app.config.http.body_timeout_secs),
