@@ -95,6 +95,50 @@ async fn get_ca_cert_sends_an_rsa_ra_issued_by_the_ca_and_keeps_it() {
         "the key is not logged"
     );
 
+    // A real SCEP client (micromdm's scepclient, Debian `scep`) reads both
+    // answers and gets as far as enrolment, encrypting to the RA it picks
+    // by fingerprint (without one it encrypts to every certificate listed,
+    // and an EC CA cannot be a recipient).
+    let fingerprint = openssl(&[
+        "x509",
+        "-in",
+        ra.to_str().unwrap(),
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+    ]);
+    let fingerprint = String::from_utf8_lossy(&fingerprint.stdout)
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .replace(':', "")
+        .to_lowercase();
+    let client_out = tokio::process::Command::new("scepclient")
+        .env("SSL_CERT_FILE", data.join("ca/root.pem"))
+        .args(["-server-url", &format!("{}/scep", server.https_url)])
+        .args([
+            "-private-key",
+            tmp.path().join("device.key").to_str().unwrap(),
+        ])
+        .args([
+            "-cn",
+            "device-1",
+            "-challenge",
+            "unused",
+            "-ca-fingerprint",
+            &fingerprint,
+        ])
+        .output()
+        .await
+        .expect("scepclient (Debian scep) must be installed (see .ci/setup)");
+    let said = String::from_utf8_lossy(&client_out.stderr).into_owned()
+        + &String::from_utf8_lossy(&client_out.stdout);
+    assert!(
+        said.contains("PKIOperation for PKCSReq (19): http request failed with status 501"),
+        "{said}"
+    );
+
     // The same RA on the next request and after a restart.
     let again = get("?operation=GetCACert").await.bytes().await.unwrap();
     assert_eq!(again, p7);
