@@ -7,11 +7,16 @@
 //! ([`MessageType`], [`PkiStatus`], [`FailInfo`]) with the OIDs of the
 //! attributes that carry them ([`oid`]), and the certificates-only CMS
 //! SignedData ("degenerate PKCS#7") that `GetCACert` answers with
-//! ([`certs_only`]).
+//! ([`certs_only`]); and a `PKIOperation` request read into its parts
+//! ([`PkiMessage`]), for the caller to check and decrypt.
 
 #![warn(clippy::unwrap_used)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod message;
+
+pub use message::{PkiMessage, MAX_TRANSACTION_ID};
 
 use cms::cert::CertificateChoices;
 use cms::content_info::{CmsVersion, ContentInfo};
@@ -173,6 +178,9 @@ pub enum ScepError {
     /// DER that does not decode, or a value that does not encode.
     #[error("malformed SCEP message: {0}")]
     Der(#[from] der::Error),
+    /// Well-formed DER that is not the SCEP message it should be.
+    #[error("malformed SCEP message: {0}")]
+    Malformed(String),
     /// A certificates-only message needs at least one certificate.
     #[error("no certificate to send")]
     NoCertificate,
