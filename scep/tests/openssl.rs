@@ -1,6 +1,6 @@
 //! What OpenSSL reads from the certificates-only PKCS#7 `GetCACert` sends.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A scratch directory for this test process.
@@ -10,37 +10,46 @@ fn scratch() -> PathBuf {
     dir
 }
 
-/// A self-signed P-256 certificate with `cn`, made by the OpenSSL CLI: DER.
-fn cert(dir: &std::path::Path, cn: &str) -> Vec<u8> {
-    let (key, crt) = (dir.join(format!("{cn}.key")), dir.join(format!("{cn}.der")));
+/// Runs the OpenSSL CLI with `args` and `file` last; its stdout, after
+/// asserting it succeeded.
+fn openssl(args: &[&str], file: &Path) -> String {
     let out = Command::new("openssl")
-        .args([
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("openssl must be installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A self-signed P-256 certificate with `cn`, made by the OpenSSL CLI: DER.
+fn cert(dir: &Path, cn: &str) -> Vec<u8> {
+    let (key, crt) = (dir.join(format!("{cn}.key")), dir.join(format!("{cn}.der")));
+    let subject = format!("/CN={cn}");
+    openssl(
+        &[
             "req",
             "-x509",
             "-newkey",
             "ec",
             "-pkeyopt",
             "ec_paramgen_curve:P-256",
-        ])
-        .args([
             "-nodes",
             "-days",
             "1",
             "-subj",
-            &format!("/CN={cn}"),
+            &subject,
             "-outform",
             "DER",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .expect("openssl must be installed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            "-keyout",
+            key.to_str().expect("utf-8 path"),
+            "-out",
+        ],
+        &crt,
     );
     std::fs::read(crt).expect("certificate")
 }
@@ -52,16 +61,9 @@ fn openssl_lists_every_certificate() {
     let p7 = custos_scep::certs_only(&[&ra, &ca]).expect("certs-only PKCS#7");
     let file = dir.join("getcacert.p7b");
     std::fs::write(&file, &p7).expect("write");
-    let out = Command::new("openssl")
-        .args(["pkcs7", "-inform", "DER", "-print_certs", "-noout", "-in"])
-        .arg(&file)
-        .output()
-        .expect("openssl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = openssl(
+        &["pkcs7", "-inform", "DER", "-print_certs", "-noout", "-in"],
+        &file,
     );
     let mut subjects: Vec<&str> = text.lines().filter(|l| l.starts_with("subject=")).collect();
     subjects.sort_unstable();
@@ -71,16 +73,9 @@ fn openssl_lists_every_certificate() {
         "{text}"
     );
     // The same bytes through the CMS reader: no signer, no content.
-    let out = Command::new("openssl")
-        .args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"])
-        .arg(&file)
-        .output()
-        .expect("openssl");
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let printed = openssl(
+        &["cms", "-cmsout", "-print", "-inform", "DER", "-in"],
+        &file,
     );
     assert!(
         printed.contains("contentType: pkcs7-signedData"),

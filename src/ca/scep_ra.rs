@@ -38,7 +38,8 @@ const RA_RENEW_BEFORE_DAYS: u32 = 30;
 impl Ca {
     /// The SCEP RA: kept in memory, else read from the CA directory, else
     /// (first use, or within 30 days of its end) made now: an RSA-2048 key
-    /// and a one-year certificate (never past the issuing CA).
+    /// and a one-year certificate (never past the issuing CA). The caller
+    /// records a new one in the ledger and the audit log.
     pub fn scep_ra(&self) -> anyhow::Result<Arc<ScepRa>> {
         let mut slot = self.scep_ra.lock().unwrap_or_else(|e| e.into_inner());
         let due = |ra: &ScepRa| ra.not_after <= unix_now() + days(RA_RENEW_BEFORE_DAYS);

@@ -46,13 +46,25 @@ async fn operation(
 /// PKCS#7 (`application/x-x509-ca-ra-cert`). The RA is made at the first
 /// request (an RSA key takes a moment), off the async workers.
 async fn get_ca_cert(app: Arc<App>) -> Response {
-    let ca = app.ca.clone();
     let made = tokio::task::spawn_blocking(move || {
-        let ra = ca.scep_ra()?;
+        let ra = app.ca.scep_ra()?;
+        // Like every certificate the CA signs: in the ledger (so it has
+        // OCSP answers and can be revoked) and in the audit log. Checked
+        // by serial, so a failure here is made good on the next request.
+        let cert = <x509_cert::Certificate as der::Decode>::from_der(&ra.cert_der)?;
+        let serial =
+            crate::serial::Serial::from_bytes(cert.tbs_certificate.serial_number.as_bytes())
+                .map_err(|e| anyhow::anyhow!("SCEP RA serial: {e}"))?;
+        if app.ledger.get(&serial)?.is_none() {
+            let now = crate::model::time::unix_now();
+            app.authority
+                .record_signed(&ra.cert_der, "scep-ra", "serve", now)
+                .map_err(|e| anyhow::anyhow!("recording the SCEP RA certificate: {e}"))?;
+        }
         Ok::<_, anyhow::Error>(custos_scep::certs_only(&[
             &ra.cert_der,
-            ca.issuer_der(),
-            ca.root_der(),
+            app.ca.issuer_der(),
+            app.ca.root_der(),
         ])?)
     })
     .await;

@@ -2,7 +2,7 @@
 //! `GetCACaps`, and `GetCACert` with the RSA RA certificate the CA makes at
 //! first use.
 
-use crate::common::{openssl, Server};
+use crate::common::{custos, ocsp_says, openssl, Server};
 use std::os::unix::fs::PermissionsExt;
 
 #[tokio::test]
@@ -95,6 +95,14 @@ async fn get_ca_cert_sends_an_rsa_ra_issued_by_the_ca_and_keeps_it() {
         "the key is not logged"
     );
 
+    // Recorded like every certificate the CA signs: in the ledger (OCSP
+    // answers good for it), and audited once, as an issuance.
+    let says = ocsp_says(&server, &ra);
+    assert!(says.contains(": good"), "{says}");
+    let audit = custos(&data, &["audit", "--kind", "issuance", "--json"]);
+    let audit = String::from_utf8_lossy(&audit.stdout).into_owned();
+    assert_eq!(audit.matches("\"scep-ra\"").count(), 1, "{audit}");
+
     // A real SCEP client (micromdm's scepclient, Debian `scep`) reads both
     // answers and gets as far as enrolment, encrypting to the RA it picks
     // by fingerprint (without one it encrypts to every certificate listed,
@@ -151,6 +159,9 @@ async fn get_ca_cert_sends_an_rsa_ra_issued_by_the_ca_and_keeps_it() {
         .await
         .unwrap();
     assert_eq!(r.bytes().await.unwrap(), p7);
+    let audit = custos(&data, &["audit", "--kind", "issuance", "--json"]);
+    let audit = String::from_utf8_lossy(&audit.stdout).into_owned();
+    assert_eq!(audit.matches("\"scep-ra\"").count(), 1, "recorded once: {audit}");
 
     // What is not an operation we serve is refused with the reason.
     let client = server.https_client();
