@@ -161,7 +161,11 @@ async fn get_ca_cert_sends_an_rsa_ra_issued_by_the_ca_and_keeps_it() {
     assert_eq!(r.bytes().await.unwrap(), p7);
     let audit = custos(&data, &["audit", "--kind", "issuance", "--json"]);
     let audit = String::from_utf8_lossy(&audit.stdout).into_owned();
-    assert_eq!(audit.matches("\"scep-ra\"").count(), 1, "recorded once: {audit}");
+    assert_eq!(
+        audit.matches("\"scep-ra\"").count(),
+        1,
+        "recorded once: {audit}"
+    );
 
     // What is not an operation we serve is refused with the reason.
     let client = server.https_client();
