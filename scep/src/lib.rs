@@ -14,9 +14,34 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod envelope;
 mod message;
+mod reply;
 
-pub use message::{PkiMessage, MAX_TRANSACTION_ID};
+pub use envelope::{ContentCipher, RaKey};
+pub use message::{IssuerAndSubject, PkiMessage, MAX_TRANSACTION_ID};
+pub use reply::{cert_rep, Outcome};
+
+/// A request refused with a `CertRep` failure: the `failInfo` to send and
+/// the reason, for the log and the audit (clients see only the code).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{fail_info:?}: {reason}")]
+pub struct Refusal {
+    /// The code sent to the client.
+    pub fail_info: FailInfo,
+    /// Why, in words an operator can act on.
+    pub reason: String,
+}
+
+impl Refusal {
+    /// A refusal with this code and reason.
+    pub fn new(fail_info: FailInfo, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            fail_info,
+            reason: reason.into(),
+        }
+    }
+}
 
 use cms::cert::CertificateChoices;
 use cms::content_info::{CmsVersion, ContentInfo};
@@ -47,6 +72,14 @@ pub mod oid {
     pub const RECIPIENT_NONCE: Oid = Oid::new_unwrap("2.16.840.1.113733.1.9.6");
     /// `transactionID` (PrintableString).
     pub const TRANSACTION_ID: Oid = Oid::new_unwrap("2.16.840.1.113733.1.9.7");
+    /// CMS `contentType` attribute.
+    pub const CONTENT_TYPE: Oid = Oid::new_unwrap("1.2.840.113549.1.9.3");
+    /// CMS `messageDigest` attribute.
+    pub const MESSAGE_DIGEST: Oid = Oid::new_unwrap("1.2.840.113549.1.9.4");
+    /// CMS `signingTime` attribute.
+    pub const SIGNING_TIME: Oid = Oid::new_unwrap("1.2.840.113549.1.9.5");
+    /// PKCS#9 `challengePassword` (a CSR attribute).
+    pub const CHALLENGE_PASSWORD: Oid = Oid::new_unwrap("1.2.840.113549.1.9.7");
     /// CMS `id-data`.
     pub const DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.1");
     /// CMS `id-signedData`.

@@ -3,12 +3,14 @@
 //! enveloped payload. Nothing here checks a signature or decrypts: the
 //! caller, which holds the keys, does that with what this returns.
 
-use crate::{oid, MessageType, ScepError};
+use crate::{oid, FailInfo, MessageType, Refusal, ScepError};
 use cms::cert::CertificateChoices;
 use cms::content_info::ContentInfo;
 use cms::signed_data::{SignedData, SignerIdentifier};
 use der::asn1::{OctetString, PrintableStringRef};
+use der::oid::ObjectIdentifier as Oid;
 use der::{Decode, Encode};
+use sha2::Digest;
 
 /// Longest transaction ID accepted (clients send a hash in hex or base64).
 pub const MAX_TRANSACTION_ID: usize = 128;
@@ -36,6 +38,10 @@ pub struct PkiMessage {
     /// The signed content: the DER of a ContentInfo holding the
     /// EnvelopedData (`pkcsPKIEnvelope`).
     pub envelope: Vec<u8>,
+    /// The `messageDigest` signed attribute: the digest of `envelope`.
+    pub message_digest: Vec<u8>,
+    /// The `signingTime` signed attribute (Unix seconds), when present.
+    pub signing_time: Option<u64>,
 }
 
 fn malformed(why: &str) -> ScepError {
@@ -109,7 +115,21 @@ impl PkiMessage {
             .ok_or_else(|| malformed("no signed content"))?
             .decode_as::<OctetString>()?
             .into_bytes();
+        let message_digest = value(oid::MESSAGE_DIGEST)
+            .ok_or_else(|| malformed("no messageDigest"))?
+            .decode_as::<OctetString>()?
+            .into_bytes();
+        let signing_time = match value(oid::SIGNING_TIME) {
+            Some(v) => Some(
+                x509_cert::time::Time::from_der(&v.to_der()?)?
+                    .to_unix_duration()
+                    .as_secs(),
+            ),
+            None => None,
+        };
         Ok(PkiMessage {
+            message_digest,
+            signing_time,
             message_type,
             transaction_id,
             sender_nonce,
@@ -121,4 +141,83 @@ impl PkiMessage {
             envelope,
         })
     }
+}
+
+/// SHA-1 (`id-sha1`).
+const SHA1: Oid = Oid::new_unwrap("1.3.14.3.2.26");
+/// SHA-256 (`id-sha256`).
+const SHA256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.1");
+const SHA1_WITH_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.5");
+const SHA256_WITH_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.11");
+
+impl PkiMessage {
+    /// Checks that the signer's key signed the attributes and that
+    /// `messageDigest` is the digest of the enveloped content: SHA-1 or
+    /// SHA-256 with RSA (`badAlg` for anything else), `badMessageCheck`
+    /// when either does not match. Who the signer is, is the caller's to
+    /// judge.
+    pub fn verify(&self) -> Result<(), Refusal> {
+        use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+        let rsa = crate::envelope::RSA_ENCRYPTION;
+        let digest = match self.digest_alg {
+            d if d == SHA1 => sha1::Sha1::digest(&self.envelope).to_vec(),
+            d if d == SHA256 => sha2::Sha256::digest(&self.envelope).to_vec(),
+            d => {
+                return Err(Refusal::new(
+                    FailInfo::BadAlg,
+                    format!("digest algorithm {d} is not accepted; use SHA-256 or SHA-1"),
+                ))
+            }
+        };
+        if digest != self.message_digest {
+            return Err(Refusal::new(
+                FailInfo::BadMessageCheck,
+                "messageDigest does not match the signed content",
+            ));
+        }
+        let (s, d) = (self.signature_alg, self.digest_alg);
+        let alg: &'static dyn VerificationAlgorithm = if d == SHA1
+            && (s == SHA1_WITH_RSA || s == rsa)
+        {
+            &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY
+        } else if d == SHA256 && (s == SHA256_WITH_RSA || s == rsa) {
+            &signature::RSA_PKCS1_2048_8192_SHA256
+        } else {
+            return Err(Refusal::new(
+                FailInfo::BadAlg,
+                format!("signature algorithm {s} with digest {d} is not accepted; use RSA with SHA-256 or SHA-1"),
+            ));
+        };
+        let cert = x509_cert::Certificate::from_der(&self.signer_cert).map_err(|e| {
+            Refusal::new(
+                FailInfo::BadMessageCheck,
+                format!("signer certificate: {e}"),
+            )
+        })?;
+        let spki = &cert.tbs_certificate.subject_public_key_info;
+        if spki.algorithm.oid != rsa {
+            return Err(Refusal::new(
+                FailInfo::BadAlg,
+                "the signer's key is not RSA (SCEP signs with RSA)",
+            ));
+        }
+        UnparsedPublicKey::new(alg, spki.subject_public_key.raw_bytes())
+            .verify(&self.signed_attrs_der, &self.signature)
+            .map_err(|_| {
+                Refusal::new(
+                    FailInfo::BadMessageCheck,
+                    "the signature does not verify with the signer's certificate",
+                )
+            })
+    }
+}
+
+/// The content of a `CertPoll` (`GetCertInitial`): the CA's and the
+/// requester's names (RFC 8894 §3.3.3).
+#[derive(Clone, Debug, der::Sequence)]
+pub struct IssuerAndSubject {
+    /// The issuer's name.
+    pub issuer: x509_cert::name::Name,
+    /// The subject of the pending request.
+    pub subject: x509_cert::name::Name,
 }
