@@ -85,6 +85,18 @@ pub fn check_config(config: &Config) -> anyhow::Result<()> {
     }
     crate::status::notify::check(&config.notify)
         .map_err(|e| anyhow!("configuration error: {e}"))?;
+    if config.scep.enabled && !config.profiles.contains_key(&config.scep.profile) {
+        anyhow::bail!(
+            "configuration error: scep.profile {:?} is not a profile (known: {})",
+            config.scep.profile,
+            config
+                .profiles
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     Ok(())
 }
 

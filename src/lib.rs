@@ -40,6 +40,7 @@ pub use custos_model as model;
 pub use model::{revocation, serial};
 pub mod ra;
 pub mod replication;
+pub mod scep;
 pub mod server;
 pub mod status;
 pub mod support;

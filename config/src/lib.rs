@@ -27,6 +27,7 @@ mod events;
 mod listeners;
 mod profiles;
 mod replication;
+mod scep;
 mod status;
 
 pub use acme::{AcmeConfig, DeviceAttestConfig, DevicePolicy, MdmLookupConfig};
@@ -34,6 +35,7 @@ pub use events::{NotifyConfig, Subscriber, WebhookReasons, WebhookSource};
 pub use listeners::{HttpConfig, LogConfig, LogFormat, TlsConfig, TlsFiles};
 pub use profiles::ProfileConfig;
 pub use replication::ReplicationConfig;
+pub use scep::{ScepConfig, MAX_CHALLENGE_TTL_SECS};
 pub use status::{CrlConfig, OcspConfig, OcspSignWith};
 
 /// The whole configuration.
@@ -74,6 +76,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Publishing status to Redis for stateless responders.
     pub replication: ReplicationConfig,
+    /// SCEP enrolment.
+    pub scep: ScepConfig,
 }
 
 impl Default for Config {
@@ -106,6 +110,7 @@ impl Default for Config {
             webhook_reasons: WebhookReasons::default(),
             notify: NotifyConfig::default(),
             replication: ReplicationConfig::default(),
+            scep: ScepConfig::default(),
         }
     }
 }
@@ -145,6 +150,7 @@ const ENV_KEYS: &[&str] = &[
     "notify",
     "tls",
     "replication",
+    "scep",
 ];
 
 impl Config {
@@ -224,6 +230,7 @@ impl Config {
         self.http.check()?;
         self.ocsp.check()?;
         self.replication.check()?;
+        self.scep.check()?;
         for (key, url) in [
             ("public_http_url", &self.public_http_url),
             ("public_https_url", &self.public_https_url),

@@ -18,6 +18,7 @@ pub mod envelope;
 mod message;
 mod reply;
 
+pub use cms::cert::IssuerAndSerialNumber;
 pub use envelope::{ContentCipher, RaKey};
 pub use message::{IssuerAndSubject, PkiMessage, MAX_TRANSACTION_ID};
 pub use reply::{cert_rep, Outcome};
@@ -188,9 +189,16 @@ impl FailInfo {
 /// The `GetCACaps` answer: one capability per line. `renewal` adds
 /// `Renewal` (RenewalReq accepted).
 pub fn ca_caps(renewal: bool) -> String {
+    // Every digest we verify is listed. SHA-384 also matters to strongSwan
+    // 5.9's `pki --scep`: it tests its capability bits with the bit's index
+    // as a mask, so it finds "AES" (and "SCEPStandard") only when the
+    // fourth name of its table, SHA-384, is listed, and "SHA-256" only when
+    // DES3 is.
     let mut caps = vec![
         "POSTPKIOperation",
         "SHA-256",
+        "SHA-384",
+        "SHA-512",
         "SHA-1",
         "AES",
         "DES3",

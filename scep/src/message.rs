@@ -48,6 +48,29 @@ fn malformed(why: &str) -> ScepError {
     ScepError::Malformed(why.to_string())
 }
 
+/// The certificate the signer identifier names, DER.
+fn signer_certificate(signed: &SignedData, sid: &SignerIdentifier) -> Result<Vec<u8>, ScepError> {
+    let SignerIdentifier::IssuerAndSerialNumber(sid) = sid else {
+        return Err(malformed("signer named by key identifier"));
+    };
+    Ok(signed
+        .certificates
+        .as_ref()
+        .and_then(|set| {
+            set.0.iter().find_map(|c| match c {
+                CertificateChoices::Certificate(cert)
+                    if cert.tbs_certificate.serial_number == sid.serial_number
+                        && cert.tbs_certificate.issuer == sid.issuer =>
+                {
+                    Some(cert)
+                }
+                _ => None,
+            })
+        })
+        .ok_or_else(|| malformed("the signer's certificate is not in the message"))?
+        .to_der()?)
+}
+
 impl PkiMessage {
     /// Reads a request. Refuses anything but one signer with signed
     /// attributes, a known message type, a transaction ID and a nonce.
@@ -89,25 +112,7 @@ impl PkiMessage {
         if !(8..=64).contains(&sender_nonce.len()) {
             return Err(malformed("senderNonce of an unusual length"));
         }
-        let SignerIdentifier::IssuerAndSerialNumber(sid) = &signer.sid else {
-            return Err(malformed("signer named by key identifier"));
-        };
-        let signer_cert = signed
-            .certificates
-            .as_ref()
-            .and_then(|set| {
-                set.0.iter().find_map(|c| match c {
-                    CertificateChoices::Certificate(cert)
-                        if cert.tbs_certificate.serial_number == sid.serial_number
-                            && cert.tbs_certificate.issuer == sid.issuer =>
-                    {
-                        Some(cert)
-                    }
-                    _ => None,
-                })
-            })
-            .ok_or_else(|| malformed("the signer's certificate is not in the message"))?
-            .to_der()?;
+        let signer_cert = signer_certificate(&signed, &signer.sid)?;
         let envelope = signed
             .encap_content_info
             .econtent
@@ -147,13 +152,18 @@ impl PkiMessage {
 const SHA1: Oid = Oid::new_unwrap("1.3.14.3.2.26");
 /// SHA-256 (`id-sha256`).
 const SHA256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.1");
+/// SHA-384 and SHA-512.
+const SHA384: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.2");
+const SHA512: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.3");
+const SHA384_WITH_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.12");
+const SHA512_WITH_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.13");
 const SHA1_WITH_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.5");
 const SHA256_WITH_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.11");
 
 impl PkiMessage {
     /// Checks that the signer's key signed the attributes and that
     /// `messageDigest` is the digest of the enveloped content: SHA-1 or
-    /// SHA-256 with RSA (`badAlg` for anything else), `badMessageCheck`
+    /// SHA-2 with RSA (`badAlg` for anything else), `badMessageCheck`
     /// when either does not match. Who the signer is, is the caller's to
     /// judge.
     pub fn verify(&self) -> Result<(), Refusal> {
@@ -162,10 +172,14 @@ impl PkiMessage {
         let digest = match self.digest_alg {
             d if d == SHA1 => sha1::Sha1::digest(&self.envelope).to_vec(),
             d if d == SHA256 => sha2::Sha256::digest(&self.envelope).to_vec(),
+            d if d == SHA384 => sha2::Sha384::digest(&self.envelope).to_vec(),
+            d if d == SHA512 => sha2::Sha512::digest(&self.envelope).to_vec(),
             d => {
                 return Err(Refusal::new(
                     FailInfo::BadAlg,
-                    format!("digest algorithm {d} is not accepted; use SHA-256 or SHA-1"),
+                    format!(
+                    "digest algorithm {d} is not accepted; use SHA-256, SHA-384, SHA-512 or SHA-1"
+                ),
                 ))
             }
         };
@@ -182,10 +196,14 @@ impl PkiMessage {
             &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY
         } else if d == SHA256 && (s == SHA256_WITH_RSA || s == rsa) {
             &signature::RSA_PKCS1_2048_8192_SHA256
+        } else if d == SHA384 && (s == SHA384_WITH_RSA || s == rsa) {
+            &signature::RSA_PKCS1_2048_8192_SHA384
+        } else if d == SHA512 && (s == SHA512_WITH_RSA || s == rsa) {
+            &signature::RSA_PKCS1_2048_8192_SHA512
         } else {
             return Err(Refusal::new(
                 FailInfo::BadAlg,
-                format!("signature algorithm {s} with digest {d} is not accepted; use RSA with SHA-256 or SHA-1"),
+                format!("signature algorithm {s} with digest {d} is not accepted; use RSA with SHA-256, SHA-384, SHA-512 or SHA-1"),
             ));
         };
         let cert = x509_cert::Certificate::from_der(&self.signer_cert).map_err(|e| {

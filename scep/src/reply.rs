@@ -20,7 +20,6 @@ use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
 
 const SHA256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.1");
-const SHA256_WITH_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.11");
 
 /// What a `CertRep` reports.
 #[derive(Debug)]
@@ -114,22 +113,13 @@ fn octets(bytes: &[u8]) -> Result<Any, ScepError> {
     Ok(Any::encode_from(&OctetString::new(bytes)?)?)
 }
 
-/// The DER of a `CertRep` answering `request` (a ContentInfo holding the
-/// SignedData), signed by the RA.
-pub fn cert_rep(
+/// The signed attributes of a `CertRep`.
+fn signed_attributes(
     request: &PkiMessage,
     outcome: &Outcome,
-    ra: &dyn RaKey,
-) -> Result<Vec<u8>, ReplyError> {
-    let status = match outcome {
-        Outcome::Success(_) => PkiStatus::Success,
-        Outcome::Failure(_) => PkiStatus::Failure,
-        Outcome::Pending => PkiStatus::Pending,
-    };
-    let envelope = match outcome {
-        Outcome::Success(env) => Some(env.as_slice()),
-        _ => None,
-    };
+    status: PkiStatus,
+    envelope: Option<&[u8]>,
+) -> Result<SetOfVec<Attribute>, ReplyError> {
     let mut nonce = [0u8; 16];
     aws_lc_rs::rand::fill(&mut nonce).map_err(|e| ReplyError::Sign(e.to_string()))?;
     let digest = sha2::Sha256::digest(envelope.unwrap_or_default());
@@ -154,7 +144,26 @@ pub fn cert_rep(
             printable(&info.code().to_string())?,
         )?);
     }
-    let signed_attrs = SetOfVec::try_from(attrs).map_err(ScepError::from)?;
+    Ok(SetOfVec::try_from(attrs).map_err(ScepError::from)?)
+}
+
+/// The DER of a `CertRep` answering `request` (a ContentInfo holding the
+/// SignedData), signed by the RA.
+pub fn cert_rep(
+    request: &PkiMessage,
+    outcome: &Outcome,
+    ra: &dyn RaKey,
+) -> Result<Vec<u8>, ReplyError> {
+    let status = match outcome {
+        Outcome::Success(_) => PkiStatus::Success,
+        Outcome::Failure(_) => PkiStatus::Failure,
+        Outcome::Pending => PkiStatus::Pending,
+    };
+    let envelope = match outcome {
+        Outcome::Success(env) => Some(env.as_slice()),
+        _ => None,
+    };
+    let signed_attrs = signed_attributes(request, outcome, status, envelope)?;
     let signature = ra
         .sign_sha256(&signed_attrs.to_der().map_err(ScepError::from)?)
         .map_err(ReplyError::Sign)?;
@@ -171,8 +180,10 @@ pub fn cert_rep(
         }),
         digest_alg: sha256.clone(),
         signed_attrs: Some(signed_attrs),
+        // rsaEncryption, as PKCS#7 names the "digest encryption": what
+        // every SCEP client reads (strongSwan accepts nothing else).
         signature_algorithm: AlgorithmIdentifierOwned {
-            oid: SHA256_WITH_RSA,
+            oid: crate::envelope::RSA_ENCRYPTION,
             parameters: Some(Any::null()),
         },
         signature: OctetString::new(signature).map_err(ScepError::from)?,

@@ -16,6 +16,7 @@ pub struct ScepRa {
     /// notAfter in Unix seconds.
     pub not_after: u64,
     key: PrivateDecryptingKey,
+    signer: aws_lc_rs::signature::RsaKeyPair,
 }
 
 impl std::fmt::Debug for ScepRa {
@@ -28,6 +29,46 @@ impl ScepRa {
     /// The RSA key that decrypts requests.
     pub fn key(&self) -> &PrivateDecryptingKey {
         &self.key
+    }
+
+    fn from_pkcs8(cert_der: Vec<u8>, not_after: u64, pkcs8: &[u8]) -> anyhow::Result<ScepRa> {
+        let key = PrivateDecryptingKey::from_pkcs8(pkcs8)
+            .map_err(|_| anyhow!("the SCEP RA key is not an RSA key"))?;
+        let signer = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(pkcs8)
+            .map_err(|e| anyhow!("the SCEP RA key cannot sign: {e}"))?;
+        Ok(ScepRa {
+            cert_der,
+            not_after,
+            key,
+            signer,
+        })
+    }
+}
+
+impl custos_scep::RaKey for ScepRa {
+    fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    fn unwrap_key(&self, wrapped: &[u8]) -> Option<Vec<u8>> {
+        let key = aws_lc_rs::rsa::Pkcs1PrivateDecryptingKey::new(self.key.clone()).ok()?;
+        let mut out = vec![0u8; key.min_output_size()];
+        let n = key.decrypt(wrapped, &mut out).ok()?.len();
+        out.truncate(n);
+        Some(out)
+    }
+
+    fn sign_sha256(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        let mut sig = vec![0u8; self.signer.public_modulus_len()];
+        self.signer
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                message,
+                &mut sig,
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(sig)
     }
 }
 
@@ -110,11 +151,7 @@ impl Ca {
             not_after = validity_secs(&cert).1,
             "made the SCEP RA certificate"
         );
-        Ok(ScepRa {
-            not_after: validity_secs(&cert).1,
-            cert_der,
-            key,
-        })
+        ScepRa::from_pkcs8(cert_der, validity_secs(&cert).1, pkcs8.as_ref())
     }
 }
 
@@ -129,8 +166,9 @@ fn load_scep_ra(paths: &CaPaths) -> anyhow::Result<ScepRa> {
             paths.scep_ra_key().display()
         );
     }
-    let key = PrivateDecryptingKey::from_pkcs8(&der)
-        .map_err(|_| anyhow!("{}: not an RSA key", paths.scep_ra_key().display()))?;
+    let ra = ScepRa::from_pkcs8(cert.to_der()?, validity_secs(&cert).1, &der)
+        .map_err(|e| anyhow!("{}: {e}", paths.scep_ra_key().display()))?;
+    let key = ra.key();
     let public = AsDer::<PublicKeyX509Der>::as_der(&key.public_key())
         .map_err(|_| anyhow!("cannot encode the SCEP RA's public key"))?;
     if public.as_ref() != cert.tbs_certificate.subject_public_key_info.to_der()? {
@@ -140,9 +178,5 @@ fn load_scep_ra(paths: &CaPaths) -> anyhow::Result<ScepRa> {
             paths.scep_ra_cert().display()
         );
     }
-    Ok(ScepRa {
-        cert_der: cert.to_der()?,
-        not_after: validity_secs(&cert).1,
-        key,
-    })
+    Ok(ra)
 }

@@ -167,6 +167,20 @@ impl AdminClient {
         .await
     }
 
+    /// `POST /admin/scep/challenges`.
+    pub async fn post_scep_challenge(
+        &self,
+        device: &str,
+        ttl_secs: u64,
+    ) -> anyhow::Result<crate::scep::NewChallenge> {
+        self.send(
+            self.http
+                .post(format!("{}/admin/scep/challenges", self.base))
+                .json(&serde_json::json!({ "device": device, "ttl_secs": ttl_secs })),
+        )
+        .await
+    }
+
     /// `POST /admin/devices`.
     pub async fn post_device(
         &self,

@@ -72,6 +72,12 @@ pub enum Command {
         #[command(subcommand)]
         command: EabCommand,
     },
+    /// SCEP enrolment (RFC 8894) for devices that cannot do ACME yet.
+    Scep {
+        /// What to do.
+        #[command(subcommand)]
+        command: ScepCommand,
+    },
     /// Ledger tools.
     Ledger {
         /// What to do.
@@ -335,6 +341,22 @@ pub enum EabCommand {
         /// Who the key is for (kept with the key, shown in logs).
         #[arg(long)]
         name: String,
+    },
+}
+
+/// `custos scep …`.
+#[derive(Debug, Subcommand)]
+pub enum ScepCommand {
+    /// Make a one-time challenge password bound to one inventory device
+    /// (put it in the device's SCEP profile; shown once, never stored).
+    Challenge {
+        /// The device's serial number (or UDID) in the inventory.
+        #[arg(long)]
+        device: String,
+        /// How long it may be used: 90s, 15m, 1h, 7d (default
+        /// `scep.challenge_ttl_secs`, one hour).
+        #[arg(long)]
+        ttl: Option<String>,
     },
 }
 

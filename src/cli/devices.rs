@@ -131,6 +131,24 @@ fn print_devices(devices: &[Device], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub(super) async fn scep(
+    ops: &impl Operations,
+    command: crate::cli::args::ScepCommand,
+    default_ttl: u64,
+) -> anyhow::Result<()> {
+    let crate::cli::args::ScepCommand::Challenge { device, ttl } = command;
+    let ttl = match ttl {
+        Some(t) => crate::scep::parse_ttl(&t)?,
+        None => default_ttl,
+    };
+    let c = ops.scep_challenge(&device, ttl).await?;
+    println!("challenge:  {}", c.challenge);
+    println!("device:     {}", c.device);
+    println!("id:         {}", c.id);
+    println!("expires:    {}", crate::model::time::rfc3339(c.expires_at));
+    Ok(())
+}
+
 pub(super) async fn eab(ops: &impl Operations, command: EabCommand) -> anyhow::Result<()> {
     let EabCommand::Create { name } = command;
     let key = ops.eab_create(&name).await?;

@@ -42,7 +42,7 @@ mod status;
 
 pub use args::*;
 use certs::{certs, issue, revoke, status};
-use devices::{devices, eab, profile};
+use devices::{devices, eab, profile, scep};
 use records::{
     audit, backup, ledger_verify, outbox, replication_resync, responder_revoke, responder_token,
     restore,
@@ -82,6 +82,10 @@ pub async fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Ocsp { command } => return ocsp(config, command).await,
         Command::Crl { command } => with_ops!(config, |ops| crl(ops, command)),
         Command::Eab { command } => with_ops!(config, |ops| eab(ops, command)),
+        Command::Scep { command } => {
+            let ttl = config.scep.challenge_ttl_secs;
+            with_ops!(config, |ops| scep(ops, command, ttl))
+        }
         Command::Devices { command } => with_ops!(config, |ops| devices(ops, command)),
         Command::Profile { command } => profile(config, command),
         Command::Audit(args) => return with_ops!(config, |ops| audit(ops, args)),

@@ -68,6 +68,12 @@ pub(crate) trait Operations {
     async fn ocsp_refresh(&self, bar: &ProgressBar) -> anyhow::Result<u64>;
     /// `custos eab create`.
     async fn eab_create(&self, name: &str) -> anyhow::Result<EabKey>;
+    /// `custos scep challenge`.
+    async fn scep_challenge(
+        &self,
+        device: &str,
+        ttl_secs: u64,
+    ) -> anyhow::Result<crate::scep::NewChallenge>;
     /// `custos devices add`.
     async fn device_add(&self, new: NewDevice) -> anyhow::Result<Device>;
     /// `custos devices import`.
@@ -221,6 +227,17 @@ impl Operations for Local {
             unix_now(),
         );
         Ok(done as u64)
+    }
+
+    async fn scep_challenge(
+        &self,
+        device: &str,
+        ttl_secs: u64,
+    ) -> anyhow::Result<crate::scep::NewChallenge> {
+        let app = &self.0;
+        let c = crate::scep::create_challenge(&app.ledger, device, ttl_secs, unix_now())?;
+        crate::scep::audit_create(&app.authority, &cli_actor(), &c, unix_now());
+        Ok(c)
     }
 
     async fn eab_create(&self, name: &str) -> anyhow::Result<EabKey> {
@@ -437,6 +454,14 @@ impl Operations for AdminClient {
 
     async fn eab_create(&self, name: &str) -> anyhow::Result<EabKey> {
         self.post_eab(name).await
+    }
+
+    async fn scep_challenge(
+        &self,
+        device: &str,
+        ttl_secs: u64,
+    ) -> anyhow::Result<crate::scep::NewChallenge> {
+        self.post_scep_challenge(device, ttl_secs).await
     }
 
     async fn device_add(&self, new: NewDevice) -> anyhow::Result<Device> {

@@ -30,6 +30,7 @@ mod record;
 mod replication;
 mod responders;
 mod revocation;
+mod scep;
 mod status;
 
 pub use acme::EabRecord;
@@ -41,6 +42,7 @@ pub use record::{
 };
 pub use responders::ResponderRecord;
 pub use revocation::{RevokeChange, RevokeOutcome};
+pub use scep::{ChallengeClaim, ScepChallengeRecord, ScepChallengeUse, ScepTransaction};
 pub use status::{Precomputed, PrecomputedSet};
 
 use crate::revocation::Reason;

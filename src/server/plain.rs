@@ -28,7 +28,15 @@ pub fn router(app: Arc<App>) -> Router {
         listener: "http",
         metrics: app.metrics.clone(),
     };
+    // SCEP protects its messages itself; some clients and MDMs only speak
+    // http:// to it.
+    let scep = if app.config.scep.listen_plain {
+        super::scep::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(scep)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/ca/{file}", get(ca_file))

@@ -1,9 +1,13 @@
-//! SCEP's first operations on a running server, read with the OpenSSL CLI:
-//! `GetCACaps`, and `GetCACert` with the RSA RA certificate the CA makes at
-//! first use.
+//! SCEP on a running server with real clients: `GetCACaps` and `GetCACert`
+//! read with the OpenSSL CLI (the RSA RA certificate the CA makes at first
+//! use); enrolment, renewal and refusals with strongSwan's `pki --scep`;
+//! micromdm's `scepclient` refused for its single DES; a lost-device
+//! webhook revoking what SCEP issued.
 
-use crate::common::{custos, ocsp_says, openssl, Server};
+use crate::common::{custos, custos_ok, ocsp_says, openssl, Server};
+use custos_webhooks::standard::Secret;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 #[tokio::test]
 async fn get_ca_cert_sends_an_rsa_ra_issued_by_the_ca_and_keeps_it() {
@@ -142,8 +146,9 @@ async fn get_ca_cert_sends_an_rsa_ra_issued_by_the_ca_and_keeps_it() {
         .expect("scepclient (Debian scep) must be installed (see .ci/setup)");
     let said = String::from_utf8_lossy(&client_out.stderr).into_owned()
         + &String::from_utf8_lossy(&client_out.stdout);
+    // It reads the RA's signed answer: refused, for its single DES.
     assert!(
-        said.contains("PKIOperation for PKCSReq (19): http request failed with status 501"),
+        said.contains("PKCSReq (19) request failed, failInfo: badAlg (0)"),
         "{said}"
     );
 
@@ -174,9 +179,11 @@ async fn get_ca_cert_sends_an_rsa_ra_issued_by_the_ca_and_keeps_it() {
         ("?operation=GetNextCACert", 400, "unknown SCEP operation"),
         (
             "?operation=PKIOperation&message=AAAA",
-            501,
-            "not available yet",
+            400,
+            "not a SCEP PKIOperation message",
         ),
+        ("?operation=PKIOperation", 400, "needs the message"),
+        ("?operation=PKIOperation&message=%%%", 400, "not base64"),
     ] {
         let r = client
             .get(format!("{}/scep{query}", server.https_url))
@@ -186,5 +193,279 @@ async fn get_ca_cert_sends_an_rsa_ra_issued_by_the_ca_and_keeps_it() {
         assert_eq!(r.status(), status, "{query}");
         assert!(r.text().await.unwrap().contains(says), "{query}");
     }
+    assert!(server.terminate().success());
+}
+
+const SECRET: &str = "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seQ==";
+
+/// A one-time challenge for `device` (`custos scep challenge`).
+fn challenge(data: &Path, device: &str, ttl: &str) -> String {
+    let out = custos_ok(
+        data,
+        &["scep", "challenge", "--device", device, "--ttl", ttl],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("challenge:"))
+        .expect("a challenge line")
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn strongswan_enrols_renews_and_is_refused_then_a_lost_event_revokes() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    std::fs::write(
+        dir.join("custos.toml"),
+        format!(
+            "[scep]\nlisten_plain = true\n[webhooks.mdm]\nkind = \"standard\"\nsecrets = [\"{SECRET}\"]\n"
+        ),
+    )
+    .unwrap();
+    custos_ok(&data, &["init"]);
+    for serial in ["C02SCEP1", "C02SCEP2"] {
+        custos_ok(&data, &["devices", "add", "--serial", serial]);
+    }
+    let server = Server::start(&data, &[]);
+    // SCEP on the plain listener, as NDES-era clients expect.
+    let url = format!("{}/scep", server.http_url);
+
+    // The client fetches the RA and CA certificates (GetCACert) and keeps
+    // them as files, as an administrator would.
+    let p7 = reqwest::get(format!("{url}?operation=GetCACert"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    std::fs::write(dir.join("ca.p7b"), &p7).unwrap();
+    let all = openssl(&[
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        dir.join("ca.p7b").to_str().unwrap(),
+        "-print_certs",
+    ]);
+    let all = String::from_utf8_lossy(&all.stdout).into_owned();
+    for block in all.split_inclusive("-----END CERTIFICATE-----\n") {
+        let Some((_, pem)) = block.split_once("-----BEGIN") else {
+            continue;
+        };
+        let subject = block
+            .lines()
+            .find(|l| l.starts_with("subject="))
+            .unwrap_or("");
+        let name = if subject.contains("SCEP RA") {
+            "ra.pem"
+        } else if subject.contains("Root CA") {
+            "root.pem"
+        } else {
+            "issuer.pem"
+        };
+        std::fs::write(dir.join(name), format!("-----BEGIN{pem}")).unwrap();
+    }
+    let gen = |name: &str| {
+        let out = std::process::Command::new("pki")
+            .current_dir(dir)
+            .args([
+                "--gen",
+                "--type",
+                "rsa",
+                "--size",
+                "2048",
+                "--outform",
+                "der",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        std::fs::write(dir.join(name), out.stdout).unwrap();
+    };
+    let scep = |key: &str, dn: &str, password: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--scep",
+            "--url",
+            &url,
+            "--in",
+            key,
+            "--dn",
+            dn,
+            "--cacert-enc",
+            "ra.pem",
+            "--cacert-sig",
+            "ra.pem",
+            "--cacert",
+            "issuer.pem",
+            "--cacert",
+            "root.pem",
+            "--outform",
+            "pem",
+        ];
+        if !password.is_empty() {
+            args.extend(["--password", password]);
+        }
+        args.extend_from_slice(extra);
+        let out = std::process::Command::new("pki")
+            .current_dir(dir)
+            .args(&args)
+            .output()
+            .expect("pki (Debian strongswan-pki) must be installed (see .ci/setup)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for k in ["k1.der", "k2.der", "k3.der", "k4.der"] {
+        gen(k);
+    }
+
+    // Enrolment with a one-time challenge (AES, strongSwan's default).
+    let ch1 = challenge(&data, "C02SCEP1", "1h");
+    let (ok, cert, said) = scep("k1.der", "C=US, O=Acme, CN=C02SCEP1", &ch1, &[]);
+    assert!(ok, "{said}");
+    assert!(said.contains("Issued certificate is trusted"), "{said}");
+    let first = dir.join("first.pem");
+    std::fs::write(&first, &cert).unwrap();
+    assert!(ocsp_says(&server, &first).contains(": good"));
+    let serial1 = String::from_utf8_lossy(
+        &openssl(&["x509", "-in", first.to_str().unwrap(), "-noout", "-serial"]).stdout,
+    )
+    .trim()
+    .trim_start_matches("serial=")
+    .to_string();
+    let shown = custos_ok(&data, &["certs", "show", &serial1]);
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(shown.contains("C02SCEP1"), "linked to the device: {shown}");
+
+    // Refused: the used challenge (another key), an expired one, another
+    // device's, none at all; each with failInfo badRequest and nothing
+    // issued.
+    let count = || {
+        let out = custos_ok(&data, &["certs", "list"]);
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let before = count();
+    let (ok, _, said) = scep("k2.der", "C=US, O=Acme, CN=C02SCEP1", &ch1, &[]);
+    assert!(!ok && said.contains("badRequest"), "used challenge: {said}");
+    let expired = challenge(&data, "C02SCEP1", "1s");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (ok, _, said) = scep("k2.der", "C=US, O=Acme, CN=C02SCEP1", &expired, &[]);
+    assert!(!ok && said.contains("badRequest"), "expired: {said}");
+    let other = challenge(&data, "C02SCEP2", "1h");
+    let (ok, _, said) = scep("k2.der", "C=US, O=Acme, CN=C02SCEP1", &other, &[]);
+    assert!(!ok && said.contains("badRequest"), "other device's: {said}");
+    let (ok, _, said) = scep("k2.der", "C=US, O=Acme, CN=C02SCEP1", "", &[]);
+    assert!(!ok && said.contains("badRequest"), "no challenge: {said}");
+    let (ok, _, said) = scep(
+        "k2.der",
+        "C=US, O=Acme, CN=C02SCEP1",
+        "not-a-challenge",
+        &[],
+    );
+    assert!(!ok && said.contains("badRequest"), "unknown: {said}");
+    assert_eq!(count(), before, "nothing issued by a refusal");
+    let log = std::fs::read_to_string(dir.join(format!("serve-{}.log", std::process::id())))
+        .unwrap_or_default();
+    assert!(
+        log.contains("was already used") && log.contains("expired"),
+        "reasons logged"
+    );
+    assert!(
+        !log.contains(&ch1) && !log.contains(&other),
+        "challenges are not logged"
+    );
+
+    // The other device's challenge still works for its own device (the
+    // refusal above did not use it), with DES3 this time.
+    let (ok, cert2, said) = scep(
+        "k3.der",
+        "C=US, O=Acme, CN=C02SCEP2",
+        &other,
+        &["--cipher", "des3"],
+    );
+    assert!(ok, "{said}");
+    let second = dir.join("second.pem");
+    std::fs::write(&second, &cert2).unwrap();
+
+    // Renewal: signed with the current certificate, no challenge.
+    std::fs::write(
+        dir.join("first.der"),
+        &openssl(&["x509", "-in", first.to_str().unwrap(), "-outform", "DER"]).stdout,
+    )
+    .unwrap();
+    let (ok, renewed, said) = scep(
+        "k4.der",
+        "C=US, O=Acme, CN=C02SCEP1",
+        "",
+        &["--cert", "first.der", "--key", "k1.der"],
+    );
+    assert!(ok, "renewal: {said}");
+    let renewed_file = dir.join("renewed.pem");
+    std::fs::write(&renewed_file, &renewed).unwrap();
+    assert!(ocsp_says(&server, &renewed_file).contains(": good"));
+    assert_ne!(renewed, cert);
+
+    // The audit log names SCEP as the issuer of each.
+    let audit = custos_ok(&data, &["audit", "--kind", "issuance", "--json"]);
+    let audit = String::from_utf8_lossy(&audit.stdout).into_owned();
+    assert_eq!(audit.matches("\"actor\": \"scep\"").count(), 3, "{audit}");
+
+    // The MDM reports C02SCEP1 lost: both its certificates are revoked,
+    // the other device's is not.
+    let http = server.https_client();
+    let now = custos::model::time::unix_now();
+    let body = r#"{"kind":"lost","serial":"C02SCEP1"}"#;
+    let secret = Secret::parse(SECRET).unwrap();
+    let r = http
+        .post(format!("{}/webhooks/mdm", server.https_url))
+        .header("webhook-id", "msg_scep_1")
+        .header("webhook-timestamp", now.to_string())
+        .header(
+            "webhook-signature",
+            secret.sign("msg_scep_1", now, body.as_bytes()),
+        )
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t = std::time::Instant::now();
+    while !(ocsp_says(&server, &first).contains(": revoked")
+        && ocsp_says(&server, &renewed_file).contains(": revoked"))
+    {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "not revoked in time"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ocsp_says(&server, &second).contains(": good"));
+
+    // A lost device cannot renew.
+    std::fs::write(
+        dir.join("renewed.der"),
+        &openssl(&[
+            "x509",
+            "-in",
+            renewed_file.to_str().unwrap(),
+            "-outform",
+            "DER",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let (ok, _, said) = scep(
+        "k2.der",
+        "C=US, O=Acme, CN=C02SCEP1",
+        "",
+        &["--cert", "renewed.der", "--key", "k4.der"],
+    );
+    assert!(!ok && said.contains("badRequest"), "{said}");
     assert!(server.terminate().success());
 }

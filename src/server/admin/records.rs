@@ -197,6 +197,33 @@ pub(super) async fn eab_create(
     Ok(Json(key))
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ScepChallengeRequest {
+    device: String,
+    ttl_secs: Option<u64>,
+}
+
+/// `POST /admin/scep/challenges` `{"device": SERIAL, "ttl_secs": 3600}`:
+/// a one-time SCEP challenge bound to the device, shown once.
+pub(super) async fn scep_challenge(
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+    Json(req): Json<ScepChallengeRequest>,
+) -> Result<Json<crate::scep::NewChallenge>, ApiError> {
+    let ttl = req.ttl_secs.unwrap_or(app.config.scep.challenge_ttl_secs);
+    let ledger = app.ledger.clone();
+    let made = tokio::task::spawn_blocking(move || {
+        crate::scep::create_challenge(&ledger, &req.device, ttl, build_unix_now())
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| bad_request(e.to_string()))?;
+    tracing::info!(challenge = %made.id, device = %made.device, "SCEP challenge created");
+    crate::scep::audit_create(&app.authority, &actor(&headers), &made, build_unix_now());
+    Ok(Json(made))
+}
+
 pub(super) async fn crl_generate(
     State(app): State<Arc<App>>,
     headers: axum::http::HeaderMap,

@@ -1,0 +1,63 @@
+//! `[scep]`: the SCEP server (RFC 8894) for devices that cannot do ACME.
+
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+
+/// `[scep]`: where and how SCEP enrols.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScepConfig {
+    /// Answer `/scep` at all (the HTTPS listener; see `listen_plain`).
+    /// Switched off at the end of a migration to ACME.
+    pub enabled: bool,
+    /// Also answer `/scep` (and the NDES paths) on the plain-HTTP
+    /// listener, for clients and MDMs that only speak `http://`. SCEP
+    /// protects its messages itself (signed and encrypted CMS).
+    pub listen_plain: bool,
+    /// Profile of certificates issued over SCEP.
+    pub profile: String,
+    /// Lifetime of a challenge made without `--ttl` (seconds).
+    pub challenge_ttl_secs: u64,
+    /// Legacy: one shared challenge every device may use. The CSR must then
+    /// name an inventory device in its subject (serialNumber or CN).
+    /// Unset (the default): only one-time per-device challenges.
+    pub static_challenge: Option<String>,
+    /// Seconds a request's signingTime may differ from our clock.
+    pub max_clock_skew_secs: u64,
+}
+
+impl Default for ScepConfig {
+    fn default() -> Self {
+        ScepConfig {
+            enabled: true,
+            listen_plain: false,
+            profile: "device".into(),
+            challenge_ttl_secs: 3600,
+            static_challenge: None,
+            max_clock_skew_secs: 3600,
+        }
+    }
+}
+
+/// Longest lifetime of a challenge (a challenge is a credential).
+pub const MAX_CHALLENGE_TTL_SECS: u64 = 30 * 86_400;
+
+impl ScepConfig {
+    /// The checks serde cannot make.
+    pub(super) fn check(&self) -> anyhow::Result<()> {
+        if self.challenge_ttl_secs < 60 || self.challenge_ttl_secs > MAX_CHALLENGE_TTL_SECS {
+            bail!("configuration error: scep.challenge_ttl_secs must be between 60 and {MAX_CHALLENGE_TTL_SECS}");
+        }
+        if let Some(s) = &self.static_challenge {
+            if s.len() < 16
+                || s.len() > 128
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            {
+                bail!("configuration error: scep.static_challenge must be 16 to 128 letters, digits or -_.: (a shared secret; prefer one-time challenges)");
+            }
+        }
+        Ok(())
+    }
+}
