@@ -43,6 +43,62 @@ impl std::str::FromStr for DeviceStatus {
     }
 }
 
+/// How a device last got a certificate (set at each issuance linked to it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Enrolment {
+    /// ACME with hardware attestation (device-attest-01).
+    AcmeAttested,
+    /// ACME without attestation.
+    Acme,
+    /// SCEP.
+    Scep,
+    /// An administrator (`custos issue --device`, the admin API).
+    Admin,
+}
+
+impl Enrolment {
+    /// The name shown and filtered on.
+    pub fn name(self) -> &'static str {
+        match self {
+            Enrolment::AcmeAttested => "acme-attested",
+            Enrolment::Acme => "acme",
+            Enrolment::Scep => "scep",
+            Enrolment::Admin => "admin",
+        }
+    }
+}
+
+/// Whether a device may enrol over SCEP (`custos devices set-scep`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ScepPolicy {
+    /// Allowed until the device holds a hardware-attested certificate
+    /// (then SCEP would be a downgrade, and is refused).
+    #[default]
+    Auto,
+    /// Allowed even after hardware attestation (an administrator's choice).
+    Allow,
+    /// Refused.
+    Deny,
+}
+
+impl ScepPolicy {
+    /// The default (not stored).
+    pub fn is_auto(&self) -> bool {
+        *self == ScepPolicy::Auto
+    }
+
+    /// The lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScepPolicy::Auto => "auto",
+            ScepPolicy::Allow => "allow",
+            ScepPolicy::Deny => "deny",
+        }
+    }
+}
+
 /// One managed device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Device {
@@ -74,6 +130,12 @@ pub struct Device {
     /// this does not change the status.
     #[serde(default)]
     pub status_at: u64,
+    /// How it last got a certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrolment: Option<Enrolment>,
+    /// Whether it may enrol over SCEP.
+    #[serde(default, skip_serializing_if = "ScepPolicy::is_auto")]
+    pub scep: ScepPolicy,
 }
 
 impl Device {

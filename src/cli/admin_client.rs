@@ -213,6 +213,7 @@ impl AdminClient {
         &self,
         after: Option<String>,
         limit: usize,
+        enrolment: Option<crate::model::device::Enrolment>,
     ) -> anyhow::Result<Vec<crate::devices::Device>> {
         #[derive(serde::Deserialize)]
         struct Page {
@@ -221,6 +222,9 @@ impl AdminClient {
         let mut query = vec![("limit", limit.to_string())];
         if let Some(a) = after {
             query.push(("after", a));
+        }
+        if let Some(e) = enrolment {
+            query.push(("enrolment", e.name().to_string()));
         }
         let page: Page = self
             .send(
@@ -255,6 +259,26 @@ impl AdminClient {
                 self.http
                     .post(format!("{}/admin/devices/{id}/status", self.base))
                     .json(change),
+            )
+            .await
+        {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.to_string().contains("404") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /admin/devices/<id>/scep`; `None` when unknown.
+    pub async fn post_device_scep(
+        &self,
+        id: &str,
+        policy: crate::model::device::ScepPolicy,
+    ) -> anyhow::Result<Option<crate::devices::Device>> {
+        match self
+            .send(
+                self.http
+                    .post(format!("{}/admin/devices/{id}/scep", self.base))
+                    .json(&serde_json::json!({ "scep": policy })),
             )
             .await
         {

@@ -309,6 +309,11 @@ pub enum DevicesCommand {
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Only devices that last enrolled this way (acme-attested, acme,
+        /// scep, admin): `--enrolment scep` shows what a migration to ACME
+        /// has left.
+        #[arg(long, value_enum)]
+        enrolment: Option<crate::model::device::Enrolment>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -328,6 +333,15 @@ pub enum DevicesCommand {
         /// Also set compliance: true or false.
         #[arg(long)]
         compliant: Option<bool>,
+    },
+    /// Allow or deny SCEP for a device. By default (`auto`) SCEP is
+    /// refused once the device has enrolled with hardware attestation.
+    SetScep {
+        /// Serial or UDID.
+        id: String,
+        /// allow, deny, or auto (the default rule).
+        #[arg(value_enum)]
+        policy: crate::model::device::ScepPolicy,
     },
 }
 

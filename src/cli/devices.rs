@@ -80,9 +80,14 @@ pub(super) async fn devices(ops: &impl Operations, command: DevicesCommand) -> a
             );
             Ok(())
         }
-        DevicesCommand::List { after, limit, json } => {
+        DevicesCommand::List {
+            after,
+            limit,
+            enrolment,
+            json,
+        } => {
             let limit = limit.clamp(1, crate::server::admin::MAX_PAGE);
-            let devices = ops.devices(after, limit).await?;
+            let devices = ops.devices(after, limit, enrolment).await?;
             print_devices(&devices, json)
         }
         DevicesCommand::Show { id } => match ops.device(&id).await? {
@@ -100,6 +105,10 @@ pub(super) async fn devices(ops: &impl Operations, command: DevicesCommand) -> a
             Some(d) => print_device(&d),
             None => anyhow::bail!("no device {id:?} in the inventory"),
         },
+        DevicesCommand::SetScep { id, policy } => match ops.device_set_scep(&id, policy).await? {
+            Some(d) => print_device(&d),
+            None => anyhow::bail!("no device {id:?} in the inventory"),
+        },
     }
 }
 
@@ -114,15 +123,16 @@ fn print_devices(devices: &[Device], json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<10} {:<9} {:<20} {:<12} UDID",
-        "SERIAL", "STATUS", "COMPLIANT", "OWNER", "GROUP"
+        "{:<20} {:<10} {:<9} {:<13} {:<20} {:<12} UDID",
+        "SERIAL", "STATUS", "COMPLIANT", "ENROLMENT", "OWNER", "GROUP"
     );
     for d in devices {
         println!(
-            "{:<20} {:<10} {:<9} {:<20} {:<12} {}",
+            "{:<20} {:<10} {:<9} {:<13} {:<20} {:<12} {}",
             d.serial,
             d.status.name(),
             d.compliant,
+            d.enrolment.map_or("-", |e| e.name()),
             d.owner.as_deref().unwrap_or("-"),
             d.group.as_deref().unwrap_or("-"),
             d.udid.as_deref().unwrap_or("-")

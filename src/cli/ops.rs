@@ -79,7 +79,18 @@ pub(crate) trait Operations {
     /// `custos devices import`.
     async fn device_import(&self, csv: Vec<u8>) -> anyhow::Result<ImportResult>;
     /// `custos devices list`.
-    async fn devices(&self, after: Option<String>, limit: usize) -> anyhow::Result<Vec<Device>>;
+    async fn devices(
+        &self,
+        after: Option<String>,
+        limit: usize,
+        enrolment: Option<crate::model::device::Enrolment>,
+    ) -> anyhow::Result<Vec<Device>>;
+    /// `custos devices set-scep`.
+    async fn device_set_scep(
+        &self,
+        id: &str,
+        policy: crate::model::device::ScepPolicy,
+    ) -> anyhow::Result<Option<Device>>;
     /// `custos devices show`.
     async fn device(&self, id: &str) -> anyhow::Result<Option<Device>>;
     /// `custos devices set-status`.
@@ -265,8 +276,30 @@ impl Operations for Local {
         Ok(r)
     }
 
-    async fn devices(&self, after: Option<String>, limit: usize) -> anyhow::Result<Vec<Device>> {
-        Ok(self.0.ledger.list_devices(after.as_deref(), limit)?)
+    async fn devices(
+        &self,
+        after: Option<String>,
+        limit: usize,
+        enrolment: Option<crate::model::device::Enrolment>,
+    ) -> anyhow::Result<Vec<Device>> {
+        Ok(self
+            .0
+            .ledger
+            .list_devices_where(after.as_deref(), limit, |d| {
+                enrolment.is_none() || d.enrolment == enrolment
+            })?)
+    }
+
+    async fn device_set_scep(
+        &self,
+        id: &str,
+        policy: crate::model::device::ScepPolicy,
+    ) -> anyhow::Result<Option<Device>> {
+        let d = self.0.ledger.set_device_scep(id, policy, unix_now())?;
+        if let Some(d) = &d {
+            ops::audit_scep(&self.0.authority, &cli_actor(), d, unix_now());
+        }
+        Ok(d)
     }
 
     async fn device(&self, id: &str) -> anyhow::Result<Option<Device>> {
@@ -472,8 +505,21 @@ impl Operations for AdminClient {
         self.post_device_import(csv).await
     }
 
-    async fn devices(&self, after: Option<String>, limit: usize) -> anyhow::Result<Vec<Device>> {
-        self.get_devices(after, limit).await
+    async fn devices(
+        &self,
+        after: Option<String>,
+        limit: usize,
+        enrolment: Option<crate::model::device::Enrolment>,
+    ) -> anyhow::Result<Vec<Device>> {
+        self.get_devices(after, limit, enrolment).await
+    }
+
+    async fn device_set_scep(
+        &self,
+        id: &str,
+        policy: crate::model::device::ScepPolicy,
+    ) -> anyhow::Result<Option<Device>> {
+        self.post_device_scep(id, policy).await
     }
 
     async fn device(&self, id: &str) -> anyhow::Result<Option<Device>> {

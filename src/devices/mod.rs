@@ -103,6 +103,8 @@ impl NewDevice {
             // event, however old, may change it. Status changes by an
             // administrator or an event are dated.
             status_at: 0,
+            enrolment: None,
+            scep: crate::model::device::ScepPolicy::Auto,
         })
     }
 }
@@ -248,6 +250,21 @@ pub mod ops {
                 "udid": d.udid,
                 "status": d.status.name(),
                 "compliant": d.compliant,
+                "outcome": "changed",
+            }),
+            now,
+        );
+    }
+
+    /// The audit entry of a SCEP policy change.
+    pub fn audit_scep(authority: &crate::ra::Authority, actor: &str, d: &Device, now: u64) {
+        authority.audit(
+            actor,
+            "device",
+            serde_json::json!({
+                "action": "set-scep",
+                "device": d.serial,
+                "scep": d.scep.name(),
                 "outcome": "changed",
             }),
             now,

@@ -3,7 +3,7 @@
 //! every write synced.
 
 use super::{sync_opts, Ledger, LedgerError, CF_DEVICES};
-use crate::model::device::{Device, DeviceStatus};
+use crate::model::device::{Device, DeviceStatus, Enrolment, ScepPolicy};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 fn device_key(serial: &str) -> Vec<u8> {
@@ -35,7 +35,9 @@ impl Ledger {
     }
 
     /// Adds or replaces devices (keyed by serial) in one synced write; a
-    /// replaced device keeps its creation time. Returns how many were new.
+    /// replaced device keeps its creation time, how it last enrolled and
+    /// its SCEP policy (an inventory does not carry them). Returns how
+    /// many were new.
     pub fn put_devices(&self, devices: &[Device]) -> Result<usize, LedgerError> {
         let _guard = self.lock();
         let cf = self.cf(CF_DEVICES);
@@ -47,6 +49,8 @@ impl Ledger {
                 Some(old) => {
                     let old: Device = super::decode(&old, "device")?;
                     d.created_at = old.created_at;
+                    d.enrolment = old.enrolment;
+                    d.scep = old.scep;
                     if let Some(u) = old.udid.filter(|u| Some(u) != d.udid.as_ref()) {
                         batch.delete_cf(cf, udid_key(&u));
                     }
@@ -87,6 +91,55 @@ impl Ledger {
         batch.put_cf(cf, udid_key(&udid), d.serial.as_bytes());
         batch.put_cf(cf, device_key(&d.serial), super::encode(&d));
         self.db.write_opt(batch, &sync_opts())?;
+        Ok(Some(d))
+    }
+
+    /// Records how a device last got a certificate, changing only that
+    /// field under the write lock; `None` if the device is unknown.
+    pub fn set_device_enrolment(
+        &self,
+        id: &str,
+        enrolment: Enrolment,
+        now: u64,
+    ) -> Result<Option<Device>, LedgerError> {
+        let _guard = self.lock();
+        let Some(mut d) = self.device(id)? else {
+            return Ok(None);
+        };
+        if d.enrolment == Some(enrolment) {
+            return Ok(Some(d));
+        }
+        d.enrolment = Some(enrolment);
+        d.updated_at = now;
+        self.db.put_cf_opt(
+            self.cf(CF_DEVICES),
+            device_key(&d.serial),
+            super::encode(&d),
+            &sync_opts(),
+        )?;
+        Ok(Some(d))
+    }
+
+    /// Sets whether a device may enrol over SCEP, changing only that field
+    /// under the write lock; `None` if the device is unknown.
+    pub fn set_device_scep(
+        &self,
+        id: &str,
+        policy: ScepPolicy,
+        now: u64,
+    ) -> Result<Option<Device>, LedgerError> {
+        let _guard = self.lock();
+        let Some(mut d) = self.device(id)? else {
+            return Ok(None);
+        };
+        d.scep = policy;
+        d.updated_at = now;
+        self.db.put_cf_opt(
+            self.cf(CF_DEVICES),
+            device_key(&d.serial),
+            super::encode(&d),
+            &sync_opts(),
+        )?;
         Ok(Some(d))
     }
 
@@ -144,6 +197,17 @@ impl Ledger {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Device>, LedgerError> {
+        self.list_devices_where(after, limit, |_| true)
+    }
+
+    /// Devices `keep` accepts, in serial order after `after`, at most
+    /// `limit` (reading on past the others).
+    pub fn list_devices_where(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&Device) -> bool,
+    ) -> Result<Vec<Device>, LedgerError> {
         let start = device_key(after.unwrap_or(""));
         let mut out = Vec::new();
         for item in self.db.iterator_cf(
@@ -157,7 +221,10 @@ impl Ledger {
             if after.is_some() && *key == *start {
                 continue;
             }
-            out.push(super::decode(&value, "device")?);
+            let d: Device = super::decode(&value, "device")?;
+            if keep(&d) {
+                out.push(d);
+            }
         }
         Ok(out)
     }

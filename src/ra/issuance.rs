@@ -39,6 +39,9 @@ pub struct Identity {
     pub device: DeviceIds,
     /// ACME account that ordered it.
     pub acme_account: Option<String>,
+    /// How it was enrolled, when the caller says (else derived: attested
+    /// device identifier → `acme-attested`, ACME account → `acme`).
+    pub enrolment: Option<crate::model::device::Enrolment>,
 }
 
 impl Identity {
@@ -101,6 +104,19 @@ impl Identity {
             }
         }
         Ok(out)
+    }
+
+    /// How this identity was enrolled.
+    pub fn enrolment(&self) -> crate::model::device::Enrolment {
+        use crate::model::device::Enrolment;
+        self.enrolment
+            .unwrap_or(if self.device.permanent_id.is_some() {
+                Enrolment::AcmeAttested
+            } else if self.acme_account.is_some() {
+                Enrolment::Acme
+            } else {
+                Enrolment::Admin
+            })
     }
 
     fn first_identifier(&self) -> Option<String> {

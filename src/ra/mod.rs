@@ -220,12 +220,28 @@ impl Authority {
         actor: &str,
         now: u64,
     ) -> Result<Issued, AdminError> {
+        let admin = crate::model::device::Enrolment::Admin;
+        self.issue_csr_for_device_via(csr, profile, device, actor, admin, now)
+    }
+
+    /// [`Authority::issue_csr_for_device`] for a front end that enrols
+    /// devices itself (SCEP): the device's enrolment method is `via`.
+    pub fn issue_csr_for_device_via(
+        &self,
+        csr: &[u8],
+        profile: Option<&str>,
+        device: Option<&str>,
+        actor: &str,
+        via: crate::model::device::Enrolment,
+        now: u64,
+    ) -> Result<Issued, AdminError> {
         let profile = self
             .profiles
             .get(profile)
             .ok_or_else(|| AdminError::UnknownProfile(profile.unwrap_or_default().to_string()))?;
         let csr = verify_csr(csr).map_err(IssueError::from)?;
         let mut identity = Identity::vouched_from_csr(&csr)?;
+        identity.enrolment = Some(via);
         let mut _device_guard = None;
         if let Some(id) = device {
             if let Some(d) = self.issuer.ledger().device(id)? {
@@ -262,6 +278,18 @@ impl Authority {
     ) -> Result<Issued, AdminError> {
         let issued = self.issuer.issue(csr, profile, identity, now)?;
         self.metrics.issued.inc();
+        if let Some(device) = &identity.device.serial_number {
+            // How the device last enrolled, for the inventory (a migration
+            // from SCEP to ACME is watched there) and SCEP's downgrade
+            // check. Not fatal: the certificate is issued and recorded.
+            if let Err(e) =
+                self.issuer
+                    .ledger()
+                    .set_device_enrolment(device, identity.enrolment(), now)
+            {
+                tracing::warn!(device = %device, error = %e, "could not record how the device enrolled");
+            }
+        }
         let r = &issued.record;
         self.audit(
             actor,

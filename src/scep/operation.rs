@@ -345,7 +345,12 @@ fn enrol(
     }
     let named = named_device(cx.ledger, &csr.subject)?;
     let device = match renewal_device {
-        Some(d) => d,
+        Some(d) => {
+            if let Some(found) = cx.ledger.device(&d)? {
+                scep_allowed(cx, &found)?;
+            }
+            d
+        }
         None => challenge_device(cx, msg, &csr_der, &key_sha256, named.as_deref(), now)?,
     };
     if let Some(named) = &named {
@@ -358,11 +363,12 @@ fn enrol(
     }
     let issued = cx
         .authority
-        .issue_csr_for_device(
+        .issue_csr_for_device_via(
             &csr_der,
             Some(&cx.config.profile),
             Some(&device),
             "scep",
+            crate::model::device::Enrolment::Scep,
             now,
         )
         .map_err(|e| match e {
@@ -489,9 +495,52 @@ fn challenge_usable(
         )),
         Some(d) => match d.refusal() {
             Some(why) => Err(refused(FailInfo::BadRequest, why)),
-            None => Ok(false),
+            None => scep_allowed(cx, &d).map(|()| false),
         },
     }
+}
+
+/// Downgrade protection: SCEP is refused for a device that ever held a
+/// hardware-attested certificate, unless an administrator allowed it
+/// (`custos devices set-scep DEVICE allow`); refused always with `deny`.
+fn scep_allowed(cx: &ScepContext<'_>, device: &crate::model::device::Device) -> Result<(), Fail> {
+    use crate::model::device::{Enrolment, ScepPolicy};
+    let serial = &device.serial;
+    match device.scep {
+        ScepPolicy::Allow => return Ok(()),
+        ScepPolicy::Deny => {
+            return Err(refused(
+                FailInfo::BadRequest,
+                format!(
+                    "SCEP is denied for device {serial} (custos devices set-scep {serial} allow)"
+                ),
+            ))
+        }
+        ScepPolicy::Auto => {}
+    }
+    let mut attested = device.enrolment == Some(Enrolment::AcmeAttested);
+    if !attested {
+        for s in cx.ledger.serials_by_device(serial)? {
+            if cx
+                .ledger
+                .get(&s)?
+                .is_some_and(|r| r.device.permanent_id.is_some())
+            {
+                attested = true;
+                break;
+            }
+        }
+    }
+    if attested {
+        return Err(refused(
+            FailInfo::BadRequest,
+            format!(
+                "device {serial} has enrolled with hardware attestation; SCEP would be a downgrade \
+                 (an administrator may allow it: custos devices set-scep {serial} allow)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A success carrying the certificate with this serial (hex) and the

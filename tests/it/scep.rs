@@ -198,6 +198,108 @@ async fn get_ca_cert_sends_an_rsa_ra_issued_by_the_ca_and_keeps_it() {
 
 const SECRET: &str = "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seQ==";
 
+/// Fetches the RA and CA certificates (GetCACert) into `ra.pem`,
+/// `issuer.pem` and `root.pem` in `dir`, as an administrator would.
+async fn fetch_ca_files(dir: &Path, url: &str) {
+    let p7 = reqwest::get(format!("{url}?operation=GetCACert"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    std::fs::write(dir.join("ca.p7b"), &p7).unwrap();
+    let all = openssl(&[
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        dir.join("ca.p7b").to_str().unwrap(),
+        "-print_certs",
+    ]);
+    let all = String::from_utf8_lossy(&all.stdout).into_owned();
+    for block in all.split_inclusive("-----END CERTIFICATE-----\n") {
+        let Some((_, pem)) = block.split_once("-----BEGIN") else {
+            continue;
+        };
+        let subject = block
+            .lines()
+            .find(|l| l.starts_with("subject="))
+            .unwrap_or("");
+        let name = if subject.contains("SCEP RA") {
+            "ra.pem"
+        } else if subject.contains("Root CA") {
+            "root.pem"
+        } else {
+            "issuer.pem"
+        };
+        std::fs::write(dir.join(name), format!("-----BEGIN{pem}")).unwrap();
+    }
+}
+
+/// A new RSA-2048 key (DER) made by strongSwan's `pki --gen`.
+fn gen_key(dir: &Path, name: &str) {
+    let out = std::process::Command::new("pki")
+        .current_dir(dir)
+        .args([
+            "--gen",
+            "--type",
+            "rsa",
+            "--size",
+            "2048",
+            "--outform",
+            "der",
+        ])
+        .output()
+        .expect("pki (Debian strongswan-pki) must be installed (see .ci/setup)");
+    assert!(out.status.success());
+    std::fs::write(dir.join(name), out.stdout).unwrap();
+}
+
+/// `pki --scep` in `dir` (which holds the files [`fetch_ca_files`] makes):
+/// success, the certificate (PEM), and what it said.
+fn pki_scep(
+    dir: &Path,
+    url: &str,
+    key: &str,
+    dn: &str,
+    password: &str,
+    extra: &[&str],
+) -> (bool, String, String) {
+    let mut args = vec![
+        "--scep",
+        "--url",
+        url,
+        "--in",
+        key,
+        "--dn",
+        dn,
+        "--cacert-enc",
+        "ra.pem",
+        "--cacert-sig",
+        "ra.pem",
+        "--cacert",
+        "issuer.pem",
+        "--cacert",
+        "root.pem",
+        "--outform",
+        "pem",
+    ];
+    if !password.is_empty() {
+        args.extend(["--password", password]);
+    }
+    args.extend_from_slice(extra);
+    let out = std::process::Command::new("pki")
+        .current_dir(dir)
+        .args(&args)
+        .output()
+        .expect("pki (Debian strongswan-pki) must be installed (see .ci/setup)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A one-time challenge for `device` (`custos scep challenge`).
 fn challenge(data: &Path, device: &str, ttl: &str) -> String {
     let out = custos_ok(
@@ -233,96 +335,13 @@ async fn strongswan_enrols_renews_and_is_refused_then_a_lost_event_revokes() {
     // SCEP on the plain listener, as NDES-era clients expect.
     let url = format!("{}/scep", server.http_url);
 
-    // The client fetches the RA and CA certificates (GetCACert) and keeps
-    // them as files, as an administrator would.
-    let p7 = reqwest::get(format!("{url}?operation=GetCACert"))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    std::fs::write(dir.join("ca.p7b"), &p7).unwrap();
-    let all = openssl(&[
-        "pkcs7",
-        "-inform",
-        "DER",
-        "-in",
-        dir.join("ca.p7b").to_str().unwrap(),
-        "-print_certs",
-    ]);
-    let all = String::from_utf8_lossy(&all.stdout).into_owned();
-    for block in all.split_inclusive("-----END CERTIFICATE-----\n") {
-        let Some((_, pem)) = block.split_once("-----BEGIN") else {
-            continue;
-        };
-        let subject = block
-            .lines()
-            .find(|l| l.starts_with("subject="))
-            .unwrap_or("");
-        let name = if subject.contains("SCEP RA") {
-            "ra.pem"
-        } else if subject.contains("Root CA") {
-            "root.pem"
-        } else {
-            "issuer.pem"
-        };
-        std::fs::write(dir.join(name), format!("-----BEGIN{pem}")).unwrap();
-    }
-    let gen = |name: &str| {
-        let out = std::process::Command::new("pki")
-            .current_dir(dir)
-            .args([
-                "--gen",
-                "--type",
-                "rsa",
-                "--size",
-                "2048",
-                "--outform",
-                "der",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        std::fs::write(dir.join(name), out.stdout).unwrap();
-    };
-    let scep = |key: &str, dn: &str, password: &str, extra: &[&str]| {
-        let mut args = vec![
-            "--scep",
-            "--url",
-            &url,
-            "--in",
-            key,
-            "--dn",
-            dn,
-            "--cacert-enc",
-            "ra.pem",
-            "--cacert-sig",
-            "ra.pem",
-            "--cacert",
-            "issuer.pem",
-            "--cacert",
-            "root.pem",
-            "--outform",
-            "pem",
-        ];
-        if !password.is_empty() {
-            args.extend(["--password", password]);
-        }
-        args.extend_from_slice(extra);
-        let out = std::process::Command::new("pki")
-            .current_dir(dir)
-            .args(&args)
-            .output()
-            .expect("pki (Debian strongswan-pki) must be installed (see .ci/setup)");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    fetch_ca_files(dir, &url).await;
     for k in ["k1.der", "k2.der", "k3.der", "k4.der"] {
-        gen(k);
+        gen_key(dir, k);
     }
+    let scep = |key: &str, dn: &str, password: &str, extra: &[&str]| {
+        pki_scep(dir, &url, key, dn, password, extra)
+    };
 
     // Enrolment with a one-time challenge (AES, strongSwan's default).
     let ch1 = challenge(&data, "C02SCEP1", "1h");
@@ -467,5 +486,80 @@ async fn strongswan_enrols_renews_and_is_refused_then_a_lost_event_revokes() {
         &["--cert", "renewed.der", "--key", "k4.der"],
     );
     assert!(!ok && said.contains("badRequest"), "{said}");
+    assert!(server.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scep_after_hardware_attestation_is_a_downgrade_refused_until_allowed() {
+    use crate::common::attest::TestAttestationCa;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    let ca = TestAttestationCa::new();
+    let root = dir.join("attest-root.pem");
+    std::fs::write(&root, &ca.root_pem).unwrap();
+    std::fs::write(
+        dir.join("custos.toml"),
+        format!(
+            "[scep]\nlisten_plain = true\n[acme.device_attest]\napple_roots = [\"{}\"]\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    custos_ok(&data, &["init"]);
+    for serial in ["C02ATTEST", "C02LEGACY"] {
+        custos_ok(&data, &["devices", "add", "--serial", serial]);
+    }
+    let server = Server::start(&data, &[]);
+    let url = format!("{}/scep", server.http_url);
+    fetch_ca_files(dir, &url).await;
+    for k in ["a.der", "b.der", "c.der"] {
+        gen_key(dir, k);
+    }
+    let listed = |enrolment: &str| {
+        let out = custos_ok(&data, &["devices", "list", "--enrolment", enrolment]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // C02ATTEST enrols over ACME with Apple hardware attestation.
+    crate::webhooks::device_certificate(&server, &ca, "C02ATTEST").await;
+    assert!(listed("acme-attested").contains("C02ATTEST"));
+    assert!(!listed("scep").contains("C02ATTEST"));
+
+    // SCEP for it now would be a downgrade: refused, the challenge left
+    // usable, nothing issued.
+    let ch = challenge(&data, "C02ATTEST", "1h");
+    let (ok, _, said) = pki_scep(dir, &url, "a.der", "CN=C02ATTEST", &ch, &[]);
+    assert!(!ok && said.contains("badRequest"), "{said}");
+    let log = std::fs::read_to_string(dir.join(format!("serve-{}.log", std::process::id())))
+        .unwrap_or_default();
+    assert!(log.contains("SCEP would be a downgrade"), "reason logged");
+
+    // An administrator allows it: the same challenge now enrols.
+    let out = custos_ok(&data, &["devices", "set-scep", "C02ATTEST", "allow"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"scep\": \"allow\""));
+    let (ok, _, said) = pki_scep(dir, &url, "a.der", "CN=C02ATTEST", &ch, &[]);
+    assert!(ok, "{said}");
+
+    // `deny` refuses a device that never attested; `auto` restores the rule.
+    custos_ok(&data, &["devices", "set-scep", "C02LEGACY", "deny"]);
+    let ch = challenge(&data, "C02LEGACY", "1h");
+    let (ok, _, said) = pki_scep(dir, &url, "b.der", "CN=C02LEGACY", &ch, &[]);
+    assert!(!ok && said.contains("badRequest"), "{said}");
+    custos_ok(&data, &["devices", "set-scep", "C02LEGACY", "auto"]);
+    let (ok, _, said) = pki_scep(dir, &url, "b.der", "CN=C02LEGACY", &ch, &[]);
+    assert!(ok, "{said}");
+
+    // The inventory shows how each device last enrolled.
+    let scep = listed("scep");
+    assert!(
+        scep.contains("C02ATTEST") && scep.contains("C02LEGACY"),
+        "{scep}"
+    );
+    assert!(!listed("acme-attested").contains("C02"));
+    let audit = custos_ok(&data, &["audit", "--kind", "device", "--json"]);
+    let audit = String::from_utf8_lossy(&audit.stdout).into_owned();
+    assert_eq!(audit.matches("set-scep").count(), 3, "{audit}");
     assert!(server.terminate().success());
 }

@@ -16,7 +16,11 @@ use std::time::{Duration, Instant};
 
 const SECRET: &str = "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seQ==";
 
-async fn device_certificate(server: &Server, ca: &TestAttestationCa, serial: &str) -> String {
+pub(crate) async fn device_certificate(
+    server: &Server,
+    ca: &TestAttestationCa,
+    serial: &str,
+) -> String {
     let account = common::acme_account(server).await;
     let ids = [Identifier::PermanentIdentifier(serial.into())];
     let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();

@@ -118,6 +118,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/devices/import", post(device_import))
         .route("/admin/devices/{id}", get(device_show))
         .route("/admin/devices/{id}/status", post(device_status))
+        .route("/admin/devices/{id}/scep", post(device_scep))
         .route("/admin/ledger/verify", post(ledger_verify))
         .route("/admin/backup", post(backup))
         .route("/admin/replication/resync", post(replication_resync))

@@ -128,6 +128,7 @@ pub(super) async fn outbox_retry(
 pub(super) struct DevicePage {
     after: Option<String>,
     limit: Option<usize>,
+    enrolment: Option<crate::model::device::Enrolment>,
 }
 
 pub(super) async fn device_list(
@@ -135,9 +136,12 @@ pub(super) async fn device_list(
     axum::extract::Query(page): axum::extract::Query<DevicePage>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = page.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let enrolment = page.enrolment;
     let devices = app
         .ledger
-        .list_devices(page.after.as_deref(), limit)
+        .list_devices_where(page.after.as_deref(), limit, |d| {
+            enrolment.is_none() || d.enrolment == enrolment
+        })
         .map_err(internal)?;
     Ok(Json(serde_json::json!({ "devices": devices })))
 }
@@ -170,6 +174,33 @@ pub(super) async fn device_status(
     .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device {id:?}")))?;
     tracing::info!(serial = %device.serial, status = device.status.name(), "device status changed");
     crate::devices::ops::audit_status(&app.authority, &actor(&headers), &device, build_unix_now());
+    Ok(Json(device))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ScepPolicyRequest {
+    scep: crate::model::device::ScepPolicy,
+}
+
+/// `POST /admin/devices/<id>/scep` `{"scep": "allow" | "deny" | "auto"}`.
+pub(super) async fn device_scep(
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    Json(req): Json<ScepPolicyRequest>,
+) -> Result<Json<crate::devices::Device>, ApiError> {
+    let ledger = app.ledger.clone();
+    let key = id.clone();
+    let device = tokio::task::spawn_blocking(move || {
+        ledger.set_device_scep(&key, req.scep, build_unix_now())
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?
+    .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device {id:?}")))?;
+    tracing::info!(serial = %device.serial, scep = device.scep.name(), "device SCEP policy changed");
+    crate::devices::ops::audit_scep(&app.authority, &actor(&headers), &device, build_unix_now());
     Ok(Json(device))
 }
 
