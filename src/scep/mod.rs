@@ -6,6 +6,8 @@
 //! `CertRep`. The protocol (CMS, envelopes, attributes) is crate
 //! `custos-scep`; the HTTP front is `server::scep`.
 
+pub mod context;
+mod enrolling;
 pub mod operation;
 
 use crate::ledger::{Ledger, ScepChallengeRecord};
