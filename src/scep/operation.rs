@@ -27,7 +27,7 @@ use crate::ra::issuance::IssueError;
 use crate::ra::AdminError;
 use crate::serial::Serial;
 use custos_scep::envelope::{open, Opened};
-use custos_scep::{cert_rep, FailInfo, MessageType, Outcome, PkiMessage, Refusal};
+use custos_scep::{cert_rep, FailInfo, MessageType, Outcome, PkiMessage};
 use der::{Decode, Encode};
 
 /// How long a re-sent request gets the certificate already issued for it.
