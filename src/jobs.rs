@@ -195,6 +195,27 @@ pub async fn start(app: Arc<App>) -> anyhow::Result<JobScheduler> {
         delete_expired_acme(a).await;
     })
     .await?;
+    add_job(
+        &s,
+        &app,
+        "SCEP challenge expiry",
+        "0 29 * * * *",
+        |a| async move {
+            let done = tokio::task::spawn_blocking(move || {
+                a.ledger
+                    .purge_scep_challenges(crate::model::time::unix_now())
+            })
+            .await;
+            match done {
+                Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "expired SCEP challenges deleted"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not delete expired SCEP challenges")
+                }
+                _ => {}
+            }
+        },
+    )
+    .await?;
     s.start().await?;
     Ok(s)
 }

@@ -35,7 +35,7 @@ pub use events::{NotifyConfig, Subscriber, WebhookReasons, WebhookSource};
 pub use listeners::{HttpConfig, LogConfig, LogFormat, TlsConfig, TlsFiles};
 pub use profiles::ProfileConfig;
 pub use replication::ReplicationConfig;
-pub use scep::{ScepConfig, MAX_CHALLENGE_TTL_SECS};
+pub use scep::{BasicCredentials, ScepConfig, MAX_CHALLENGE_TTL_SECS};
 pub use status::{CrlConfig, OcspConfig, OcspSignWith};
 
 /// The whole configuration.

@@ -24,6 +24,29 @@ pub struct ScepConfig {
     pub static_challenge: Option<String>,
     /// Seconds a request's signingTime may differ from our clock.
     pub max_clock_skew_secs: u64,
+    /// The NDES-compatible challenge page `GET /certsrv/mscep_admin/`
+    /// (Fleet and other MDMs read a one-time challenge from it): its HTTP
+    /// Basic credentials. Unset: the page answers 404.
+    pub ndes: Option<BasicCredentials>,
+    /// Jamf Pro's SCEPChallenge webhook, `POST /scep/jamf-challenge`: its
+    /// HTTP Basic credentials. Unset: 404.
+    pub jamf: Option<BasicCredentials>,
+}
+
+/// A user name and password an MDM sends with HTTP Basic.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicCredentials {
+    /// User name.
+    pub username: String,
+    /// Password (at least 16 characters).
+    pub password: String,
+}
+
+impl std::fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BasicCredentials({}, <password>)", self.username)
+    }
 }
 
 impl Default for ScepConfig {
@@ -35,6 +58,8 @@ impl Default for ScepConfig {
             challenge_ttl_secs: 3600,
             static_challenge: None,
             max_clock_skew_secs: 3600,
+            ndes: None,
+            jamf: None,
         }
     }
 }
@@ -56,6 +81,13 @@ impl ScepConfig {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
             {
                 bail!("configuration error: scep.static_challenge must be 16 to 128 letters, digits or -_.: (a shared secret; prefer one-time challenges)");
+            }
+        }
+        for (key, c) in [("scep.ndes", &self.ndes), ("scep.jamf", &self.jamf)] {
+            if let Some(c) = c {
+                if c.username.is_empty() || c.username.contains(':') || c.password.len() < 16 {
+                    bail!("configuration error: {key}: username must be non-empty without ':', password at least 16 characters");
+                }
             }
         }
         Ok(())

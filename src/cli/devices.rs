@@ -153,7 +153,10 @@ pub(super) async fn scep(
     };
     let c = ops.scep_challenge(&device, ttl).await?;
     println!("challenge:  {}", c.challenge);
-    println!("device:     {}", c.device);
+    println!(
+        "device:     {}",
+        c.device.as_deref().unwrap_or("(the one the CSR names)")
+    );
     println!("id:         {}", c.id);
     println!("expires:    {}", crate::model::time::rfc3339(c.expires_at));
     Ok(())

@@ -246,7 +246,7 @@ impl Operations for Local {
         ttl_secs: u64,
     ) -> anyhow::Result<crate::scep::NewChallenge> {
         let app = &self.0;
-        let c = crate::scep::create_challenge(&app.ledger, device, ttl_secs, unix_now())?;
+        let c = crate::scep::create_challenge(&app.ledger, Some(device), ttl_secs, unix_now())?;
         crate::scep::audit_create(&app.authority, &cli_actor(), &c, unix_now());
         Ok(c)
     }

@@ -18,8 +18,10 @@ pub struct ScepChallengeRecord {
     /// A short public name of the challenge (the first 16 hex digits of
     /// its hash), for the audit log and the operator.
     pub id: String,
-    /// The device (inventory serial) it is bound to.
-    pub device: String,
+    /// The device (inventory serial) it is bound to; `None` for a challenge
+    /// an MDM fetched without naming a device (NDES page, a Jamf webhook
+    /// without an identifier): the CSR's subject then names the device.
+    pub device: Option<String>,
     /// Made at (Unix seconds).
     pub created_at: u64,
     /// Refused from (Unix seconds).

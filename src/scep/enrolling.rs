@@ -133,11 +133,12 @@ pub(super) fn challenge_device(
         .ledger
         .scep_challenge(&hash)?
         .ok_or_else(|| refused(FailInfo::BadRequest, "unknown challenge"))?;
-    if challenge_usable(cx, &record, &by, named, now)? {
-        return Ok(record.device);
+    let (device, again) = challenge_usable(cx, &record, &by, named, now)?;
+    if again {
+        return Ok(device);
     }
     match cx.ledger.claim_scep_challenge(&hash, by)? {
-        ChallengeClaim::Claimed(r) => Ok(r.device),
+        ChallengeClaim::Claimed(_) => Ok(device),
         ChallengeClaim::Used(r) => Err(refused(
             FailInfo::BadRequest,
             format!("challenge {} was already used", r.id),
@@ -150,19 +151,42 @@ pub(super) fn challenge_device(
     }
 }
 
-/// Whether a challenge may be used by this request: `Ok(true)` when this
-/// very request used it already (re-sent after a failure between the claim
-/// and the issuance), `Ok(false)` when it is free to claim.
+/// Whether a challenge may be used by this request, and for which
+/// device: `true` beside it when this very request used it already
+/// (re-sent after a failure between the claim and the issuance), `false`
+/// when it is free to claim.
 fn challenge_usable(
     cx: &ScepContext<'_>,
     record: &crate::ledger::ScepChallengeRecord,
     by: &ScepChallengeUse,
     named: Option<&str>,
     now: u64,
-) -> Result<bool, Fail> {
+) -> Result<(String, bool), Fail> {
+    let device = match (&record.device, named) {
+        (Some(bound), Some(named)) if bound != named => {
+            return Err(refused(
+                FailInfo::BadRequest,
+                format!(
+                    "challenge {} is bound to device {bound:?}, but the request names {named:?}",
+                    record.id
+                ),
+            ))
+        }
+        (Some(bound), _) => bound.clone(),
+        (None, Some(named)) => named.to_string(),
+        (None, None) => {
+            return Err(refused(
+                FailInfo::BadRequest,
+                format!(
+                    "challenge {} is bound to no device, so the CSR subject must name one (serialNumber or CN)",
+                    record.id
+                ),
+            ))
+        }
+    };
     if let Some(used) = &record.used {
         if used.transaction_id == by.transaction_id && used.key_sha256 == by.key_sha256 {
-            return Ok(true);
+            return Ok((device, true));
         }
         return Err(refused(
             FailInfo::BadRequest,
@@ -175,25 +199,14 @@ fn challenge_usable(
             format!("challenge {} expired", record.id),
         ));
     }
-    if let Some(named) = named {
-        if named != record.device {
-            return Err(refused(
-                FailInfo::BadRequest,
-                format!(
-                    "challenge {} is bound to device {:?}, but the request names {named:?}",
-                    record.id, record.device
-                ),
-            ));
-        }
-    }
-    match cx.ledger.device(&record.device)? {
+    match cx.ledger.device(&device)? {
         None => Err(refused(
             FailInfo::BadRequest,
-            format!("device {:?} is no longer in the inventory", record.device),
+            format!("device {device:?} is not in the inventory"),
         )),
         Some(d) => match d.refusal() {
             Some(why) => Err(refused(FailInfo::BadRequest, why)),
-            None => scep_allowed(cx, &d).map(|()| false),
+            None => scep_allowed(cx, &d).map(|()| (d.serial, false)),
         },
     }
 }

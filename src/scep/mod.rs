@@ -21,19 +21,20 @@ pub struct NewChallenge {
     pub challenge: String,
     /// Its public name (for the audit log and support).
     pub id: String,
-    /// The device (inventory serial) it is bound to.
-    pub device: String,
+    /// The device (inventory serial) it is bound to; `None`: the device
+    /// the CSR names.
+    pub device: Option<String>,
     /// Refused from (Unix seconds).
     pub expires_at: u64,
 }
 
-/// Makes a one-time challenge for an inventory device, valid `ttl_secs`
-/// (1 s to 30 days). The device must be known; its status is checked at
-/// enrolment, not here (a challenge for a device the MDM is about to
-/// enrol is normal).
+/// Makes a one-time challenge for an inventory device (or, `None`, for
+/// the device the CSR will name), valid `ttl_secs` (1 s to 30 days). The
+/// device must be known; its status is checked at enrolment, not here (a
+/// challenge for a device the MDM is about to enrol is normal).
 pub fn create_challenge(
     ledger: &Ledger,
-    device: &str,
+    device: Option<&str>,
     ttl_secs: u64,
     now: u64,
 ) -> anyhow::Result<NewChallenge> {
@@ -43,11 +44,19 @@ pub fn create_challenge(
             crate::config::MAX_CHALLENGE_TTL_SECS / 86_400
         );
     }
-    let found = ledger.device(device)?.ok_or_else(|| {
-        anyhow!(
-            "device {device:?} is not in the inventory (add it with `custos devices add --serial {device}`)"
-        )
-    })?;
+    let device = match device {
+        Some(device) => Some(
+            ledger
+                .device(device)?
+                .ok_or_else(|| {
+                    anyhow!(
+                        "device {device:?} is not in the inventory (add it with `custos devices add --serial {device}`)"
+                    )
+                })?
+                .serial,
+        ),
+        None => None,
+    };
     // 128 random bits in hex: a PrintableString every SCEP client can carry.
     let mut raw = [0u8; 16];
     aws_lc_rs::rand::fill(&mut raw).map_err(|_| anyhow!("no randomness"))?;
@@ -55,7 +64,7 @@ pub fn create_challenge(
     let hash = sha256_hex(challenge.as_bytes());
     let record = ScepChallengeRecord {
         id: hash[..16].to_string(),
-        device: found.serial.clone(),
+        device,
         created_at: now,
         expires_at: now + ttl_secs,
         used: None,

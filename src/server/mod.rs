@@ -17,6 +17,7 @@ pub mod ocsp;
 pub mod plain;
 pub mod responder;
 pub mod scep;
+pub mod scep_challenges;
 pub mod tls;
 pub mod webhooks;
 

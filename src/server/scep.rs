@@ -16,7 +16,11 @@ use std::sync::Arc;
 
 /// Routes for the HTTPS router.
 pub fn routes() -> Router<Arc<App>> {
-    Router::new().route("/scep", get(operation).post(operation))
+    // `/certsrv/mscep/mscep.dll` is where NDES answers, and where MDM
+    // profiles written for NDES point.
+    Router::new()
+        .route("/scep", get(operation).post(operation))
+        .route("/certsrv/mscep/mscep.dll", get(operation).post(operation))
 }
 
 /// Largest `PKIOperation` message accepted (a CSR, a signer certificate

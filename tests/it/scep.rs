@@ -563,3 +563,189 @@ async fn scep_after_hardware_attestation_is_a_downgrade_refused_until_allowed() 
     assert_eq!(audit.matches("set-scep").count(), 3, "{audit}");
     assert!(server.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mdms_fetch_challenges_from_the_ndes_page_and_the_jamf_webhook() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    std::fs::write(
+        dir.join("custos.toml"),
+        "[scep]\nlisten_plain = true\n[scep.ndes]\nusername = \"fleet\"\npassword = \"ndes-password-0123456789\"\n\
+         [scep.jamf]\nusername = \"jamf\"\npassword = \"jamf-password-0123456789\"\n",
+    )
+    .unwrap();
+    custos_ok(&data, &["init"]);
+    for serial in ["C02NDES1", "C02JAMF1", "C02JAMF2"] {
+        custos_ok(&data, &["devices", "add", "--serial", serial]);
+    }
+    custos_ok(
+        &data,
+        &[
+            "devices",
+            "add",
+            "--serial",
+            "C02JAMF3",
+            "--udid",
+            "UDID-JAMF-3",
+        ],
+    );
+    let server = Server::start(&data, &[]);
+    let http = server.https_client();
+    // The challenge pages are on the HTTPS listener only.
+    let ndes_url = format!("{}/certsrv/mscep_admin/", server.https_url);
+    let plain = reqwest::get(format!("{}/certsrv/mscep_admin/", server.http_url))
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 404, "not on the plain listener");
+
+    // Without or with wrong credentials: 401, and no challenge made.
+    let r = http.get(&ndes_url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic"));
+    let r = http
+        .get(&ndes_url)
+        .basic_auth("fleet", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Read as Fleet reads NDES: UTF-16 with a byte order mark, then the
+    // text after "The enrollment challenge password is: <B> ".
+    let r = http
+        .get(&ndes_url)
+        .basic_auth("fleet", Some("ndes-password-0123456789"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(&bytes[..2], &[0xFF, 0xFE], "UTF-16LE BOM");
+    let units: Vec<u16> = bytes[2..]
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let page = String::from_utf16(&units).unwrap();
+    let ndes_challenge = page
+        .split("The enrollment challenge password is: <B> ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a challenge on the page")
+        .to_string();
+
+    // Jamf's SCEPChallenge webhook: the answer's body is the challenge,
+    // bound to the device the event names (serial, or UDID).
+    let jamf = |event: serde_json::Value, password: &'static str| {
+        let (http, url) = (
+            http.clone(),
+            format!("{}/scep/jamf-challenge", server.https_url),
+        );
+        async move {
+            http.post(url)
+                .basic_auth("jamf", Some(password))
+                .json(&serde_json::json!({
+                    "webhook": {"id": 3, "name": "custos", "webhookEvent": "SCEPChallenge"},
+                    "event": event,
+                }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = jamf(serde_json::json!({"serialNumber": "C02JAMF1"}), "wrong").await;
+    assert_eq!(r.status(), 401);
+    let r = jamf(
+        serde_json::json!({"serialNumber": "C02NOBODY"}),
+        "jamf-password-0123456789",
+    )
+    .await;
+    assert_eq!(r.status(), 422, "unknown device");
+    let r = jamf(
+        serde_json::json!({"serialNumber": "C02JAMF1", "udid": "X"}),
+        "jamf-password-0123456789",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let jamf1 = r.text().await.unwrap();
+    let r = jamf(
+        serde_json::json!({"udid": "UDID-JAMF-3"}),
+        "jamf-password-0123456789",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let jamf3 = r.text().await.unwrap();
+    assert_ne!(jamf1, jamf3);
+
+    // Enrol with them: strongSwan, on the path NDES answers SCEP at.
+    let url = format!("{}/certsrv/mscep/mscep.dll", server.http_url);
+    fetch_ca_files(dir, &url).await;
+    for k in ["n.der", "j.der", "x.der"] {
+        gen_key(dir, k);
+    }
+    // The NDES challenge names no device: a CSR naming none is refused,
+    // one naming an inventory device enrols it, and then the challenge is
+    // spent.
+    let (ok, _, said) = pki_scep(
+        dir,
+        &url,
+        "n.der",
+        "O=Acme, CN=printer",
+        &ndes_challenge,
+        &[],
+    );
+    assert!(!ok && said.contains("badRequest"), "{said}");
+    let (ok, cert, said) = pki_scep(
+        dir,
+        &url,
+        "n.der",
+        "O=Acme, CN=C02NDES1",
+        &ndes_challenge,
+        &[],
+    );
+    assert!(ok, "{said}");
+    let leaf = dir.join("ndes.pem");
+    std::fs::write(&leaf, &cert).unwrap();
+    assert!(ocsp_says(&server, &leaf).contains(": good"));
+    let (ok, _, said) = pki_scep(
+        dir,
+        &url,
+        "x.der",
+        "O=Acme, CN=C02JAMF2",
+        &ndes_challenge,
+        &[],
+    );
+    assert!(!ok && said.contains("badRequest"), "spent: {said}");
+    // A Jamf challenge works for its device only.
+    let (ok, _, said) = pki_scep(dir, &url, "j.der", "CN=C02JAMF2", &jamf1, &[]);
+    assert!(!ok && said.contains("badRequest"), "{said}");
+    let (ok, _, said) = pki_scep(dir, &url, "j.der", "CN=C02JAMF1", &jamf1, &[]);
+    assert!(ok, "{said}");
+    let (ok, _, said) = pki_scep(
+        dir,
+        &url,
+        "x.der",
+        "serialNumber=C02JAMF3, CN=laptop",
+        &jamf3,
+        &[],
+    );
+    assert!(ok, "{said}");
+    let listed = custos_ok(&data, &["devices", "list", "--enrolment", "scep"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    for d in ["C02NDES1", "C02JAMF1", "C02JAMF3"] {
+        assert!(listed.contains(d), "{listed}");
+    }
+    assert!(!listed.contains("C02JAMF2"));
+    let audit = custos_ok(&data, &["audit", "--kind", "scep.challenge", "--json"]);
+    let audit = String::from_utf8_lossy(&audit.stdout).into_owned();
+    assert!(
+        audit.contains("ndes:fleet") && audit.contains("jamf:jamf"),
+        "{audit}"
+    );
+    assert!(!audit.contains(&jamf1) && !audit.contains(&ndes_challenge));
+    assert!(server.terminate().success());
+}

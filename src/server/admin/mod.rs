@@ -138,6 +138,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(super::acme::routes())
         .merge(super::webhooks::routes())
         .merge(super::scep::routes())
+        .merge(super::scep_challenges::routes())
         .route("/healthz", get(super::plain::healthz))
         .layer(axum::middleware::from_fn_with_state(
             std::time::Duration::from_secs(app.config.http.body_timeout_secs),

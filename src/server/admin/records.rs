@@ -245,12 +245,12 @@ pub(super) async fn scep_challenge(
     let ttl = req.ttl_secs.unwrap_or(app.config.scep.challenge_ttl_secs);
     let ledger = app.ledger.clone();
     let made = tokio::task::spawn_blocking(move || {
-        crate::scep::create_challenge(&ledger, &req.device, ttl, build_unix_now())
+        crate::scep::create_challenge(&ledger, Some(&req.device), ttl, build_unix_now())
     })
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| bad_request(e.to_string()))?;
-    tracing::info!(challenge = %made.id, device = %made.device, "SCEP challenge created");
+    tracing::info!(challenge = %made.id, device = ?made.device, "SCEP challenge created");
     crate::scep::audit_create(&app.authority, &actor(&headers), &made, build_unix_now());
     Ok(Json(made))
 }
