@@ -43,9 +43,11 @@ fn authorised(
     headers: &HeaderMap,
     creds: Option<&crate::config::BasicCredentials>,
     realm: &str,
-) -> Result<String, Response> {
+) -> Result<String, Box<Response>> {
     let Some(c) = creds else {
-        return Err((StatusCode::NOT_FOUND, "not configured on this server\n").into_response());
+        return Err(Box::new(
+            (StatusCode::NOT_FOUND, "not configured on this server\n").into_response(),
+        ));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -54,7 +56,7 @@ fn authorised(
         Ok(c.username.clone())
     } else {
         tracing::warn!(realm, "SCEP challenge request with wrong or no credentials");
-        Err(unauthorized(realm))
+        Err(Box::new(unauthorized(realm)))
     }
 }
 
@@ -63,7 +65,7 @@ async fn make(
     app: &Arc<App>,
     device: Option<String>,
     actor: String,
-) -> Result<crate::scep::NewChallenge, Response> {
+) -> Result<crate::scep::NewChallenge, Box<Response>> {
     let a = app.clone();
     let ttl = app.config.scep.challenge_ttl_secs;
     let made = tokio::task::spawn_blocking(move || {
@@ -86,11 +88,11 @@ async fn make(
 async fn ndes_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let user = match authorised(&headers, app.config.scep.ndes.as_ref(), "custos NDES") {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let c = match make(&app, None, format!("ndes:{user}")).await {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let minutes = app.config.scep.challenge_ttl_secs.div_ceil(60);
     let html = format!(
@@ -126,7 +128,7 @@ async fn jamf_challenge(
 ) -> Response {
     let user = match authorised(&headers, app.config.scep.jamf.as_ref(), "custos Jamf") {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if body.len() > MAX_EVENT {
         return (StatusCode::PAYLOAD_TOO_LARGE, "event too large\n").into_response();
@@ -150,7 +152,7 @@ async fn jamf_challenge(
         .map(str::to_string);
     let c = match make(&app, id, format!("jamf:{user}")).await {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     (
         [
