@@ -80,8 +80,12 @@ async fn make(
             tracing::info!(challenge = %c.id, device = ?c.device, "SCEP challenge handed to an MDM");
             Ok(c)
         }
-        Ok(Err(e)) => Err((StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response()),
-        Err(_) => Err((StatusCode::INTERNAL_SERVER_ERROR, "task failed\n").into_response()),
+        Ok(Err(e)) => Err(Box::new(
+            (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response(),
+        )),
+        Err(_) => Err(Box::new(
+            (StatusCode::INTERNAL_SERVER_ERROR, "task failed\n").into_response(),
+        )),
     }
 }
 
