@@ -6,14 +6,16 @@
 # Ed25519; PEM and DER; with subjectAltNames), and attestation objects
 # wrapping the real Apple attestation leaf from the tests, and the config
 # files the tests and README write, and the real scepclient PKCSReq of the
-# scep crate's tests. Idempotent.
+# scep crate's tests, and a real TPM's structures. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")"
 c=corpus
 mkdir -p $c/ocsp_request $c/ocsp_get_path $c/acme_jws $c/webhook_payloads $c/webhook_signature \
-  $c/csr $c/apple_attestation $c/config_file $c/scep_message
+  $c/csr $c/apple_attestation $c/config_file $c/scep_message $c/tpm_attestation
 cp ../tests/data/mdm/*.json $c/webhook_payloads/
 cp ../scep/tests/fixtures/scepclient-pkcsreq.der $c/scep_message/
+# A real TPM's TPMT_PUBLIC and TPMS_ATTEST (swtpm), each alone.
+cp ../attest/tests/fixtures/swtpm-pubarea.bin ../attest/tests/fixtures/swtpm-certinfo.bin $c/tpm_attestation/
 printf '{"kind":"lost","serial":"C02X","occurred_at":"2026-01-01T00:00:00Z"}' > $c/webhook_payloads/standard.json
 printf '{"webhook":{"webhookEvent":"SmartGroupComputerMembershipChange","eventTimestamp":1700000000000},"event":{"name":"Lost Devices","groupAddedDevicesIds":[12,13]}}' > $c/webhook_payloads/jamf_smart_group.json
 printf 'msg_1\n1700000000\nv1,AAAA\n{"kind":"lost","serial":"X"}' > $c/webhook_signature/basic

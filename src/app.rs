@@ -71,6 +71,25 @@ fn apple_verifier(config: &Config) -> anyhow::Result<crate::attestation::AppleVe
         .map_err(|e| anyhow!("acme.device_attest.apple_roots: {e}"))
 }
 
+/// The TPM attestation verifier from `acme.device_attest.tpm_roots`
+/// (`None`: not configured, the `tpm` format is refused).
+fn tpm_verifier(config: &Config) -> anyhow::Result<Option<custos_attest::tpm::TpmVerifier>> {
+    let paths = &config.acme.device_attest.tpm_roots;
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let roots = paths
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map_err(|e| anyhow!("acme.device_attest.tpm_roots: {}: {e}", p.display()))
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    custos_attest::tpm::TpmVerifier::new(&roots)
+        .map(Some)
+        .map_err(|e| anyhow!("acme.device_attest.tpm_roots: {e}"))
+}
+
 /// Checks what only the domain can judge in a loaded configuration: every
 /// certificate profile builds, every webhook source and notification
 /// subscriber is usable. Errors name the table at fault.
@@ -277,6 +296,7 @@ fn acme_engine(
             jobs,
             eab: crate::acme::eab::EabSecret::ensure(&config.data_dir)?,
             apple: apple_verifier(config)?,
+            tpm: tpm_verifier(config)?,
             mdm: crate::devices::mdm_lookup::from_config(&config.acme.device_attest.mdm)?,
         },
     );

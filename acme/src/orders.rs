@@ -381,10 +381,13 @@ impl<S: Store, D: Domain> AcmeServer<S, D> {
             self.limiter
                 .check(Event::FailedValidation, &account.id, ip.as_deref(), req.now)?;
             let token = authz.challenges[index].token.clone();
-            let proved = match self
-                .domain
-                .verify_attestation(&authz.identifier, &token, &att_obj)
-            {
+            let key_authorization = format!("{token}.{}", account.thumbprint);
+            let proved = match self.domain.verify_attestation(
+                &authz.identifier,
+                &token,
+                &key_authorization,
+                &att_obj,
+            ) {
                 Ok(v) => v,
                 Err(p) => {
                     self.limiter.record(

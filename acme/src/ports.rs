@@ -104,12 +104,14 @@ pub trait Domain: Send + Sync {
     /// through `AcmeServer::finish_validation`.
     fn validate(&self, job: ValidationJob);
     /// Verifies a device-attest-01 response (the decoded attestation
-    /// object) for `identifier` and the challenge `token`; returns what it
-    /// proved, to be kept on the authorization and handed back at finalize.
+    /// object) for `identifier`, the challenge `token` and its key
+    /// authorization (`token.thumbprint`); returns what it proved, to be
+    /// kept on the authorization and handed back at finalize.
     fn verify_attestation(
         &self,
         identifier: &Identifier,
         token: &str,
+        key_authorization: &str,
         att_obj: &[u8],
     ) -> Result<Value, Problem>;
     /// Issues for a ready order from a DER CSR; returns the serial.

@@ -8,19 +8,17 @@
 //! Only verification: deciding whether the device may have a certificate is
 //! the inventory's and policy's job.
 
-use ciborium::value::Value as Cbor;
+pub use crate::statement::{
+    format_of, AttestationError, AttestedDevice, RootsError, MAX_CERT_BYTES, MAX_X5C,
+};
+use crate::statement::{load_anchors, statement, verify_chain, x5c};
 use der::Decode;
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::CertificateDer;
 use x509_cert::Certificate;
 
 /// The Apple Enterprise Attestation Root CA (valid to 2047), the default
 /// trust anchor.
 pub const APPLE_ROOT_PEM: &str = include_str!("apple_enterprise_attestation_root.pem");
-
-/// Most certificates accepted in x5c.
-pub const MAX_X5C: usize = 5;
-/// Largest certificate accepted in x5c.
-pub const MAX_CERT_BYTES: usize = 16 * 1024;
 
 /// Attested serial number (extension OID).
 pub const OID_SERIAL: &str = "1.2.840.113635.100.8.9.1";
@@ -36,74 +34,6 @@ const OID_SIP: &str = "1.2.840.113635.100.8.13.1";
 /// Secure Boot status.
 pub const OID_SECURE_BOOT: &str = "1.2.840.113635.100.8.13.2";
 const OID_KEXTS: &str = "1.2.840.113635.100.8.13.3";
-
-/// Why an attestation was refused (all the device's or MDM's fault).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum AttestationError {
-    /// Not a CBOR attestation object of the expected shape.
-    #[error("attestation object: {0}")]
-    Malformed(String),
-    /// `fmt` is not one we accept.
-    #[error("attestation format {0:?} is not accepted (only \"apple\")")]
-    Format(String),
-    /// The chain does not verify to a trust anchor now.
-    #[error("attestation certificate chain does not verify to the configured Apple roots: {0}")]
-    Chain(String),
-    /// The freshness code is missing or is not SHA-256(token).
-    #[error("attestation freshness code {0}")]
-    Freshness(&'static str),
-}
-
-/// Why a set of trust anchors was refused (the operator's configuration).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum RootsError {
-    /// A PEM block could not be read.
-    #[error("attestation root: {0}")]
-    Pem(String),
-    /// The certificate cannot serve as a trust anchor.
-    #[error("attestation root is not a usable anchor: {0}")]
-    Anchor(String),
-    /// No certificate at all.
-    #[error("no attestation roots configured")]
-    Empty,
-}
-
-/// What a verified attestation says about the device.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AttestedDevice {
-    /// Hardware serial number.
-    pub serial: Option<String>,
-    /// UDID.
-    pub udid: Option<String>,
-    /// OS version.
-    pub os_version: Option<String>,
-    /// sepOS version.
-    pub sepos_version: Option<String>,
-    /// LLB version.
-    pub llb_version: Option<String>,
-    /// System Integrity Protection status, as attested.
-    pub sip: Option<String>,
-    /// Secure Boot status, as attested (e.g. "Full Security").
-    pub secure_boot: Option<String>,
-    /// Third-party kernel extensions allowed, as attested.
-    pub kexts_allowed: Option<String>,
-    /// The attested key: the leaf's subjectPublicKey BIT STRING content.
-    #[serde(with = "hex_bytes")]
-    pub public_key: Vec<u8>,
-    /// The freshness code (raw), if present.
-    #[serde(skip)]
-    pub freshness: Option<Vec<u8>>,
-}
-
-mod hex_bytes {
-    pub fn serialize<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(b))
-    }
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text: String = serde::Deserialize::deserialize(d)?;
-        hex::decode(text).map_err(serde::de::Error::custom)
-    }
-}
 
 /// An attested value as text: a DER INTEGER as its number, else the bytes
 /// as UTF-8.
@@ -155,34 +85,8 @@ pub fn read_leaf(der: &[u8]) -> Result<AttestedDevice, AttestationError> {
 
 /// The x5c chain (leaf first) of an "apple" attestation object.
 pub fn decode_att_obj(att_obj: &[u8]) -> Result<Vec<Vec<u8>>, AttestationError> {
-    let bad = |m: &str| AttestationError::Malformed(m.to_string());
-    let value: Cbor = ciborium::de::from_reader(att_obj)
-        .map_err(|e| AttestationError::Malformed(format!("not CBOR: {e}")))?;
-    let map = value.as_map().ok_or_else(|| bad("not a CBOR map"))?;
-    let get = |m: &[(Cbor, Cbor)], key: &str| {
-        m.iter()
-            .find(|(k, _)| k.as_text() == Some(key))
-            .map(|(_, v)| v.clone())
-    };
-    let fmt = get(map, "fmt")
-        .and_then(|v| v.as_text().map(str::to_string))
-        .ok_or_else(|| bad("no fmt"))?;
-    if fmt != "apple" {
-        return Err(AttestationError::Format(fmt));
-    }
-    let stmt = get(map, "attStmt").ok_or_else(|| bad("no attStmt"))?;
-    let stmt = stmt.as_map().ok_or_else(|| bad("attStmt is not a map"))?;
-    let x5c = get(stmt, "x5c").ok_or_else(|| bad("no x5c"))?;
-    let x5c = x5c.as_array().ok_or_else(|| bad("x5c is not an array"))?;
-    if x5c.is_empty() || x5c.len() > MAX_X5C {
-        return Err(bad("x5c must hold 1 to 5 certificates"));
-    }
-    x5c.iter()
-        .map(|c| match c.as_bytes() {
-            Some(b) if !b.is_empty() && b.len() <= MAX_CERT_BYTES => Ok(b.clone()),
-            _ => Err(bad("x5c entry is not a certificate of at most 16 KiB")),
-        })
-        .collect()
+    let stmt = statement(att_obj, "apple")?;
+    x5c(&stmt)
 }
 
 /// Verifies Apple attestations against a set of trust anchors.
@@ -195,25 +99,14 @@ impl AppleVerifier {
     /// A verifier trusting these PEM roots (Apple's compiled-in root when
     /// `roots` is empty).
     pub fn new(roots: &[String]) -> Result<AppleVerifier, RootsError> {
-        use rustls_pki_types::pem::PemObject;
         let pems: Vec<String> = if roots.is_empty() {
             vec![APPLE_ROOT_PEM.to_string()]
         } else {
             roots.to_vec()
         };
-        let mut anchors = Vec::new();
-        for pem in &pems {
-            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                let cert = cert.map_err(|e| RootsError::Pem(e.to_string()))?;
-                webpki::anchor_from_trusted_cert(&cert)
-                    .map_err(|e| RootsError::Anchor(e.to_string()))?;
-                anchors.push(cert.into_owned());
-            }
-        }
-        if anchors.is_empty() {
-            return Err(RootsError::Empty);
-        }
-        Ok(AppleVerifier { anchors })
+        Ok(AppleVerifier {
+            anchors: load_anchors(&pems)?,
+        })
     }
 
     /// Verifies `att_obj` for the challenge `token` at `now` (Unix seconds).
@@ -224,28 +117,7 @@ impl AppleVerifier {
         now: u64,
     ) -> Result<AttestedDevice, AttestationError> {
         let chain = decode_att_obj(att_obj)?;
-        let leaf_der = CertificateDer::from(chain[0].as_slice());
-        let intermediates: Vec<CertificateDer<'_>> = chain[1..]
-            .iter()
-            .map(|c| CertificateDer::from(c.as_slice()))
-            .collect();
-        let anchors: Vec<rustls_pki_types::TrustAnchor<'_>> = self
-            .anchors
-            .iter()
-            .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok())
-            .collect();
-        let leaf = webpki::EndEntityCert::try_from(&leaf_der)
-            .map_err(|e| AttestationError::Chain(format!("leaf: {e}")))?;
-        leaf.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &anchors,
-            &intermediates,
-            UnixTime::since_unix_epoch(std::time::Duration::from_secs(now)),
-            webpki::KeyUsage::required_if_present(&[]),
-            None,
-            None,
-        )
-        .map_err(|e| AttestationError::Chain(format!("{e:?}")))?;
+        verify_chain(&self.anchors, &chain, now, None)?;
         let device = read_leaf(&chain[0])?;
         let expected = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
         match &device.freshness {

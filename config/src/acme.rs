@@ -55,6 +55,10 @@ pub struct DeviceAttestConfig {
     /// PEM files of the roots Apple attestations must chain to; empty: the
     /// Apple Enterprise Attestation Root CA compiled into custos.
     pub apple_roots: Vec<PathBuf>,
+    /// PEM files of the organisation's TPM attestation CA(s), which issue
+    /// the attestation keys' (AK) certificates; empty: the `tpm` format is
+    /// refused.
+    pub tpm_roots: Vec<PathBuf>,
     /// Profile device certificates use when the order names none.
     pub profile: String,
     /// What `custos profile apple` writes as ClientIdentifier: the MDM's
@@ -130,6 +134,7 @@ impl Default for DeviceAttestConfig {
     fn default() -> Self {
         DeviceAttestConfig {
             apple_roots: Vec::new(),
+            tpm_roots: Vec::new(),
             profile: "device".into(),
             client_identifier: "$SERIALNUMBER".into(),
             min_os_version: None,

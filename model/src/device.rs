@@ -136,6 +136,11 @@ pub struct Device {
     /// Whether it may enrol over SCEP.
     #[serde(default, skip_serializing_if = "ScepPolicy::is_auto")]
     pub scep: ScepPolicy,
+    /// SHA-256 (hex, lower case) of its TPM attestation key's public key
+    /// (the AK certificate's SubjectPublicKeyInfo): TPM attestations by
+    /// that AK prove this device even when the AK certificate names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm_ak: Option<String>,
 }
 
 impl Device {

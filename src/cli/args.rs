@@ -294,6 +294,11 @@ pub enum DevicesCommand {
         /// Notes for the helpdesk.
         #[arg(long)]
         notes: Option<String>,
+        /// SHA-256 (hex) of the device's TPM attestation key
+        /// (SubjectPublicKeyInfo), for TPM attestations whose AK certificate
+        /// does not name the device.
+        #[arg(long)]
+        tpm_ak: Option<String>,
     },
     /// Import a CSV inventory (header: serial, and any of udid, owner,
     /// group, status, compliant, notes); all rows or none.

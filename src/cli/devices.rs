@@ -59,8 +59,10 @@ pub(super) async fn devices(ops: &impl Operations, command: DevicesCommand) -> a
             status,
             noncompliant,
             notes,
+            tpm_ak,
         } => {
             let new = NewDevice {
+                tpm_ak,
                 serial,
                 udid,
                 owner,

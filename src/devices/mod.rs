@@ -50,6 +50,9 @@ pub struct NewDevice {
     /// Notes.
     #[serde(default)]
     pub notes: Option<String>,
+    /// SHA-256 of the TPM attestation key's SubjectPublicKeyInfo, hex.
+    #[serde(default)]
+    pub tpm_ak: Option<String>,
 }
 
 fn non_empty(v: &Option<String>) -> Option<String> {
@@ -89,6 +92,15 @@ impl NewDevice {
             Some(v) => parse_bool(v)?,
             None => true,
         };
+        let tpm_ak = match non_empty(&self.tpm_ak) {
+            Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(h.to_ascii_lowercase())
+            }
+            Some(_) => {
+                return Err("tpm_ak must be 64 hex digits (SHA-256 of the AK's public key)".into())
+            }
+            None => None,
+        };
         Ok(Device {
             serial,
             udid: non_empty(&self.udid).map(|u| normalize_device_id(&u)),
@@ -105,6 +117,7 @@ impl NewDevice {
             status_at: 0,
             enrolment: None,
             scep: crate::model::device::ScepPolicy::Auto,
+            tpm_ak,
         })
     }
 }
@@ -124,7 +137,7 @@ pub fn parse_csv(text: &[u8], now: u64) -> Result<Vec<Device>, String> {
         return Err("CSV header has no \"serial\" column".into());
     }
     let lower: csv::StringRecord = headers.iter().map(|h| h.to_ascii_lowercase()).collect();
-    const COLUMNS: [&str; 7] = [
+    const COLUMNS: [&str; 8] = [
         "serial",
         "udid",
         "owner",
@@ -132,6 +145,7 @@ pub fn parse_csv(text: &[u8], now: u64) -> Result<Vec<Device>, String> {
         "status",
         "compliant",
         "notes",
+        "tpm_ak",
     ];
     for (i, h) in lower.iter().enumerate() {
         if !COLUMNS.contains(&h) {

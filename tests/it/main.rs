@@ -26,4 +26,5 @@ mod replication;
 mod scep;
 mod server;
 mod tour;
+mod tpm;
 mod webhooks;

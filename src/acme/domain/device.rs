@@ -137,3 +137,61 @@ impl AcmeDomain {
         self.issue_to(&csr, profile, &identity)
     }
 }
+
+impl AcmeDomain {
+    /// Binds a verified TPM attestation to the order's device: the AK
+    /// certificate's permanent identifier is the device, or the inventory
+    /// maps the AK (`tpm_ak`, SHA-256 of its public key) to it. The device
+    /// must be in good standing and, when configured, managed by the MDM.
+    /// (The Apple OS and boot floors do not apply: a TPM attests keys, not
+    /// an OS.)
+    pub(super) fn bind_tpm(
+        &self,
+        identifier: &Identifier,
+        mut proved: crate::attestation::AttestedDevice,
+    ) -> Result<serde_json::Value, Problem> {
+        let wanted = crate::ledger::normalize_device_id(&identifier.value);
+        let ak = proved
+            .tpm
+            .as_ref()
+            .map(|t| t.ak_sha256.clone())
+            .unwrap_or_default();
+        let by_san = proved
+            .serial
+            .as_deref()
+            .map(crate::ledger::normalize_device_id)
+            .is_some_and(|s| s == wanted);
+        let device = self
+            .ledger
+            .device(&identifier.value)
+            .map_err(|e| Problem::internal(e.to_string()))?;
+        let by_inventory = device
+            .as_ref()
+            .and_then(|d| d.tpm_ak.as_deref())
+            .is_some_and(|mapped| mapped.eq_ignore_ascii_case(&ak));
+        if !by_san && !by_inventory {
+            return Err(Problem::new(
+                ProblemType::BadAttestationStatement,
+                format!(
+                    "the attestation key names device {}, and the inventory does not map AK {ak} to {}",
+                    proved.serial.as_deref().unwrap_or("(none)"),
+                    identifier.value
+                ),
+            )
+            .with_subproblem(
+                ProblemType::RejectedIdentifier,
+                identifier.for_problem(),
+                "not the attested device",
+            ));
+        }
+        let device = self.device_in_good_standing(&identifier.value)?;
+        self.check_mdm(&device.serial)?;
+        proved.serial = Some(device.serial.clone());
+        tracing::info!(
+            serial = %device.serial,
+            tpm = proved.tpm.as_ref().map_or("?", |t| t.manufacturer.as_str()),
+            "TPM attestation verified"
+        );
+        serde_json::to_value(&proved).map_err(|e| Problem::internal(e.to_string()))
+    }
+}

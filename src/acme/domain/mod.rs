@@ -38,6 +38,7 @@ pub struct AcmeDomain {
     jobs: UnboundedSender<ValidationJob>,
     eab: crate::acme::eab::EabSecret,
     apple: crate::attestation::AppleVerifier,
+    tpm: Option<custos_attest::tpm::TpmVerifier>,
     device_attest: crate::config::DeviceAttestConfig,
     mdm: Option<Box<dyn crate::devices::mdm_lookup::MdmLookup>>,
 }
@@ -49,8 +50,10 @@ pub struct Checks {
     pub jobs: UnboundedSender<ValidationJob>,
     /// External account binding keys derive from this.
     pub eab: crate::acme::eab::EabSecret,
-    /// Verifies device attestations.
+    /// Verifies Apple device attestations.
     pub apple: crate::attestation::AppleVerifier,
+    /// Verifies TPM attestations, when configured.
+    pub tpm: Option<custos_attest::tpm::TpmVerifier>,
     /// Asks the MDM, when configured.
     pub mdm: Option<Box<dyn crate::devices::mdm_lookup::MdmLookup>>,
 }
@@ -68,6 +71,7 @@ impl AcmeDomain {
             jobs,
             eab,
             apple,
+            tpm,
             mdm,
         } = checks;
         AcmeDomain {
@@ -83,6 +87,7 @@ impl AcmeDomain {
             jobs,
             eab,
             apple,
+            tpm,
             device_attest: config.device_attest.clone(),
             mdm,
         }
@@ -275,6 +280,7 @@ impl Domain for AcmeDomain {
         &self,
         identifier: &Identifier,
         token: &str,
+        key_authorization: &str,
         att_obj: &[u8],
     ) -> Result<serde_json::Value, Problem> {
         let bad = |d: String| Problem::new(ProblemType::BadAttestationStatement, d);
@@ -283,9 +289,20 @@ impl Domain for AcmeDomain {
                 "device-attest-01 proves permanent-identifier identifiers only".into(),
             ));
         }
+        let now = crate::model::time::unix_now();
+        let format = custos_attest::apple::format_of(att_obj).map_err(|e| bad(e.to_string()))?;
+        if format == "tpm" {
+            let tpm = self.tpm.as_ref().ok_or_else(|| {
+                bad("TPM attestation is not configured on this server (acme.device_attest.tpm_roots)".into())
+            })?;
+            let proved = tpm
+                .verify(att_obj, key_authorization, now)
+                .map_err(|e| bad(e.to_string()))?;
+            return self.bind_tpm(identifier, proved);
+        }
         let proved = self
             .apple
-            .verify(att_obj, token, crate::model::time::unix_now())
+            .verify(att_obj, token, now)
             .map_err(|e| bad(e.to_string()))?;
         let wanted = crate::ledger::normalize_device_id(&identifier.value);
         let norm = |v: &Option<String>| v.as_deref().map(crate::ledger::normalize_device_id);
