@@ -482,8 +482,8 @@ async fn a_tpm_attested_key_gets_a_device_certificate_and_forgeries_do_not() {
     let retry = RetryPolicy::new().initial_delay(Duration::from_millis(50));
     order.poll_ready(&retry).await.unwrap();
     // A CSR for another TPM key than the attested one: refused.
-    let (other_pem, _) = tpm.public("0x81010003");
-    let other_csr = tpm.csr("0x81010003", &other_pem);
+    let (third_pem, _) = tpm.public("0x81010003");
+    let other_csr = tpm.csr("0x81010003", &third_pem);
     let err = order.finalize_csr(&other_csr).await.expect_err("other key");
     assert!(format!("{err:?}").contains("badCSR"), "{err:?}");
     let csr = tpm.csr("0x81010002", &key_pem);
@@ -504,5 +504,52 @@ async fn a_tpm_attested_key_gets_a_device_certificate_and_forgeries_do_not() {
     );
     let listed = custos_ok(&data, &["devices", "list", "--enrolment", "acme-attested"]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("C02TPM0001"));
+
+    // An AK certificate naming no device: refused until the inventory maps
+    // that AK to the device (`--tpm-ak`, SHA-256 of the AK's public key).
+    custos_ok(&data, &["devices", "add", "--serial", "C02TPM0002"]);
+    let anonymous = ca.ak_cert(&ak_pem, None);
+    let ak_sha256 = hex::encode(sha256(&der::pem::decode_vec(ak_pem.as_bytes()).unwrap().1));
+    let (other_pem, other_pub_area) = tpm.public("0x81010003");
+    let ids = [Identifier::PermanentIdentifier("C02TPM0002".into())];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    {
+        let mut authorizations = order.authorizations();
+        let mut authz = authorizations.next().await.unwrap().unwrap();
+        let mut challenge = authz.challenge(ChallengeType::DeviceAttest01).unwrap();
+        let nonce = sha256(challenge.key_authorization().as_str().as_bytes());
+        let (info, sig) = tpm.certify(0x81010003, 0x81010001, &nonce);
+        let obj = att_obj(&anonymous, &sig, &info, &other_pub_area);
+        let err = challenge
+            .send_device_attestation(&DeviceAttestation {
+                att_obj: Cow::Owned(obj.clone()),
+            })
+            .await
+            .expect_err("unmapped AK");
+        assert!(format!("{err:?}").contains("does not map AK"), "{err:?}");
+        custos_ok(
+            &data,
+            &[
+                "devices",
+                "add",
+                "--serial",
+                "C02TPM0002",
+                "--tpm-ak",
+                &ak_sha256,
+            ],
+        );
+        challenge
+            .send_device_attestation(&DeviceAttestation {
+                att_obj: Cow::Owned(obj),
+            })
+            .await
+            .unwrap();
+    }
+    order.poll_ready(&retry).await.unwrap();
+    order
+        .finalize_csr(&tpm.csr("0x81010003", &other_pem))
+        .await
+        .unwrap();
+    order.poll_certificate(&retry).await.unwrap();
     assert!(server.terminate().success());
 }
