@@ -24,6 +24,9 @@ pub struct ScepConfig {
     pub static_challenge: Option<String>,
     /// Seconds a request's signingTime may differ from our clock.
     pub max_clock_skew_secs: u64,
+    /// Size of the RA's RSA key: 2048, 3072 or 4096 (a change applies when
+    /// the RA certificate is next renewed).
+    pub ra_key_bits: u32,
     /// The NDES-compatible challenge page `GET /certsrv/mscep_admin/`
     /// (Fleet and other MDMs read a one-time challenge from it): its HTTP
     /// Basic credentials. Unset: the page answers 404.
@@ -58,6 +61,7 @@ impl Default for ScepConfig {
             challenge_ttl_secs: 3600,
             static_challenge: None,
             max_clock_skew_secs: 3600,
+            ra_key_bits: 2048,
             ndes: None,
             jamf: None,
         }
@@ -82,6 +86,9 @@ impl ScepConfig {
             {
                 bail!("configuration error: scep.static_challenge must be 16 to 128 letters, digits or -_.: (a shared secret; prefer one-time challenges)");
             }
+        }
+        if ![2048, 3072, 4096].contains(&self.ra_key_bits) {
+            bail!("configuration error: scep.ra_key_bits must be 2048, 3072 or 4096");
         }
         for (key, c) in [("scep.ndes", &self.ndes), ("scep.jamf", &self.jamf)] {
             if let Some(c) = c {

@@ -78,10 +78,11 @@ const RA_RENEW_BEFORE_DAYS: u32 = 30;
 
 impl Ca {
     /// The SCEP RA: kept in memory, else read from the CA directory, else
-    /// (first use, or within 30 days of its end) made now: an RSA-2048 key
-    /// and a one-year certificate (never past the issuing CA). The caller
-    /// records a new one in the ledger and the audit log.
-    pub fn scep_ra(&self) -> anyhow::Result<Arc<ScepRa>> {
+    /// (first use, or within 30 days of its end) made now: an RSA key of
+    /// `bits` (2048, 3072 or 4096) and a one-year certificate (never past
+    /// the issuing CA). A key of another size is kept until its renewal.
+    /// The caller records a new one in the ledger and the audit log.
+    pub fn scep_ra(&self, bits: u32) -> anyhow::Result<Arc<ScepRa>> {
         let mut slot = self.scep_ra.lock().unwrap_or_else(|e| e.into_inner());
         let due = |ra: &ScepRa| ra.not_after <= unix_now() + days(RA_RENEW_BEFORE_DAYS);
         if let Some(ra) = slot.as_ref().filter(|ra| !due(ra)) {
@@ -94,13 +95,19 @@ impl Ca {
                 return Ok(ra);
             }
         }
-        let ra = Arc::new(self.issue_scep_ra()?);
+        let ra = Arc::new(self.issue_scep_ra(bits)?);
         *slot = Some(ra.clone());
         Ok(ra)
     }
 
-    fn issue_scep_ra(&self) -> anyhow::Result<ScepRa> {
-        let key = PrivateDecryptingKey::generate(KeySize::Rsa2048)
+    fn issue_scep_ra(&self, bits: u32) -> anyhow::Result<ScepRa> {
+        let size = match bits {
+            2048 => KeySize::Rsa2048,
+            3072 => KeySize::Rsa3072,
+            4096 => KeySize::Rsa4096,
+            other => bail!("scep.ra_key_bits must be 2048, 3072 or 4096, not {other}"),
+        };
+        let key = PrivateDecryptingKey::generate(size)
             .map_err(|_| anyhow!("cannot make the SCEP RA's RSA key"))?;
         let spki_der = AsDer::<PublicKeyX509Der>::as_der(&key.public_key())
             .map_err(|_| anyhow!("cannot encode the SCEP RA's public key"))?;

@@ -51,7 +51,7 @@ pub fn pki_operation(cx: &ScepContext<'_>, body: &[u8], now: u64) -> Answer {
         Ok(m) => m,
         Err(e) => return Answer::Malformed(e.to_string()),
     };
-    let ra = match cx.ca.scep_ra() {
+    let ra = match cx.ca.scep_ra(cx.config.ra_key_bits) {
         Ok(ra) => ra,
         Err(e) => {
             tracing::error!(error = %e, "SCEP: the RA is not available");

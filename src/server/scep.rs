@@ -139,7 +139,7 @@ async fn pki_operation(app: Arc<App>, message: Vec<u8>) -> Response {
 /// has OCSP answers and can be revoked) and the audit log, once: checked
 /// by serial, so a failure here is made good on the next request.
 fn ensure_ra_recorded(app: &App) -> anyhow::Result<Arc<crate::ca::ScepRa>> {
-    let ra = app.ca.scep_ra()?;
+    let ra = app.ca.scep_ra(app.config.scep.ra_key_bits)?;
     let cert = <x509_cert::Certificate as der::Decode>::from_der(&ra.cert_der)?;
     let serial = crate::serial::Serial::from_bytes(cert.tbs_certificate.serial_number.as_bytes())
         .map_err(|e| anyhow::anyhow!("SCEP RA serial: {e}"))?;

@@ -749,3 +749,345 @@ async fn mdms_fetch_challenges_from_the_ndes_page_and_the_jamf_webhook() {
     assert!(!audit.contains(&jamf1) && !audit.contains(&ndes_challenge));
     assert!(server.terminate().success());
 }
+
+/// A SCEP request as a client makes it: `content` encrypted to the RA by
+/// the OpenSSL CLI (AES-128), in a SignedData signed by the client's RSA
+/// key (`client.pk8`, `client.der` in `dir`) with SHA-256, carrying the
+/// SCEP attributes.
+fn scep_request(dir: &Path, message_type: &str, transaction_id: &str, content: &[u8]) -> Vec<u8> {
+    use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
+    use cms::content_info::{CmsVersion, ContentInfo};
+    use cms::signed_data::{
+        CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo,
+        SignerInfos,
+    };
+    use der::asn1::{Any, OctetString, PrintableStringRef, SetOfVec};
+    use der::{Decode, Encode};
+    std::fs::write(dir.join("content.bin"), content).unwrap();
+    let out = openssl(&[
+        "cms",
+        "-encrypt",
+        "-binary",
+        "-aes128",
+        "-in",
+        dir.join("content.bin").to_str().unwrap(),
+        "-outform",
+        "DER",
+        "-out",
+        dir.join("env.der").to_str().unwrap(),
+        "-recip",
+        dir.join("ra.pem").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let envelope = std::fs::read(dir.join("env.der")).unwrap();
+    let oid = der::oid::ObjectIdentifier::new_unwrap;
+    let attr = |id: &str, value: Any| x509_cert::attr::Attribute {
+        oid: oid(id),
+        values: SetOfVec::try_from(vec![value]).unwrap(),
+    };
+    let printable = |s: &str| Any::encode_from(&PrintableStringRef::new(s).unwrap()).unwrap();
+    let octets = |b: &[u8]| Any::encode_from(&OctetString::new(b).unwrap()).unwrap();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &envelope);
+    let attrs = SetOfVec::try_from(vec![
+        attr(
+            "1.2.840.113549.1.9.3",
+            Any::encode_from(&oid("1.2.840.113549.1.7.1")).unwrap(),
+        ),
+        attr("1.2.840.113549.1.9.4", octets(digest.as_ref())),
+        attr("2.16.840.1.113733.1.9.2", printable(message_type)),
+        attr("2.16.840.1.113733.1.9.7", printable(transaction_id)),
+        attr("2.16.840.1.113733.1.9.5", octets(&[9u8; 16])),
+    ])
+    .unwrap();
+    let key = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(
+        &std::fs::read(dir.join("client.pk8")).unwrap(),
+    )
+    .unwrap();
+    let mut sig = vec![0u8; key.public_modulus_len()];
+    key.sign(
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        &attrs.to_der().unwrap(),
+        &mut sig,
+    )
+    .unwrap();
+    let cert =
+        x509_cert::Certificate::from_der(&std::fs::read(dir.join("client.der")).unwrap()).unwrap();
+    let sha256 = spki::AlgorithmIdentifierOwned {
+        oid: oid("2.16.840.1.101.3.4.2.1"),
+        parameters: None,
+    };
+    let signer = SignerInfo {
+        version: CmsVersion::V1,
+        sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+            issuer: cert.tbs_certificate.issuer.clone(),
+            serial_number: cert.tbs_certificate.serial_number.clone(),
+        }),
+        digest_alg: sha256.clone(),
+        signed_attrs: Some(attrs),
+        signature_algorithm: spki::AlgorithmIdentifierOwned {
+            oid: oid("1.2.840.113549.1.1.11"),
+            parameters: None,
+        },
+        signature: OctetString::new(sig).unwrap(),
+        unsigned_attrs: None,
+    };
+    let signed = SignedData {
+        version: CmsVersion::V1,
+        digest_algorithms: SetOfVec::try_from(vec![sha256]).unwrap(),
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: oid("1.2.840.113549.1.7.1"),
+            econtent: Some(octets(&envelope)),
+        },
+        certificates: Some(CertificateSet(
+            SetOfVec::try_from(vec![CertificateChoices::Certificate(cert)]).unwrap(),
+        )),
+        crls: None,
+        signer_infos: SignerInfos(SetOfVec::try_from(vec![signer]).unwrap()),
+    };
+    ContentInfo {
+        content_type: oid("1.2.840.113549.1.7.2"),
+        content: Any::encode_from(&signed).unwrap(),
+    }
+    .to_der()
+    .unwrap()
+}
+
+/// POSTs a request; what the OpenSSL CLI reads from the `CertRep`: the
+/// printed structure, and (on success) the decrypted PKCS#7 printed with
+/// `-print_certs` (certificates and CRLs).
+async fn post_scep(dir: &Path, url: &str, request: Vec<u8>) -> (String, Option<String>) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}?operation=PKIOperation"))
+        .header("content-type", "application/x-pki-message")
+        .body(request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    std::fs::write(dir.join("rep.der"), r.bytes().await.unwrap()).unwrap();
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let printed = openssl(&[
+        "cms",
+        "-cmsout",
+        "-print",
+        "-inform",
+        "DER",
+        "-in",
+        &p("rep.der"),
+    ]);
+    let printed = String::from_utf8_lossy(&printed.stdout).into_owned();
+    let verified = openssl(&[
+        "cms",
+        "-verify",
+        "-noverify",
+        "-inform",
+        "DER",
+        "-in",
+        &p("rep.der"),
+        "-out",
+        &p("rep-env.der"),
+    ]);
+    if !verified.status.success() {
+        return (printed, None);
+    }
+    let decrypted = openssl(&[
+        "cms",
+        "-decrypt",
+        "-binary",
+        "-inform",
+        "DER",
+        "-in",
+        &p("rep-env.der"),
+        "-inkey",
+        &p("client.key"),
+        "-recip",
+        &p("client.pem"),
+        "-out",
+        &p("inner.der"),
+    ]);
+    assert!(
+        decrypted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&decrypted.stderr)
+    );
+    let inner = openssl(&[
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        &p("inner.der"),
+        "-print_certs",
+        "-text",
+    ]);
+    (
+        printed,
+        Some(String::from_utf8_lossy(&inner.stdout).into_owned()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_cert_get_crl_and_cert_poll_answer_from_the_ledger() {
+    use der::{Decode, Encode};
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    std::fs::write(dir.join("custos.toml"), "[scep]\nlisten_plain = true\n").unwrap();
+    custos_ok(&data, &["init"]);
+    custos_ok(&data, &["devices", "add", "--serial", "C02POLL1"]);
+    let server = Server::start(&data, &[]);
+    let url = format!("{}/scep", server.http_url);
+    fetch_ca_files(dir, &url).await;
+    gen_key(dir, "k.der");
+    let ch = challenge(&data, "C02POLL1", "1h");
+    let (ok, cert_pem, said) = pki_scep(dir, &url, "k.der", "CN=C02POLL1", &ch, &[]);
+    assert!(ok, "{said}");
+    let tid = said
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("transaction ID: "))
+        .expect("pki prints its transaction ID")
+        .to_string();
+    let leaf = x509_cert::Certificate::from_der(
+        &der::pem::decode_vec(cert_pem.trim().as_bytes()).unwrap().1,
+    )
+    .unwrap();
+    // As OpenSSL prints it: upper-case hex without a leading zero byte.
+    let serial_hex = hex::encode_upper(leaf.tbs_certificate.serial_number.as_bytes())
+        .trim_start_matches("00")
+        .to_string();
+    // The client's own signing identity for these queries.
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=querier",
+            "-keyout",
+            &p("client.key"),
+            "-out",
+            &p("client.pem"),
+        ],
+        vec![
+            "pkcs8",
+            "-topk8",
+            "-nocrypt",
+            "-in",
+            &p("client.key"),
+            "-outform",
+            "DER",
+            "-out",
+            &p("client.pk8"),
+        ],
+        vec![
+            "x509",
+            "-in",
+            &p("client.pem"),
+            "-outform",
+            "DER",
+            "-out",
+            &p("client.der"),
+        ],
+    ] {
+        assert!(openssl(&args).status.success());
+    }
+    let issuer = leaf.tbs_certificate.issuer.clone();
+    let by_serial = |serial: x509_cert::serial_number::SerialNumber| {
+        custos_scep::IssuerAndSerialNumber {
+            issuer: issuer.clone(),
+            serial_number: serial,
+        }
+        .to_der()
+        .unwrap()
+    };
+
+    // GetCert: the certificate, by issuer and serial.
+    let req = scep_request(
+        dir,
+        "21",
+        "q-getcert",
+        &by_serial(leaf.tbs_certificate.serial_number.clone()),
+    );
+    let (_, inner) = post_scep(dir, &url, req).await;
+    let inner = inner.expect("a success");
+    assert!(
+        inner.contains("CN = C02POLL1") || inner.contains("CN=C02POLL1"),
+        "{inner}"
+    );
+    // GetCRL: the CRL of its shard.
+    let req = scep_request(
+        dir,
+        "22",
+        "q-getcrl",
+        &by_serial(leaf.tbs_certificate.serial_number.clone()),
+    );
+    let (_, inner) = post_scep(dir, &url, req).await;
+    let inner = inner.expect("a success");
+    assert!(inner.contains("Certificate Revocation List"), "{inner}");
+    assert!(!inner.contains(&serial_hex), "not revoked yet");
+    // Revoked: the next GetCRL lists it.
+    custos_ok(
+        &data,
+        &[
+            "revoke",
+            "--serial",
+            &serial_hex,
+            "--reason",
+            "keyCompromise",
+        ],
+    );
+    // (CRLs are re-signed within moments of a revocation, as over HTTP.)
+    let t = std::time::Instant::now();
+    loop {
+        let req = scep_request(
+            dir,
+            "22",
+            "q-getcrl-2",
+            &by_serial(leaf.tbs_certificate.serial_number.clone()),
+        );
+        let (_, inner) = post_scep(dir, &url, req).await;
+        if inner.expect("a success").contains(&serial_hex) {
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "not listed after revocation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // CertPoll for strongSwan's transaction: the certificate it was issued.
+    let poll = custos_scep::IssuerAndSubject {
+        issuer: issuer.clone(),
+        subject: leaf.tbs_certificate.subject.clone(),
+    }
+    .to_der()
+    .unwrap();
+    let (_, inner) = post_scep(dir, &url, scep_request(dir, "20", &tid, &poll)).await;
+    assert!(inner.expect("a success").contains("C02POLL1"));
+    // Unknown serial, unknown transaction: failInfo badCertId (4).
+    let unknown = x509_cert::serial_number::SerialNumber::new(&[0x01, 0x02, 0x03]).unwrap();
+    let (printed, inner) = post_scep(
+        dir,
+        &url,
+        scep_request(dir, "21", "q-unknown", &by_serial(unknown)),
+    )
+    .await;
+    assert!(inner.is_none());
+    assert!(
+        printed.contains("2.16.840.1.113733.1.9.4") && printed.contains("PRINTABLESTRING:4"),
+        "{printed}"
+    );
+    let (printed, _) = post_scep(dir, &url, scep_request(dir, "20", "no-such-tx", &poll)).await;
+    assert!(printed.contains("PRINTABLESTRING:4"), "{printed}");
+    assert!(server.terminate().success());
+}
