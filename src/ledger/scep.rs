@@ -49,6 +49,9 @@ pub struct ScepTransaction {
     pub device: String,
     /// SHA-256 of the certified public key, hex.
     pub key_sha256: String,
+    /// SHA-256 of the CSR, hex: a re-sent request carries the same one.
+    #[serde(default)]
+    pub csr_sha256: String,
     /// The certificate's serial, hex.
     pub certificate: String,
     /// When (Unix seconds).

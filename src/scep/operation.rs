@@ -185,12 +185,16 @@ fn resent(
     cx: &ScepContext<'_>,
     tid_hash: &str,
     key_sha256: &str,
+    csr_sha256: &str,
     now: u64,
 ) -> Result<Option<ScepTransaction>, Fail> {
     let Some(tx) = cx.ledger.scep_transaction(tid_hash)? else {
         return Ok(None);
     };
-    if tx.key_sha256 != key_sha256 || now.saturating_sub(tx.at) > RESEND_WINDOW_SECS {
+    if tx.key_sha256 != key_sha256
+        || tx.csr_sha256 != csr_sha256
+        || now.saturating_sub(tx.at) > RESEND_WINDOW_SECS
+    {
         return Ok(None);
     }
     let Ok(serial) = tx.certificate.parse::<Serial>() else {
@@ -220,7 +224,8 @@ fn enrol(
     refuse_network_names(&csr)?;
     let key_sha256 = sha256_hex(&csr.spki_der);
     let tid_hash = sha256_hex(msg.transaction_id.as_bytes());
-    if let Some(tx) = resent(cx, &tid_hash, &key_sha256, now)? {
+    let csr_sha256 = sha256_hex(&csr_der);
+    if let Some(tx) = resent(cx, &tid_hash, &key_sha256, &csr_sha256, now)? {
         return certificate_reply(cx, &tx.certificate, msg, cipher);
     }
     let named = named_device(cx.ledger, &csr.subject)?;
@@ -261,6 +266,7 @@ fn enrol(
         &ScepTransaction {
             device: device.clone(),
             key_sha256,
+            csr_sha256,
             certificate: issued.record.serial.to_hex(),
             at: now,
         },

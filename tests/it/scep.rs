@@ -572,7 +572,7 @@ async fn mdms_fetch_challenges_from_the_ndes_page_and_the_jamf_webhook() {
     let data = dir.join("data");
     std::fs::write(
         dir.join("custos.toml"),
-        "[scep]\nlisten_plain = true\n[scep.ndes]\nusername = \"fleet\"\npassword = \"ndes-password-0123456789\"\n\
+        "[scep]\nlisten_plain = true\nstatic_challenge = \"shared-legacy-secret-123\"\n[scep.ndes]\nusername = \"fleet\"\npassword = \"ndes-password-0123456789\"\n\
          [scep.jamf]\nusername = \"jamf\"\npassword = \"jamf-password-0123456789\"\n",
     )
     .unwrap();
@@ -740,6 +740,28 @@ async fn mdms_fetch_challenges_from_the_ndes_page_and_the_jamf_webhook() {
         assert!(listed.contains(d), "{listed}");
     }
     assert!(!listed.contains("C02JAMF2"));
+    // The legacy shared challenge: any device, as long as the CSR names
+    // one in the inventory.
+    let (ok, _, said) = pki_scep(
+        dir,
+        &url,
+        "j.der",
+        "CN=printer",
+        "shared-legacy-secret-123",
+        &[],
+    );
+    assert!(!ok && said.contains("badRequest"), "{said}");
+    let (ok, _, said) = pki_scep(
+        dir,
+        &url,
+        "j.der",
+        "CN=C02JAMF2",
+        "shared-legacy-secret-123",
+        &[],
+    );
+    assert!(ok, "{said}");
+    let listed = custos_ok(&data, &["devices", "list", "--enrolment", "scep"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("C02JAMF2"));
     let audit = custos_ok(&data, &["audit", "--kind", "scep.challenge", "--json"]);
     let audit = String::from_utf8_lossy(&audit.stdout).into_owned();
     assert!(
