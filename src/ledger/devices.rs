@@ -102,14 +102,28 @@ impl Ledger {
         enrolment: Enrolment,
         now: u64,
     ) -> Result<Option<Device>, LedgerError> {
+        self.update_device(id, now, |d| {
+            let changed = d.enrolment != Some(enrolment);
+            d.enrolment = Some(enrolment);
+            changed
+        })
+    }
+
+    /// Reads a device and, when `change` says it changed it, writes it back
+    /// (synced), all under the write lock so no other change is lost.
+    fn update_device(
+        &self,
+        id: &str,
+        now: u64,
+        change: impl FnOnce(&mut Device) -> bool,
+    ) -> Result<Option<Device>, LedgerError> {
         let _guard = self.lock();
         let Some(mut d) = self.device(id)? else {
             return Ok(None);
         };
-        if d.enrolment == Some(enrolment) {
+        if !change(&mut d) {
             return Ok(Some(d));
         }
-        d.enrolment = Some(enrolment);
         d.updated_at = now;
         self.db.put_cf_opt(
             self.cf(CF_DEVICES),
@@ -128,19 +142,10 @@ impl Ledger {
         policy: ScepPolicy,
         now: u64,
     ) -> Result<Option<Device>, LedgerError> {
-        let _guard = self.lock();
-        let Some(mut d) = self.device(id)? else {
-            return Ok(None);
-        };
-        d.scep = policy;
-        d.updated_at = now;
-        self.db.put_cf_opt(
-            self.cf(CF_DEVICES),
-            device_key(&d.serial),
-            super::encode(&d),
-            &sync_opts(),
-        )?;
-        Ok(Some(d))
+        self.update_device(id, now, |d| {
+            d.scep = policy;
+            true
+        })
     }
 
     /// Sets a device's status (and compliance, when given); `None` if the

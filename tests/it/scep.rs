@@ -7,7 +7,7 @@
 use crate::common::{custos, custos_ok, ocsp_says, openssl, Server};
 use custos_webhooks::standard::Secret;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[tokio::test]
 async fn get_ca_cert_sends_an_rsa_ra_issued_by_the_ca_and_keeps_it() {
@@ -198,6 +198,22 @@ async fn get_ca_cert_sends_an_rsa_ra_issued_by_the_ca_and_keeps_it() {
 
 const SECRET: &str = "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seQ==";
 
+/// A server for a SCEP test: `toml` as its configuration, `devices` in
+/// its inventory, and the RA and CA certificates fetched into `dir`; the
+/// data dir, the server and the SCEP URL on the plain listener.
+async fn scep_server(dir: &Path, toml: &str, devices: &[&str]) -> (PathBuf, Server, String) {
+    let data = dir.join("data");
+    std::fs::write(dir.join("custos.toml"), toml).unwrap();
+    custos_ok(&data, &["init"]);
+    for serial in devices {
+        custos_ok(&data, &["devices", "add", "--serial", serial]);
+    }
+    let server = Server::start(&data, &[]);
+    let url = format!("{}/scep", server.http_url);
+    fetch_ca_files(dir, &url).await;
+    (data, server, url)
+}
+
 /// Fetches the RA and CA certificates (GetCACert) into `ra.pem`,
 /// `issuer.pem` and `root.pem` in `dir`, as an administrator would.
 async fn fetch_ca_files(dir: &Path, url: &str) {
@@ -319,23 +335,11 @@ async fn strongswan_enrols_renews_and_is_refused_then_a_lost_event_revokes() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let data = dir.join("data");
-    std::fs::write(
-        dir.join("custos.toml"),
-        format!(
-            "[scep]\nlisten_plain = true\n[webhooks.mdm]\nkind = \"standard\"\nsecrets = [\"{SECRET}\"]\n"
-        ),
-    )
-    .unwrap();
-    custos_ok(&data, &["init"]);
-    for serial in ["C02SCEP1", "C02SCEP2"] {
-        custos_ok(&data, &["devices", "add", "--serial", serial]);
-    }
-    let server = Server::start(&data, &[]);
+    let toml = format!(
+        "[scep]\nlisten_plain = true\n[webhooks.mdm]\nkind = \"standard\"\nsecrets = [\"{SECRET}\"]\n"
+    );
     // SCEP on the plain listener, as NDES-era clients expect.
-    let url = format!("{}/scep", server.http_url);
-
-    fetch_ca_files(dir, &url).await;
+    let (data, server, url) = scep_server(dir, &toml, &["C02SCEP1", "C02SCEP2"]).await;
     for k in ["k1.der", "k2.der", "k3.der", "k4.der"] {
         gen_key(dir, k);
     }
@@ -495,25 +499,14 @@ async fn scep_after_hardware_attestation_is_a_downgrade_refused_until_allowed() 
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let data = dir.join("data");
     let ca = TestAttestationCa::new();
     let root = dir.join("attest-root.pem");
     std::fs::write(&root, &ca.root_pem).unwrap();
-    std::fs::write(
-        dir.join("custos.toml"),
-        format!(
-            "[scep]\nlisten_plain = true\n[acme.device_attest]\napple_roots = [\"{}\"]\n",
-            root.display()
-        ),
-    )
-    .unwrap();
-    custos_ok(&data, &["init"]);
-    for serial in ["C02ATTEST", "C02LEGACY"] {
-        custos_ok(&data, &["devices", "add", "--serial", serial]);
-    }
-    let server = Server::start(&data, &[]);
-    let url = format!("{}/scep", server.http_url);
-    fetch_ca_files(dir, &url).await;
+    let toml = format!(
+        "[scep]\nlisten_plain = true\n[acme.device_attest]\napple_roots = [\"{}\"]\n",
+        root.display()
+    );
+    let (data, server, url) = scep_server(dir, &toml, &["C02ATTEST", "C02LEGACY"]).await;
     for k in ["a.der", "b.der", "c.der"] {
         gen_key(dir, k);
     }
@@ -958,13 +951,8 @@ async fn get_cert_get_crl_and_cert_poll_answer_from_the_ledger() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let data = dir.join("data");
-    std::fs::write(dir.join("custos.toml"), "[scep]\nlisten_plain = true\n").unwrap();
-    custos_ok(&data, &["init"]);
-    custos_ok(&data, &["devices", "add", "--serial", "C02POLL1"]);
-    let server = Server::start(&data, &[]);
-    let url = format!("{}/scep", server.http_url);
-    fetch_ca_files(dir, &url).await;
+    let (data, server, url) =
+        scep_server(dir, "[scep]\nlisten_plain = true\n", &["C02POLL1"]).await;
     gen_key(dir, "k.der");
     let ch = challenge(&data, "C02POLL1", "1h");
     let (ok, cert_pem, said) = pki_scep(dir, &url, "k.der", "CN=C02POLL1", &ch, &[]);

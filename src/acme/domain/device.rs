@@ -138,6 +138,16 @@ impl AcmeDomain {
     }
 }
 
+/// `badAttestationStatement` with a `rejectedIdentifier` subproblem: an
+/// attestation of another device than the identifier.
+pub(super) fn not_the_attested_device(identifier: &Identifier, detail: String) -> Problem {
+    Problem::new(ProblemType::BadAttestationStatement, detail).with_subproblem(
+        ProblemType::RejectedIdentifier,
+        identifier.for_problem(),
+        "not the attested device",
+    )
+}
+
 impl AcmeDomain {
     /// Binds a verified TPM attestation to the order's device: the AK
     /// certificate's permanent identifier is the device, or the inventory
@@ -170,18 +180,13 @@ impl AcmeDomain {
             .and_then(|d| d.tpm_ak.as_deref())
             .is_some_and(|mapped| mapped.eq_ignore_ascii_case(&ak));
         if !by_san && !by_inventory {
-            return Err(Problem::new(
-                ProblemType::BadAttestationStatement,
+            return Err(not_the_attested_device(
+                identifier,
                 format!(
                     "the attestation key names device {}, and the inventory does not map AK {ak} to {}",
                     proved.serial.as_deref().unwrap_or("(none)"),
                     identifier.value
                 ),
-            )
-            .with_subproblem(
-                ProblemType::RejectedIdentifier,
-                identifier.for_problem(),
-                "not the attested device",
             ));
         }
         let device = self.device_in_good_standing(&identifier.value)?;

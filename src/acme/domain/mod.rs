@@ -309,16 +309,14 @@ impl Domain for AcmeDomain {
         if norm(&proved.serial).as_deref() != Some(wanted.as_str())
             && norm(&proved.udid).as_deref() != Some(wanted.as_str())
         {
-            return Err(bad(format!(
-                "the attestation is for serial {} / UDID {}, not {}",
-                proved.serial.as_deref().unwrap_or("?"),
-                proved.udid.as_deref().unwrap_or("?"),
-                identifier.value
-            ))
-            .with_subproblem(
-                ProblemType::RejectedIdentifier,
-                identifier.for_problem(),
-                "not the attested device",
+            return Err(device::not_the_attested_device(
+                identifier,
+                format!(
+                    "the attestation is for serial {} / UDID {}, not {}",
+                    proved.serial.as_deref().unwrap_or("?"),
+                    proved.udid.as_deref().unwrap_or("?"),
+                    identifier.value
+                ),
             ));
         }
         let device = self.device_in_good_standing(&identifier.value)?;
