@@ -242,6 +242,15 @@ pub fn certs_only(certs: &[&[u8]]) -> Result<Vec<u8>, ScepError> {
             x509_cert::Certificate::from_der(der)?,
         ));
     }
+    degenerate(Some(CertificateSet(SetOfVec::try_from(set)?)), None)
+}
+
+/// A ContentInfo holding a SignedData with no content and no signer: only
+/// certificates, or only CRLs.
+pub(crate) fn degenerate(
+    certificates: Option<CertificateSet>,
+    crls: Option<cms::revocation::RevocationInfoChoices>,
+) -> Result<Vec<u8>, ScepError> {
     let signed = SignedData {
         version: CmsVersion::V1,
         digest_algorithms: SetOfVec::new(),
@@ -249,8 +258,8 @@ pub fn certs_only(certs: &[&[u8]]) -> Result<Vec<u8>, ScepError> {
             econtent_type: oid::DATA,
             econtent: None,
         },
-        certificates: Some(CertificateSet(SetOfVec::try_from(set)?)),
-        crls: None,
+        certificates,
+        crls,
         signer_infos: SignerInfos(SetOfVec::new()),
     };
     let info = ContentInfo {

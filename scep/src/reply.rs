@@ -56,26 +56,10 @@ impl Outcome {
         cipher: ContentCipher,
     ) -> Result<Outcome, ReplyError> {
         let crl = x509_cert::crl::CertificateList::from_der(crl).map_err(ScepError::from)?;
-        let signed = SignedData {
-            version: CmsVersion::V1,
-            digest_algorithms: SetOfVec::new(),
-            encap_content_info: EncapsulatedContentInfo {
-                econtent_type: oid::DATA,
-                econtent: None,
-            },
-            certificates: None,
-            crls: Some(RevocationInfoChoices(
-                SetOfVec::try_from(vec![RevocationInfoChoice::Crl(crl)])
-                    .map_err(ScepError::from)?,
-            )),
-            signer_infos: SignerInfos(SetOfVec::new()),
-        };
-        let inner = ContentInfo {
-            content_type: oid::SIGNED_DATA,
-            content: Any::encode_from(&signed).map_err(ScepError::from)?,
-        }
-        .to_der()
-        .map_err(ScepError::from)?;
+        let crls = RevocationInfoChoices(
+            SetOfVec::try_from(vec![RevocationInfoChoice::Crl(crl)]).map_err(ScepError::from)?,
+        );
+        let inner = crate::degenerate(None, Some(crls))?;
         Ok(Outcome::Success(seal(
             &inner,
             &request.signer_cert,
