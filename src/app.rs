@@ -46,6 +46,8 @@ pub struct App {
     pub device_events: Arc<crate::devices::events::DeviceEvents>,
     /// Publishing status to Redis (`[replication]` set).
     pub replication: Option<Arc<crate::replication::publish::Publisher>>,
+    /// MDM inventory sync (`[mdm.<name>]`).
+    pub mdm_sync: Arc<crate::devices::sync::MdmSync>,
 }
 
 /// The queue of ACME validation jobs (taken once, by the validator).
@@ -216,6 +218,12 @@ impl App {
             authority.clone(),
             &config,
         ));
+        let mdm_sync = Arc::new(crate::devices::sync::MdmSync::new(
+            ledger.clone(),
+            device_events.clone(),
+            config.mdm.clone(),
+            metrics.registry(),
+        )?);
         let replication = config.replication.enabled().then(|| {
             Arc::new(crate::replication::publish::Publisher::new(
                 &config.replication,
@@ -226,6 +234,7 @@ impl App {
             ))
         });
         Ok(App {
+            mdm_sync,
             replication,
             acme,
             device_events,

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 mod acme;
 mod events;
 mod listeners;
+mod mdm;
 mod profiles;
 mod replication;
 mod scep;
@@ -33,6 +34,7 @@ mod status;
 pub use acme::{AcmeConfig, DeviceAttestConfig, DevicePolicy, MdmLookupConfig};
 pub use events::{NotifyConfig, Subscriber, WebhookReasons, WebhookSource};
 pub use listeners::{HttpConfig, LogConfig, LogFormat, TlsConfig, TlsFiles};
+pub use mdm::{MdmKind, MdmSource};
 pub use profiles::ProfileConfig;
 pub use replication::ReplicationConfig;
 pub use scep::{BasicCredentials, ScepConfig, MAX_CHALLENGE_TTL_SECS};
@@ -78,6 +80,8 @@ pub struct Config {
     pub replication: ReplicationConfig,
     /// SCEP enrolment.
     pub scep: ScepConfig,
+    /// MDM inventories to sync, by name.
+    pub mdm: BTreeMap<String, MdmSource>,
 }
 
 impl Default for Config {
@@ -111,6 +115,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             replication: ReplicationConfig::default(),
             scep: ScepConfig::default(),
+            mdm: BTreeMap::new(),
         }
     }
 }
@@ -151,6 +156,7 @@ const ENV_KEYS: &[&str] = &[
     "tls",
     "replication",
     "scep",
+    "mdm",
 ];
 
 impl Config {
@@ -231,6 +237,9 @@ impl Config {
         self.ocsp.check()?;
         self.replication.check()?;
         self.scep.check()?;
+        for (name, m) in &self.mdm {
+            m.check(name)?;
+        }
         for (key, url) in [
             ("public_http_url", &self.public_http_url),
             ("public_https_url", &self.public_https_url),

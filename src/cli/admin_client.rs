@@ -167,6 +167,26 @@ impl AdminClient {
         .await
     }
 
+    /// `POST /admin/mdm/<name>/sync`.
+    pub async fn post_mdm_sync(
+        &self,
+        name: &str,
+        options: &crate::devices::sync::SyncOptions,
+    ) -> anyhow::Result<crate::devices::sync::SyncReport> {
+        self.send(
+            self.http
+                .post(format!("{}/admin/mdm/{name}/sync", self.base))
+                .json(options),
+        )
+        .await
+    }
+
+    /// `GET /admin/mdm/status`.
+    pub async fn get_mdm_status(&self) -> anyhow::Result<Vec<crate::devices::sync::SourceStatus>> {
+        self.send(self.http.get(format!("{}/admin/mdm/status", self.base)))
+            .await
+    }
+
     /// `POST /admin/scep/challenges`.
     pub async fn post_scep_challenge(
         &self,

@@ -72,6 +72,12 @@ pub enum Command {
         #[command(subcommand)]
         command: EabCommand,
     },
+    /// MDM inventory sync (`[mdm.<name>]` sources).
+    Mdm {
+        /// What to do.
+        #[command(subcommand)]
+        command: MdmCommand,
+    },
     /// SCEP enrolment (RFC 8894) for devices that cannot do ACME yet.
     Scep {
         /// What to do.
@@ -360,6 +366,34 @@ pub enum EabCommand {
         /// Who the key is for (kept with the key, shown in logs).
         #[arg(long)]
         name: String,
+    },
+}
+
+/// `custos mdm …`.
+#[derive(Debug, Subcommand)]
+pub enum MdmCommand {
+    /// Sync one source now: read its inventory, update ours, revoke what
+    /// became lost, wiped, unenrolled or retired; prints what changed.
+    Sync {
+        /// The source (`[mdm.<name>]`).
+        #[arg(long)]
+        name: String,
+        /// Show what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply even when more than max_changes_percent would change (a
+        /// held sync).
+        #[arg(long)]
+        confirm: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every source's last sync: result, duration, counts, held changes.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -164,6 +164,85 @@ pub(super) async fn scep(
     Ok(())
 }
 
+pub(super) async fn mdm(
+    ops: &impl Operations,
+    command: crate::cli::args::MdmCommand,
+) -> anyhow::Result<()> {
+    use crate::cli::args::MdmCommand;
+    use crate::model::time::rfc3339;
+    match command {
+        MdmCommand::Sync {
+            name,
+            dry_run,
+            confirm,
+            json,
+        } => {
+            let bar = indicatif::ProgressBar::new_spinner();
+            if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+            let options = crate::devices::sync::SyncOptions { dry_run, confirm };
+            let report = ops.mdm_sync(&name, options, &bar).await?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "{}: {} ({} devices listed, {} added, {} changes, {} missing once, {} requests, {} ms)",
+                    report.source,
+                    report.result,
+                    report.seen,
+                    report.added,
+                    report.changes.len(),
+                    report.missing_once,
+                    report.requests,
+                    report.duration_ms
+                );
+                if let Some(r) = &report.reason {
+                    println!("  {r}");
+                }
+                for c in &report.changes {
+                    println!("  {:<20} {} -> {}", c.device, c.from, c.change);
+                }
+            }
+            if report.result == "failed" {
+                anyhow::bail!(
+                    "sync of {name} failed: {}",
+                    report.reason.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        MdmCommand::Status { json } => {
+            let all = ops.mdm_status().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+                return Ok(());
+            }
+            if all.is_empty() {
+                println!("no MDM sources configured ([mdm.<name>] in custos.toml)");
+            }
+            for s in all {
+                let last = s.last.as_ref();
+                println!(
+                    "{} ({}, every {} s): last {} at {}, last success {}; {} devices, {} changes{}",
+                    s.name,
+                    s.kind,
+                    s.sync_interval_secs,
+                    last.map_or("never", |l| l.result.as_str()),
+                    last.map_or("-".into(), |l| rfc3339(l.started_at)),
+                    s.last_success.map_or("never".into(), rfc3339),
+                    last.map_or(0, |l| l.seen),
+                    last.map_or(0, |l| l.changes.len()),
+                    last.and_then(|l| l.reason.as_ref())
+                        .map_or(String::new(), |r| format!(" ({r})"))
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
 pub(super) async fn eab(ops: &impl Operations, command: EabCommand) -> anyhow::Result<()> {
     let EabCommand::Create { name } = command;
     let key = ops.eab_create(&name).await?;

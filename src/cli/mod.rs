@@ -36,13 +36,14 @@ mod certs;
 mod devices;
 pub mod mobileconfig;
 mod ops;
+mod ops_remote;
 mod records;
 mod serve;
 mod status;
 
 pub use args::*;
 use certs::{certs, issue, revoke, status};
-use devices::{devices, eab, profile, scep};
+use devices::{devices, eab, mdm, profile, scep};
 use records::{
     audit, backup, ledger_verify, outbox, replication_resync, responder_revoke, responder_token,
     restore,
@@ -82,6 +83,7 @@ pub async fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Ocsp { command } => return ocsp(config, command).await,
         Command::Crl { command } => with_ops!(config, |ops| crl(ops, command)),
         Command::Eab { command } => with_ops!(config, |ops| eab(ops, command)),
+        Command::Mdm { command } => with_ops!(config, |ops| mdm(ops, command)),
         Command::Scep { command } => {
             let ttl = config.scep.challenge_ttl_secs;
             with_ops!(config, |ops| scep(ops, command, ttl))

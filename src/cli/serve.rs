@@ -185,6 +185,7 @@ fn start_background(app: &Arc<App>, shutdown: &CancellationToken) -> anyhow::Res
     if let Some(publisher) = &app.replication {
         tokio::spawn(publisher.clone().run(shutdown.clone()));
     }
+    app.mdm_sync.clone().spawn(shutdown.clone());
     crate::status::notify::spawn(
         app.ledger.clone(),
         &app.config.notify,

@@ -238,6 +238,28 @@ impl DeviceEvents {
         self.accept(parsed, delivery.body, delivery.now)
     }
 
+    /// Records events made here (an inventory sync's changes) durably, then
+    /// processes them as webhook events are: the same revocations, device
+    /// updates, audit and notifications. Returns how many were new.
+    pub fn record_and_process(&self, events: Vec<DeviceEvent>, now: u64) -> anyhow::Result<usize> {
+        let mut new = Vec::new();
+        for event in events {
+            let body = serde_json::to_vec(&event)?;
+            let stored = StoredEvent {
+                body_sha256: crate::model::sha256_hex(&body),
+                event: event.clone(),
+                received_at: now,
+                state: "pending".into(),
+                outcome: None,
+            };
+            if self.ledger.record_event(&stored)? == Recorded::New {
+                new.push(event);
+            }
+        }
+        self.process_new(&new, now);
+        Ok(new.len())
+    }
+
     /// Processes newly recorded events (unless held); a failure leaves the
     /// event pending for the retry job.
     pub fn process_new(&self, events: &[DeviceEvent], now: u64) {
@@ -460,7 +482,7 @@ impl DeviceEvents {
                     audits.push(AuditEntry::new(
                         now,
                         "revocation",
-                        &format!("webhook:{}", event.source),
+                        &crate::ledger::event_actor(&event.source),
                         serde_json::json!({
                             "certificate": r.serial,
                             "device": device.map(|d| d.serial.clone()),

@@ -7,6 +7,7 @@
 
 pub mod events;
 pub mod mdm_lookup;
+pub mod sync;
 
 use serde::{Deserialize, Serialize};
 

@@ -185,7 +185,7 @@ impl Ledger {
             &[AuditEntry::new(
                 stored.received_at,
                 "event",
-                &format!("webhook:{}", stored.event.source),
+                &event_actor(&stored.event.source),
                 serde_json::to_value(&stored.event).unwrap_or_default(),
             )],
         )?;
@@ -420,5 +420,16 @@ impl Ledger {
     /// Audit entries after `after`, oldest first, at most `limit`.
     pub fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, LedgerError> {
         self.audit_filtered(after, limit, &AuditFilter::default())
+    }
+}
+
+/// Who the audit log names for an event's source: `sync:<name>` for an
+/// inventory sync (its source is already spelt so), `webhook:<name>` for a
+/// webhook.
+pub fn event_actor(source: &str) -> String {
+    if source.starts_with("sync:") {
+        source.to_string()
+    } else {
+        format!("webhook:{source}")
     }
 }

@@ -25,6 +25,7 @@ mod crls;
 mod devices;
 mod events;
 mod hot;
+mod mdm;
 mod outbox;
 mod record;
 mod replication;
@@ -35,7 +36,7 @@ mod status;
 
 pub use acme::EabRecord;
 pub use crls::{RevokedEntry, StoredCrl};
-pub use events::{AuditEntry, AuditFilter, Recorded, StoredEvent};
+pub use events::{event_actor, AuditEntry, AuditFilter, Recorded, StoredEvent};
 pub use outbox::{OutboxEntry, OutboxState};
 pub use record::{
     normalize_device_id, CertRecord, CertStatus, DeviceIds, Revocation, RevocationEvent,

@@ -20,6 +20,7 @@ mod devices;
 mod hardening;
 mod issuance;
 mod ledger;
+mod mdm_sync;
 mod notify;
 mod ocsp;
 mod replication;

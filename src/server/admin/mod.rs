@@ -110,6 +110,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/crl/generate", post(crl_generate))
         .route("/admin/eab", post(eab_create))
         .route("/admin/scep/challenges", post(scep_challenge))
+        .route("/admin/mdm/status", get(mdm_status))
+        .route("/admin/mdm/{name}/sync", post(mdm_sync))
         .route("/admin/audit", get(audit_list))
         .route("/admin/audit/verify", get(audit_verify))
         .route("/admin/webhooks/outbox", get(outbox_list))

@@ -255,6 +255,50 @@ pub(super) async fn scep_challenge(
     Ok(Json(made))
 }
 
+/// `GET /admin/mdm/status`: every MDM source's last sync.
+pub(super) async fn mdm_status(
+    State(app): State<Arc<App>>,
+) -> Result<Json<Vec<crate::devices::sync::SourceStatus>>, ApiError> {
+    let a = app.clone();
+    let status = tokio::task::spawn_blocking(move || a.mdm_sync.status())
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    Ok(Json(status))
+}
+
+/// `POST /admin/mdm/<name>/sync` `{"dry_run": bool, "confirm": bool}`:
+/// syncs that source now; its report.
+pub(super) async fn mdm_sync(
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+    Path(name): Path<String>,
+    Json(options): Json<crate::devices::sync::SyncOptions>,
+) -> Result<Json<crate::devices::sync::SyncReport>, ApiError> {
+    use crate::devices::sync::SyncError;
+    let report = app
+        .mdm_sync
+        .sync(&name, options)
+        .await
+        .map_err(|e| match e {
+            SyncError::UnknownSource(..) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            SyncError::Internal(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        })?;
+    app.authority.audit(
+        &actor(&headers),
+        "mdm.sync",
+        serde_json::json!({
+            "source": name,
+            "dry_run": options.dry_run,
+            "confirm": options.confirm,
+            "changes": report.changes.len(),
+            "outcome": report.result,
+        }),
+        build_unix_now(),
+    );
+    Ok(Json(report))
+}
+
 pub(super) async fn crl_generate(
     State(app): State<Arc<App>>,
     headers: axum::http::HeaderMap,
