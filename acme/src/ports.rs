@@ -151,6 +151,9 @@ pub struct RenewalFacts {
     pub not_after: u64,
     /// Revoked.
     pub revoked: bool,
+    /// A renewal would be refused now (its device is lost, unenrolled or
+    /// non-compliant): a revoked certificate's window then waits.
+    pub renewal_refused: bool,
     /// The ACME account that ordered it.
     pub account_id: Option<String>,
 }

@@ -4,7 +4,10 @@
 //!
 //! A good certificate's window is the second-to-last sixth of its lifetime
 //! (from 2/3 to 5/6), so renewals spread out and finish well before expiry;
-//! a revoked one's window lies in the past: renew now.
+//! a revoked one's window lies in the past: renew now, unless a renewal
+//! would be refused (its device lost or non-compliant), when it starts a
+//! retry interval ahead, so clients wait, and moves to now once the device
+//! may renew again.
 
 use crate::jws::b64u_decode;
 use crate::order::rfc3339;
@@ -35,6 +38,9 @@ pub fn parse_cert_id(cert_id: &str) -> Result<(Vec<u8>, Vec<u8>), Problem> {
 
 /// The suggested window `(start, end)` at `now`.
 pub fn suggested_window(facts: &RenewalFacts, now: u64) -> (u64, u64) {
+    if facts.revoked && facts.renewal_refused {
+        return (now + RETRY_AFTER_SECS, now + 2 * RETRY_AFTER_SECS);
+    }
     if facts.revoked {
         return (now.saturating_sub(7200), now.saturating_sub(3600));
     }
@@ -90,12 +96,17 @@ mod tests {
             not_before: 0,
             not_after: 600,
             revoked: false,
+            renewal_refused: false,
             account_id: None,
         };
         assert_eq!(suggested_window(&f, 10), (400, 500));
         f.revoked = true;
         let (s, e) = suggested_window(&f, 10_000);
         assert!(s < e && e < 10_000);
+        // Revoked, and its device may not renew yet: wait.
+        f.renewal_refused = true;
+        let (s, e) = suggested_window(&f, 10_000);
+        assert!(10_000 < s && s < e);
         assert!(parse_cert_id("aGk.AQ").is_ok());
         assert!(parse_cert_id("aGk").is_err());
         assert!(parse_cert_id("aGk.AQ.AQ").is_err());

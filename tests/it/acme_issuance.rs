@@ -49,7 +49,7 @@ fn csr_der(names: &[&str], key: &rcgen::KeyPair) -> Vec<u8> {
     params.serialize_request(key).unwrap().der().to_vec()
 }
 
-fn pem_to_der(pem: &str) -> rustls::pki_types::CertificateDer<'static> {
+pub(crate) fn pem_to_der(pem: &str) -> rustls::pki_types::CertificateDer<'static> {
     use base64::Engine;
     let body: String = pem
         .lines()
@@ -63,7 +63,7 @@ fn pem_to_der(pem: &str) -> rustls::pki_types::CertificateDer<'static> {
 }
 
 /// The AKI keyIdentifier and serial content bytes of a DER certificate.
-fn cert_id_parts(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn cert_id_parts(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
     use der::Decode;
     let cert = x509_cert::Certificate::from_der(der).unwrap();
     let aki = cert

@@ -505,6 +505,49 @@ async fn a_tpm_attested_key_gets_a_device_certificate_and_forgeries_do_not() {
     let listed = custos_ok(&data, &["devices", "list", "--enrolment", "acme-attested"]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("C02TPM0001"));
 
+    // ARI: revoked while its device is non-compliant, the certificate waits;
+    // compliant again, the window moves to now so the client renews at once.
+    let leaf_der = crate::acme_issuance::pem_to_der(&chain);
+    let (aki, serial) = crate::acme_issuance::cert_id_parts(&leaf_der);
+    let cert_id = instant_acme::CertificateIdentifier::new(
+        rustls::pki_types::Der::from_slice(&aki),
+        rustls::pki_types::Der::from_slice(&serial),
+    );
+    custos_ok(
+        &data,
+        &[
+            "devices",
+            "set-status",
+            "C02TPM0001",
+            "active",
+            "--compliant",
+            "false",
+        ],
+    );
+    custos_ok(&data, &["revoke", "--device", "C02TPM0001"]);
+    let (info, _) = account.renewal_info(&cert_id).await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    assert!(
+        info.suggested_window.start > now,
+        "waits while non-compliant"
+    );
+    custos_ok(
+        &data,
+        &[
+            "devices",
+            "set-status",
+            "C02TPM0001",
+            "active",
+            "--compliant",
+            "true",
+        ],
+    );
+    let (info, _) = account.renewal_info(&cert_id).await.unwrap();
+    assert!(
+        info.suggested_window.end < time::OffsetDateTime::now_utc(),
+        "renew now"
+    );
+
     // An AK certificate naming no device: refused until the inventory maps
     // that AK to the device (`--tpm-ak`, SHA-256 of the AK's public key).
     custos_ok(&data, &["devices", "add", "--serial", "C02TPM0002"]);

@@ -506,10 +506,24 @@ impl Domain for AcmeDomain {
             .ledger
             .get(&serial)
             .map_err(|e| Problem::internal(e.to_string()))?;
-        Ok(record.map(|r| custos_acme::renewal::RenewalFacts {
+        let Some(r) = record else {
+            return Ok(None);
+        };
+        // A device that may not have a certificate now (lost, unenrolled,
+        // non-compliant): its revoked certificate waits to be renewed.
+        let renewal_refused = match &r.device.serial_number {
+            Some(serial) => self
+                .ledger
+                .device(serial)
+                .map_err(|e| Problem::internal(e.to_string()))?
+                .is_none_or(|d| d.refusal().is_some()),
+            None => false,
+        };
+        Ok(Some(custos_acme::renewal::RenewalFacts {
             not_before: r.not_before,
             not_after: r.not_after,
             revoked: r.revocation.is_some(),
+            renewal_refused,
             account_id: r.acme_account,
         }))
     }
