@@ -81,6 +81,10 @@ pub struct DeviceAttestConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MdmLookupConfig {
+    /// An `[mdm.<name>]` source (kind `jamf`) whose URL and credentials the
+    /// lookup uses: one place to configure an MDM. Replaces `kind`, `url`,
+    /// `client_id` and `client_secret`.
+    pub source: Option<String>,
     /// `jamf` or `generic`; unset: no lookup.
     pub kind: Option<String>,
     /// Base URL (Jamf Pro) or the endpoint (generic).
@@ -100,6 +104,7 @@ pub struct MdmLookupConfig {
 impl Default for MdmLookupConfig {
     fn default() -> Self {
         MdmLookupConfig {
+            source: None,
             kind: None,
             url: String::new(),
             client_id: None,

@@ -206,6 +206,7 @@ impl Config {
         if let Some(a) = overrides.https_listen {
             config.https_listen = a;
         }
+        config.resolve_mdm()?;
         config.check()?;
         Ok(config)
     }
@@ -218,8 +219,66 @@ impl Config {
             .merge(Toml::string(text))
             .extract()
             .map_err(|e| anyhow!("configuration error: {}", describe(&e)))?;
+        let mut config = config;
+        config.resolve_mdm()?;
         config.check()?;
         Ok(config)
+    }
+
+    /// One place to configure an MDM: `acme.device_attest.mdm.source`
+    /// takes its URL and credentials from that `[mdm.<name>]` table, and a
+    /// Jamf or Fleet webhook source without its own API settings uses the
+    /// one `[mdm.<name>]` source of its kind, when there is exactly one.
+    fn resolve_mdm(&mut self) -> anyhow::Result<()> {
+        if let Some(name) = self.acme.device_attest.mdm.source.clone() {
+            let s = self.mdm.get(&name).ok_or_else(|| {
+                anyhow!("configuration error: acme.device_attest.mdm.source {name:?} names no [mdm.{name}] table")
+            })?;
+            if s.kind != MdmKind::Jamf {
+                bail!("configuration error: acme.device_attest.mdm.source {name:?} is a {} source; the lookup asks a jamf source (or set kind = \"generic\" and url)", s.kind.name());
+            }
+            let m = &mut self.acme.device_attest.mdm;
+            m.kind = Some("jamf".into());
+            m.url = s.url.clone();
+            m.client_id = s.client_id.clone();
+            m.client_secret = s.client_secret.clone();
+        }
+        let only = |kind: MdmKind| {
+            let of_kind: Vec<&MdmSource> = self.mdm.values().filter(|s| s.kind == kind).collect();
+            match of_kind.as_slice() {
+                [one] => Some((*one).clone()),
+                _ => None,
+            }
+        };
+        let (jamf, fleet) = (only(MdmKind::Jamf), only(MdmKind::Fleet));
+        for w in self.webhooks.values_mut() {
+            match w {
+                WebhookSource::Jamf {
+                    api_url: api_url @ None,
+                    client_id,
+                    client_secret,
+                    ..
+                } => {
+                    if let Some(s) = &jamf {
+                        *api_url = Some(s.url.clone());
+                        *client_id = s.client_id.clone();
+                        *client_secret = s.client_secret.clone();
+                    }
+                }
+                WebhookSource::Fleet {
+                    api_url: api_url @ None,
+                    api_token,
+                    ..
+                } => {
+                    if let Some(s) = &fleet {
+                        *api_url = Some(s.url.clone());
+                        *api_token = s.token.clone();
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// What can be judged from the configuration alone (the domain judges

@@ -146,3 +146,44 @@ impl MdmSource {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, WebhookSource};
+
+    #[test]
+    fn one_mdm_table_configures_the_lookup_and_the_webhooks_apis() {
+        let c = Config::from_toml(
+            "[mdm.jamf]\nkind = \"jamf\"\nurl = \"https://jamf.example\"\nclient_id = \"id\"\nclient_secret = \"secret\"\n\
+             [mdm.fleet]\nkind = \"fleet\"\nurl = \"https://fleet.example\"\ntoken = \"fleet-token\"\n\
+             [acme.device_attest.mdm]\nsource = \"jamf\"\n\
+             [webhooks.j]\nkind = \"jamf\"\nusername = \"u\"\npassword = \"p\"\n\
+             [webhooks.f]\nkind = \"fleet\"\ntoken = \"hook-token\"\n",
+        )
+        .unwrap();
+        let m = &c.acme.device_attest.mdm;
+        assert_eq!(m.kind.as_deref(), Some("jamf"));
+        assert_eq!(m.url, "https://jamf.example");
+        assert_eq!(m.client_secret.as_deref(), Some("secret"));
+        match &c.webhooks["j"] {
+            WebhookSource::Jamf {
+                api_url, client_id, ..
+            } => {
+                assert_eq!(api_url.as_deref(), Some("https://jamf.example"));
+                assert_eq!(client_id.as_deref(), Some("id"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &c.webhooks["f"] {
+            WebhookSource::Fleet {
+                api_url, api_token, ..
+            } => {
+                assert_eq!(api_url.as_deref(), Some("https://fleet.example"));
+                assert_eq!(api_token.as_deref(), Some("fleet-token"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = Config::from_toml("[acme.device_attest.mdm]\nsource = \"nope\"\n").unwrap_err();
+        assert!(e.to_string().contains("names no [mdm.nope]"), "{e}");
+    }
+}
