@@ -495,6 +495,11 @@ async fn the_server_syncs_on_its_interval_and_revokes_within_one() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // And the CRL lists it.
+    while !crate::webhooks::crl_lists(&cert).await {
+        assert!(t.elapsed() < Duration::from_secs(15), "not on the CRL");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let status = custos_ok(&data, &["mdm", "status", "--json"]);
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(status[0]["last_success"].as_u64().is_some(), "{status}");

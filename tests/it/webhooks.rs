@@ -195,7 +195,7 @@ async fn a_signed_lost_event_revokes_the_device_certificates() {
 
 /// Whether the CRL named in the certificate's CRL distribution point lists
 /// it (`openssl crl -text`, signature checked against the chain).
-async fn crl_lists(leaf: &std::path::Path) -> bool {
+pub(crate) async fn crl_lists(leaf: &std::path::Path) -> bool {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let text = |args: &[&str]| {
         let o = common::openssl(args);
