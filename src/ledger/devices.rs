@@ -134,6 +134,21 @@ impl Ledger {
         Ok(Some(d))
     }
 
+    /// Sets a device's group (from an MDM's group mapping), changing only
+    /// that field under the write lock; `None` if the device is unknown.
+    pub fn set_device_group(
+        &self,
+        id: &str,
+        group: &str,
+        now: u64,
+    ) -> Result<Option<Device>, LedgerError> {
+        self.update_device(id, now, |d| {
+            let changed = d.group.as_deref() != Some(group);
+            d.group = Some(group.to_string());
+            changed
+        })
+    }
+
     /// Sets whether a device may enrol over SCEP, changing only that field
     /// under the write lock; `None` if the device is unknown.
     pub fn set_device_scep(

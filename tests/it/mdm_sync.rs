@@ -413,7 +413,7 @@ async fn fleet_intune_and_jamf_inventories_are_read_page_by_page() {
     std::fs::write(
         dir.join("custos.toml"),
         format!(
-            "[mdm.fleet]\nkind = \"fleet\"\nurl = \"{fleet}\"\ntoken = \"fleet-api\"\npage_size = 2\nmax_changes_percent = 100\n\
+            "[mdm.fleet]\nkind = \"fleet\"\nurl = \"{fleet}\"\ntoken = \"fleet-api\"\npage_size = 2\nmax_changes_percent = 100\ngroups = {{ \"Laptops\" = \"laptops\" }}\n\
              [mdm.intune]\nkind = \"intune\"\nurl = \"{graph}\"\ntoken_url = \"{graph}/token\"\nclient_id = \"app\"\nclient_secret = \"s3cret\"\nmax_changes_percent = 100\n\
              [mdm.jamf]\nkind = \"jamf\"\nurl = \"{jamf}\"\nclient_id = \"custos\"\nclient_secret = \"s3cret\"\npage_size = 2\nmax_changes_percent = 100\n"
         ),
@@ -438,6 +438,7 @@ async fn fleet_intune_and_jamf_inventories_are_read_page_by_page() {
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
     assert_eq!(show("FLEET1")["status"], "active");
+    assert_eq!(show("FLEET1")["group"], "laptops", "team mapped to a group");
     assert_eq!(show("FLEET2")["status"], "lost", "locked in Fleet");
     assert_eq!(show("FLEET3")["status"], "unenrolled");
     assert_eq!(show("INTUNE2")["compliant"], false);

@@ -25,7 +25,7 @@ use crate::ledger::Ledger;
 use crate::model::device::DeviceEventKind;
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
 use sources::{MdmDevice, MdmState, Reader};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// One change a sync makes to a device.
@@ -60,6 +60,9 @@ pub struct SyncReport {
     pub seen: usize,
     /// Devices added to the inventory.
     pub added: usize,
+    /// Devices moved to the inventory group their MDM group maps to.
+    #[serde(default)]
+    pub regrouped: usize,
     /// Requests made to the MDM.
     pub requests: usize,
     /// Devices listed before and missing now for the first time (they
@@ -344,6 +347,7 @@ impl MdmSync {
             .set(devices.len() as i64);
         let plan = plan(&self.ledger, source, &devices, &state, now)?;
         report.added = plan.added.len();
+        report.regrouped = plan.regrouped.len();
         report.missing_once = plan.missing.len();
         report.changes = plan.changes.clone();
         let base = state.seen.len().max(plan.seen.len()).max(1);
@@ -402,6 +406,9 @@ impl MdmSync {
     ) -> anyhow::Result<()> {
         let label = [name];
         self.ledger.put_devices(&plan.added)?;
+        for (serial, group) in &plan.regrouped {
+            self.ledger.set_device_group(serial, group, now)?;
+        }
         let events: Vec<custos_webhooks::DeviceEvent> = plan
             .changes
             .iter()
@@ -427,12 +434,13 @@ impl MdmSync {
             .last_success
             .with_label_values(&label)
             .set(now as f64);
-        report.result = if plan.changes.is_empty() && plan.added.is_empty() {
-            "unchanged"
-        } else {
-            "applied"
-        }
-        .into();
+        report.result =
+            if plan.changes.is_empty() && plan.added.is_empty() && plan.regrouped.is_empty() {
+                "unchanged"
+            } else {
+                "applied"
+            }
+            .into();
         // Missing once: still counted as this source's, so the next sync
         // can agree that it is gone.
         state.seen = plan.seen.union(&plan.missing).cloned().collect();
@@ -490,6 +498,8 @@ fn kind_named(name: &str) -> Option<DeviceEventKind> {
 /// What a sync would do.
 struct Plan {
     added: Vec<Device>,
+    /// Devices whose MDM group maps to another inventory group.
+    regrouped: Vec<(String, String)>,
     changes: Vec<PlannedChange>,
     seen: BTreeSet<String>,
     missing: BTreeSet<String>,
@@ -505,11 +515,11 @@ fn plan(
 ) -> anyhow::Result<Plan> {
     let mut out = Plan {
         added: Vec::new(),
+        regrouped: Vec::new(),
         changes: Vec::new(),
         seen: BTreeSet::new(),
         missing: BTreeSet::new(),
     };
-    let mut listed: HashMap<String, &MdmDevice> = HashMap::new();
     for m in devices {
         let found = [&m.serial, &m.udid]
             .into_iter()
@@ -533,7 +543,11 @@ fn plan(
             continue;
         };
         out.seen.insert(d.serial.clone());
-        listed.insert(d.serial.clone(), m);
+        if let Some(g) = m.group.as_ref().and_then(|g| source.groups.get(g)) {
+            if d.group.as_ref() != Some(g) {
+                out.regrouped.push((d.serial.clone(), g.clone()));
+            }
+        }
         out.changes.extend(compare(&d, m, now));
     }
     // Listed before, not now: unenrolled once two syncs agree.
