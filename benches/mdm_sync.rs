@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use custos::app::{open_ledger, App};
 use custos::config::{Config, MdmKind, MdmSource, Overrides};
 use custos::devices::sync::SyncOptions;
-use custos::ledger::{CertRecord, DeviceIds};
+use custos::ledger::CertRecord;
 use custos::serial::Serial;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -41,27 +41,6 @@ async fn page(
     let list: Vec<Value> = all.iter().skip(start).take(PAGE).cloned().collect();
     let next = (start + PAGE < all.len()).then(|| format!("{base}/devices?from={}", start + PAGE));
     Json(json!({"devices": list, "next": next}))
-}
-
-fn record(serial: Serial, device: &str) -> CertRecord {
-    CertRecord {
-        serial,
-        issuer_id: "bench".into(),
-        subject: format!("CN={device}"),
-        not_before: 0,
-        not_after: 4_000_000_000,
-        issued_at: 0,
-        dns_names: vec![],
-        ip_addresses: vec![],
-        device: DeviceIds {
-            serial_number: Some(device.to_string()),
-            ..DeviceIds::default()
-        },
-        acme_account: None,
-        profile: "device".into(),
-        crl_shard: 0,
-        revocation: None,
-    }
 }
 
 fn main() {
@@ -134,7 +113,7 @@ fn main() {
     let records: Vec<(CertRecord, Vec<u8>)> = (0..lost)
         .map(|i| {
             (
-                record(Serial::random(), &format!("SYNC{i:07}")),
+                device_record(Serial::random(), &format!("SYNC{i:07}")),
                 vec![0x30u8; 700],
             )
         })

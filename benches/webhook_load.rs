@@ -17,7 +17,6 @@ use support::*;
 use bytes::Bytes;
 use custos::app::{open_ledger, App};
 use custos::config::{Config, Overrides, WebhookSource};
-use custos::ledger::{CertRecord, DeviceIds};
 use custos::serial::Serial;
 use custos_ocsp::issuer::{HashAlg, IssuerHashes};
 use custos_ocsp::request::build_request;
@@ -29,27 +28,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "whsec_YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldA==";
-
-fn record(serial: Serial, device: &str) -> CertRecord {
-    CertRecord {
-        serial,
-        issuer_id: "bench".into(),
-        subject: format!("CN={device}"),
-        not_before: 0,
-        not_after: 4_000_000_000,
-        issued_at: 0,
-        dns_names: vec![],
-        ip_addresses: vec![],
-        device: DeviceIds {
-            serial_number: Some(device.to_string()),
-            ..DeviceIds::default()
-        },
-        acme_account: None,
-        profile: "device".into(),
-        crl_shard: 0,
-        revocation: None,
-    }
-}
 
 /// A device and the OCSP GET paths of its certificates.
 struct Device {
@@ -81,7 +59,7 @@ fn fill(app: &App, hashes: &IssuerHashes, prefix: &str, devices: usize, per: usi
             let s = Serial::random();
             dev.gets.push(get_path(hashes, &s));
             dev.certs.push(s.clone());
-            records.push((record(s, &name), vec![0x30u8; 700]));
+            records.push((device_record(s, &name), vec![0x30u8; 700]));
         }
         out.push(dev);
     }

@@ -88,3 +88,26 @@ pub fn is_revoked(der: &[u8]) -> bool {
         Some(CertStatus::Revoked(_))
     )
 }
+
+/// A certificate record linked to inventory device `device` (valid until
+/// 2096, shard 0), for benches that fill a ledger directly.
+pub fn device_record(serial: custos::serial::Serial, device: &str) -> custos::ledger::CertRecord {
+    custos::ledger::CertRecord {
+        serial,
+        issuer_id: "bench".into(),
+        subject: format!("CN={device}"),
+        not_before: 0,
+        not_after: 4_000_000_000,
+        issued_at: 0,
+        dns_names: vec![],
+        ip_addresses: vec![],
+        device: custos::ledger::DeviceIds {
+            serial_number: Some(device.to_string()),
+            ..custos::ledger::DeviceIds::default()
+        },
+        acme_account: None,
+        profile: "device".into(),
+        crl_shard: 0,
+        revocation: None,
+    }
+}

@@ -257,18 +257,7 @@ impl Operations for Local {
     ) -> anyhow::Result<crate::devices::sync::SyncReport> {
         spinning(bar, "reading the MDM's inventory…");
         let report = self.0.mdm_sync.sync(name, options).await?;
-        self.0.authority.audit(
-            &cli_actor(),
-            "mdm.sync",
-            serde_json::json!({
-                "source": name,
-                "dry_run": options.dry_run,
-                "confirm": options.confirm,
-                "changes": report.changes.len(),
-                "outcome": report.result,
-            }),
-            unix_now(),
-        );
+        crate::devices::sync::audit(&self.0.authority, &cli_actor(), name, options, &report);
         Ok(report)
     }
 

@@ -257,22 +257,8 @@ async fn a_sync_revokes_what_the_mdm_lost_and_holds_what_looks_like_a_glitch() {
     // C02SYNC05 active (last heard of an hour ago), the webhook said lost.
     let now = custos::model::time::unix_now();
     let body = r#"{"kind":"lost","serial":"C02SYNC05"}"#;
-    let secret = custos_webhooks::standard::Secret::parse(SECRET).unwrap();
-    let r = server
-        .https_client()
-        .post(format!("{}/webhooks/mdm", server.https_url))
-        .header("webhook-id", "msg_sync_1")
-        .header("webhook-timestamp", now.to_string())
-        .header(
-            "webhook-signature",
-            secret.sign("msg_sync_1", now, body.as_bytes()),
-        )
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let status = crate::common::post_standard_event(&server, SECRET, "msg_sync_1", body).await;
+    assert_eq!(status, 200);
     let t = Instant::now();
     while !says("C02SYNC05").contains(": revoked") {
         assert!(t.elapsed() < Duration::from_secs(5));

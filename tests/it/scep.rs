@@ -5,7 +5,6 @@
 //! webhook revoking what SCEP issued.
 
 use crate::common::{custos, custos_ok, ocsp_says, openssl, Server};
-use custos_webhooks::standard::Secret;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -440,24 +439,9 @@ async fn strongswan_enrols_renews_and_is_refused_then_a_lost_event_revokes() {
 
     // The MDM reports C02SCEP1 lost: both its certificates are revoked,
     // the other device's is not.
-    let http = server.https_client();
-    let now = custos::model::time::unix_now();
     let body = r#"{"kind":"lost","serial":"C02SCEP1"}"#;
-    let secret = Secret::parse(SECRET).unwrap();
-    let r = http
-        .post(format!("{}/webhooks/mdm", server.https_url))
-        .header("webhook-id", "msg_scep_1")
-        .header("webhook-timestamp", now.to_string())
-        .header(
-            "webhook-signature",
-            secret.sign("msg_scep_1", now, body.as_bytes()),
-        )
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let status = crate::common::post_standard_event(&server, SECRET, "msg_scep_1", body).await;
+    assert_eq!(status, 200);
     let t = std::time::Instant::now();
     while !(ocsp_says(&server, &first).contains(": revoked")
         && ocsp_says(&server, &renewed_file).contains(": revoked"))

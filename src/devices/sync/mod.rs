@@ -200,6 +200,30 @@ impl std::fmt::Debug for MdmSync {
     }
 }
 
+/// The audit entry of a sync asked for by an operator (`mdm.sync`): the
+/// source, the options and what came of it. (The changes it applied are
+/// audited as device events by `sync:<name>`.)
+pub fn audit(
+    authority: &crate::ra::Authority,
+    actor: &str,
+    name: &str,
+    options: SyncOptions,
+    report: &SyncReport,
+) {
+    authority.audit(
+        actor,
+        "mdm.sync",
+        serde_json::json!({
+            "source": name,
+            "dry_run": options.dry_run,
+            "confirm": options.confirm,
+            "changes": report.changes.len(),
+            "outcome": report.result,
+        }),
+        crate::model::time::unix_now(),
+    );
+}
+
 /// Options of one sync.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct SyncOptions {

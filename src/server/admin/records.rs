@@ -284,18 +284,7 @@ pub(super) async fn mdm_sync(
             SyncError::UnknownSource(..) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
             SyncError::Internal(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         })?;
-    app.authority.audit(
-        &actor(&headers),
-        "mdm.sync",
-        serde_json::json!({
-            "source": name,
-            "dry_run": options.dry_run,
-            "confirm": options.confirm,
-            "changes": report.changes.len(),
-            "outcome": report.result,
-        }),
-        build_unix_now(),
-    );
+    crate::devices::sync::audit(&app.authority, &actor(&headers), &name, options, &report);
     Ok(Json(report))
 }
 

@@ -388,3 +388,23 @@ pub mod attest {
         }
     }
 }
+
+/// POSTs a Standard Webhooks event (`body`, signed with `secret`) to the
+/// server's `/webhooks/mdm` source with id `id`; its HTTP status.
+pub async fn post_standard_event(server: &Server, secret: &str, id: &str, body: &str) -> u16 {
+    let now = custos::model::time::unix_now();
+    let secret = custos_webhooks::standard::Secret::parse(secret).unwrap();
+    server
+        .https_client()
+        .post(format!("{}/webhooks/mdm", server.https_url))
+        .header("webhook-id", id)
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", secret.sign(id, now, body.as_bytes()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
