@@ -1,5 +1,6 @@
 //! The command line's grammar: every command, subcommand and flag (clap).
 
+pub use super::subcommands::{ConsoleCommand, ConsoleUserCommand, MdmCommand};
 use crate::ca::key::KeyAlgorithm;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -71,6 +72,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: EabCommand,
+    },
+    /// Operator accounts of the web console (`/console/`).
+    Console {
+        /// What to do.
+        #[command(subcommand)]
+        command: ConsoleCommand,
     },
     /// MDM inventory sync (`[mdm.<name>]` sources).
     Mdm {
@@ -366,34 +373,6 @@ pub enum EabCommand {
         /// Who the key is for (kept with the key, shown in logs).
         #[arg(long)]
         name: String,
-    },
-}
-
-/// `custos mdm …`.
-#[derive(Debug, Subcommand)]
-pub enum MdmCommand {
-    /// Sync one source now: read its inventory, update ours, revoke what
-    /// became lost, wiped, unenrolled or retired; prints what changed.
-    Sync {
-        /// The source (`[mdm.<name>]`).
-        #[arg(long)]
-        name: String,
-        /// Show what would change; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Apply even when more than max_changes_percent would change (a
-        /// held sync).
-        #[arg(long)]
-        confirm: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Every source's last sync: result, duration, counts, held changes.
-    Status {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 

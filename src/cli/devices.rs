@@ -164,6 +164,24 @@ pub(super) async fn scep(
     Ok(())
 }
 
+pub(super) fn console(
+    config: &crate::config::Config,
+    command: crate::cli::args::ConsoleCommand,
+) -> anyhow::Result<()> {
+    let crate::cli::args::ConsoleCommand::User { command } = command;
+    let crate::cli::args::ConsoleUserCommand::Add { name, role } = command;
+    let password = crate::support::console_users::add(
+        &config.data_dir,
+        &name,
+        role,
+        crate::model::time::unix_now(),
+    )?;
+    println!("name:     {name}");
+    println!("role:     {}", role.name());
+    println!("password: {password}");
+    Ok(())
+}
+
 pub(super) async fn mdm(
     ops: &impl Operations,
     command: crate::cli::args::MdmCommand,

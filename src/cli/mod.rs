@@ -40,6 +40,7 @@ mod ops_remote;
 mod records;
 mod serve;
 mod status;
+mod subcommands;
 
 pub use args::*;
 use certs::{certs, issue, revoke, status};
@@ -84,6 +85,7 @@ pub async fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Crl { command } => with_ops!(config, |ops| crl(ops, command)),
         Command::Eab { command } => with_ops!(config, |ops| eab(ops, command)),
         Command::Mdm { command } => with_ops!(config, |ops| mdm(ops, command)),
+        Command::Console { command } => devices::console(&config, command),
         Command::Scep { command } => {
             let ttl = config.scep.challenge_ttl_secs;
             with_ops!(config, |ops| scep(ops, command, ttl))

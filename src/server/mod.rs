@@ -11,6 +11,7 @@
 pub mod acme;
 pub mod admin;
 pub mod conn;
+pub mod console;
 pub mod crl;
 pub mod observe;
 pub mod ocsp;

@@ -3,6 +3,7 @@
 //! `custos serve` announces itself and is found). They import nothing else
 //! of custos.
 
+pub mod console_users;
 pub mod files;
 pub mod instance;
 pub mod metrics;

@@ -7,6 +7,7 @@
 //! `cargo test --test it -- ocsp::`.
 
 mod common;
+mod console;
 
 mod acme;
 mod acme_device;

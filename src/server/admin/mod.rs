@@ -141,6 +141,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(super::webhooks::routes())
         .merge(super::scep::routes())
         .merge(super::scep_challenges::routes())
+        .merge(super::console::routes())
         .route("/healthz", get(super::plain::healthz))
         .layer(axum::middleware::from_fn_with_state(
             std::time::Duration::from_secs(app.config.http.body_timeout_secs),

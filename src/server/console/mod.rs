@@ -1,0 +1,499 @@
+//! The operator console, `/console/` on the HTTPS listener: sign in with
+//! the admin token or a named operator account (`custos console user
+//! add`), then look at the overview, devices, certificates and the audit
+//! log, and (operators, not viewers) revoke.
+//!
+//! Sessions live in this process (a restart signs everyone out): a random
+//! id in a cookie that is HttpOnly, Secure and SameSite=Strict, scoped to
+//! `/console`, idle for at most 8 hours; every change is a POST carrying
+//! the session's CSRF token, and is audited with the operator's name. The
+//! pages are server-rendered HTML with inline styles and no script or
+//! external asset (Content-Security-Policy `default-src 'none'`).
+
+mod pages;
+
+use crate::app::App;
+use crate::support::console_users::Role;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const COOKIE: &str = "custos_console";
+const IDLE: Duration = Duration::from_secs(8 * 3600);
+/// Most sessions kept (the oldest go first).
+const MAX_SESSIONS: usize = 10_000;
+
+/// A signed-in operator.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// Name in the audit log (`console:<name>`).
+    pub operator: String,
+    /// What they may do.
+    pub role: Role,
+    /// The token every change must carry.
+    pub csrf: String,
+    seen: Instant,
+}
+
+fn sessions() -> &'static Mutex<HashMap<String, Session>> {
+    static S: OnceLock<Mutex<HashMap<String, Session>>> = OnceLock::new();
+    S.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn random_token() -> String {
+    let mut raw = [0u8; 24];
+    let _ = aws_lc_rs::rand::fill(&mut raw);
+    hex::encode(raw)
+}
+
+fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(&format!("{COOKIE}="))
+                .map(str::to_string)
+        })
+}
+
+/// The session a request carries, refreshed; `None` when signed out.
+fn session(headers: &HeaderMap) -> Option<Session> {
+    let id = cookie_value(headers)?;
+    let mut all = sessions().lock().unwrap_or_else(|e| e.into_inner());
+    let s = all.get_mut(&id)?;
+    if s.seen.elapsed() > IDLE {
+        all.remove(&id);
+        return None;
+    }
+    s.seen = Instant::now();
+    Some(s.clone())
+}
+
+/// Headers of every console page: no caching, no framing, no script.
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn redirect(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
+}
+
+/// Routes for the HTTPS router.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/console", get(|| async { redirect("/console/") }))
+        .route("/console/", get(overview))
+        .route("/console/login", get(login_page).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console/devices", get(devices))
+        .route("/console/devices/{id}", get(device))
+        .route("/console/devices/{id}/revoke", post(revoke_device))
+        .route("/console/certificates/{serial}", get(certificate))
+        .route("/console/certificates/{serial}/pem", get(certificate_pem))
+        .route(
+            "/console/certificates/{serial}/revoke",
+            post(revoke_certificate),
+        )
+        .route("/console/audit", get(audit))
+}
+
+async fn login_page(headers: HeaderMap) -> Response {
+    if session(&headers).is_some() {
+        return redirect("/console/");
+    }
+    html(StatusCode::OK, pages::login(None))
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    token: String,
+}
+
+async fn login(State(app): State<Arc<App>>, Form(form): Form<LoginForm>) -> Response {
+    let who = if !form.token.is_empty() {
+        app.admin_token
+            .matches(form.token.trim())
+            .then(|| ("admin".to_string(), Role::Operator))
+    } else {
+        let data_dir = app.config.data_dir.clone();
+        let (name, password) = (form.name.clone(), form.password.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::support::console_users::check(&data_dir, &name, &password)
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
+        .map(|u| (u.name, u.role))
+    };
+    let Some((operator, role)) = who else {
+        tracing::warn!(name = %form.name, "console sign-in refused");
+        return html(
+            StatusCode::UNAUTHORIZED,
+            pages::login(Some("Wrong name, password or token.")),
+        );
+    };
+    let id = random_token();
+    {
+        let mut all = sessions().lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|_, s| s.seen.elapsed() <= IDLE);
+        if all.len() >= MAX_SESSIONS {
+            if let Some(oldest) = all
+                .iter()
+                .min_by_key(|(_, s)| s.seen)
+                .map(|(k, _)| k.clone())
+            {
+                all.remove(&oldest);
+            }
+        }
+        all.insert(
+            id.clone(),
+            Session {
+                operator: operator.clone(),
+                role,
+                csrf: random_token(),
+                seen: Instant::now(),
+            },
+        );
+    }
+    app.authority.audit(
+        &format!("console:{operator}"),
+        "console.signin",
+        serde_json::json!({"role": role.name(), "outcome": "signed in"}),
+        crate::model::time::unix_now(),
+    );
+    let mut r = redirect("/console/");
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        IDLE.as_secs()
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[derive(serde::Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+/// The session of a change: signed in, with the right CSRF token, and an
+/// operator; else the answer to send.
+fn change_session(headers: &HeaderMap, form: &CsrfForm) -> Result<Session, Box<Response>> {
+    let Some(s) = session(headers) else {
+        return Err(Box::new(redirect("/console/login")));
+    };
+    let ok =
+        aws_lc_rs::constant_time::verify_slices_are_equal(s.csrf.as_bytes(), form.csrf.as_bytes())
+            .is_ok();
+    if !ok {
+        return Err(Box::new(html(
+            StatusCode::FORBIDDEN,
+            pages::message(
+                &s,
+                "Refused",
+                "The form's CSRF token is missing or wrong; reload the page and try again.",
+            ),
+        )));
+    }
+    if s.role != Role::Operator {
+        return Err(Box::new(html(
+            StatusCode::FORBIDDEN,
+            pages::message(
+                &s,
+                "Refused",
+                "Viewers cannot change anything; ask an operator.",
+            ),
+        )));
+    }
+    Ok(s)
+}
+
+async fn logout(headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    if let (Some(id), Some(s)) = (cookie_value(&headers), session(&headers)) {
+        if s.csrf == form.csrf {
+            sessions()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+        }
+    }
+    let mut r = redirect("/console/login");
+    let gone = format!("{COOKIE}=; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
+    if let Ok(v) = HeaderValue::from_str(&gone) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+macro_rules! signed_in {
+    ($headers:expr) => {
+        match session(&$headers) {
+            Some(s) => s,
+            None => return redirect("/console/login"),
+        }
+    };
+}
+
+async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let s = signed_in!(headers);
+    let a = app.clone();
+    let page = tokio::task::spawn_blocking(move || pages::overview(&a, &s)).await;
+    match page {
+        Ok(Ok(body)) => html(StatusCode::OK, body),
+        _ => html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the overview failed; see the server log".into(),
+        ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Search {
+    #[serde(default)]
+    q: String,
+}
+
+async fn devices(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<Search>,
+) -> Response {
+    let s = signed_in!(headers);
+    let a = app.clone();
+    match tokio::task::spawn_blocking(move || pages::devices(&a, &s, q.q.trim())).await {
+        Ok(Ok(body)) => html(StatusCode::OK, body),
+        _ => html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the device list failed".into(),
+        ),
+    }
+}
+
+async fn device(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let s = signed_in!(headers);
+    let a = app.clone();
+    match tokio::task::spawn_blocking(move || pages::device(&a, &s, &id)).await {
+        Ok(Ok(Some(body))) => html(StatusCode::OK, body),
+        Ok(Ok(None)) => html(StatusCode::NOT_FOUND, "no such device".into()),
+        _ => html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the device page failed".into(),
+        ),
+    }
+}
+
+async fn certificate(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(serial): Path<String>,
+) -> Response {
+    let s = signed_in!(headers);
+    let a = app.clone();
+    match tokio::task::spawn_blocking(move || pages::certificate(&a, &s, &serial)).await {
+        Ok(Ok(Some(body))) => html(StatusCode::OK, body),
+        Ok(Ok(None)) => html(StatusCode::NOT_FOUND, "no such certificate".into()),
+        _ => html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the certificate page failed".into(),
+        ),
+    }
+}
+
+async fn certificate_pem(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(serial): Path<String>,
+) -> Response {
+    let _s = signed_in!(headers);
+    let Ok(serial) = serial.parse::<crate::serial::Serial>() else {
+        return (StatusCode::BAD_REQUEST, "not a serial").into_response();
+    };
+    match app.ledger.get_der(&serial) {
+        Ok(Some(der)) => (
+            [
+                (header::CONTENT_TYPE, "application/x-pem-file".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{}.pem\"", serial.to_hex()),
+                ),
+            ],
+            crate::ca::to_pem(&der),
+        )
+            .into_response(),
+        _ => (StatusCode::NOT_FOUND, "no such certificate").into_response(),
+    }
+}
+
+fn reason_of(form: &CsrfForm) -> Result<crate::revocation::Reason, String> {
+    form.reason
+        .as_deref()
+        .unwrap_or("unspecified")
+        .parse::<crate::revocation::Reason>()
+        .map_err(|e| e.to_string())
+}
+
+async fn revoke_device(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let s = match change_session(&headers, &form) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    if form.confirm.as_deref() != Some(id.as_str()) {
+        return html(
+            StatusCode::BAD_REQUEST,
+            pages::message(
+                &s,
+                "Not revoked",
+                "Type the device's serial in the confirmation box to revoke all its certificates.",
+            ),
+        );
+    }
+    let reason = match reason_of(&form) {
+        Ok(r) => r,
+        Err(e) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                pages::message(&s, "Not revoked", &e),
+            )
+        }
+    };
+    let actor = format!("console:{}", s.operator);
+    let a = app.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        a.authority
+            .revoke_device(&id, reason, Some(&actor), crate::model::time::unix_now())
+            .map(|r| (id, r))
+    })
+    .await;
+    match done {
+        Ok(Ok((id, results))) => {
+            redirect(&format!("/console/devices/{id}?revoked={}", results.len()))
+        }
+        Ok(Err(e)) => html(
+            StatusCode::BAD_REQUEST,
+            pages::message(&s, "Not revoked", &e.to_string()),
+        ),
+        Err(_) => html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "revocation failed".into(),
+        ),
+    }
+}
+
+async fn revoke_certificate(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(serial): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let s = match change_session(&headers, &form) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let Ok(parsed) = serial.parse::<crate::serial::Serial>() else {
+        return html(
+            StatusCode::BAD_REQUEST,
+            pages::message(&s, "Not revoked", "not a serial"),
+        );
+    };
+    let reason = match reason_of(&form) {
+        Ok(r) => r,
+        Err(e) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                pages::message(&s, "Not revoked", &e),
+            )
+        }
+    };
+    let actor = format!("console:{}", s.operator);
+    let a = app.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        a.authority.revoke_serial(
+            &parsed,
+            reason,
+            Some(&actor),
+            crate::model::time::unix_now(),
+        )
+    })
+    .await;
+    match done {
+        Ok(Ok(r)) => redirect(&format!("/console/certificates/{}", r.serial)),
+        Ok(Err(e)) => html(
+            StatusCode::BAD_REQUEST,
+            pages::message(&s, "Not revoked", &e.to_string()),
+        ),
+        Err(_) => html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "revocation failed".into(),
+        ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AuditQuery {
+    #[serde(default)]
+    device: String,
+    #[serde(default)]
+    kind: String,
+}
+
+async fn audit(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    let s = signed_in!(headers);
+    let a = app.clone();
+    match tokio::task::spawn_blocking(move || pages::audit(&a, &s, q.device.trim(), q.kind.trim()))
+        .await
+    {
+        Ok(Ok(body)) => html(StatusCode::OK, body),
+        _ => html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the audit page failed".into(),
+        ),
+    }
+}

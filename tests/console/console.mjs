@@ -1,0 +1,88 @@
+// Drives custos' operator console in a real browser (Debian's chromium,
+// through playwright-core): sign-in, cookie flags, device search, revoking
+// a device, OCSP saying revoked on the certificate page, CSRF refusal, and
+// a viewer who cannot revoke. Screenshots go to SHOTS. Exit code 0 = pass.
+// Usage: node console.mjs BASE ADMIN_TOKEN VIEWER_NAME VIEWER_PASSWORD DEVICE SERIAL SHOTS
+import { chromium } from 'playwright-core';
+
+const [base, token, viewerName, viewerPassword, device, serial, shots] = process.argv.slice(2);
+const fail = (msg) => { console.error('FAIL: ' + msg); process.exit(1); };
+const expect = (cond, msg) => { if (!cond) fail(msg); };
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-dev-shm-usage'],
+});
+try {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1100, height: 800 } });
+  const page = await ctx.newPage();
+
+  // Signed out: sent to the sign-in page.
+  await page.goto(`${base}/console/`);
+  expect(page.url().endsWith('/console/login'), `not sent to sign in: ${page.url()}`);
+  await page.screenshot({ path: `${shots}/signin.png` });
+  await page.fill('input[name=token]', 'wrong-token');
+  await page.click('button[type=submit]');
+  expect((await page.textContent('body')).includes('Wrong name, password or token'), 'a wrong token was accepted');
+  await page.fill('input[name=token]', token);
+  await page.click('button[type=submit]');
+  expect((await page.textContent('h1')) === 'Overview', 'no overview after signing in');
+  await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
+
+  // The session cookie's flags.
+  const cookie = (await ctx.cookies()).find((c) => c.name === 'custos_console');
+  expect(cookie, 'no session cookie');
+  expect(cookie.httpOnly && cookie.secure && cookie.sameSite === 'Strict', `cookie flags: ${JSON.stringify(cookie)}`);
+
+  // Find the device, see its certificate.
+  await page.goto(`${base}/console/devices`);
+  await page.fill('input[name=q]', device.slice(0, 5).toLowerCase());
+  await page.click('form[action="/console/devices"] button');
+  await page.click(`a:text("${device}")`);
+  expect((await page.textContent('body')).includes(serial), 'the device page lacks its certificate');
+  await page.screenshot({ path: `${shots}/device.png`, fullPage: true });
+
+  // A change without the CSRF token is refused, and changes nothing.
+  const forged = await page.request.post(`${base}/console/devices/${device}/revoke`, {
+    form: { csrf: 'forged', reason: 'keyCompromise', confirm: device },
+    maxRedirects: 0,
+  });
+  expect(forged.status() === 403, `forged CSRF answered ${forged.status()}`);
+  await page.goto(`${base}/console/certificates/${serial}`);
+  expect((await page.textContent('#ocsp')) === 'good', 'a forged request revoked');
+
+  // Revoke everything of the device, with the confirmation.
+  await page.goto(`${base}/console/devices/${device}`);
+  await page.selectOption('select[name=reason]', 'keyCompromise');
+  await page.fill('input[name=confirm]', device);
+  await page.click('text=Revoke all');
+  await page.goto(`${base}/console/certificates/${serial}`);
+  expect((await page.textContent('#ocsp')) === 'revoked', 'OCSP does not say revoked');
+  await page.screenshot({ path: `${shots}/certificate-revoked.png`, fullPage: true });
+
+  // The audit log shows who.
+  await page.goto(`${base}/console/audit?device=${device}`);
+  expect((await page.textContent('body')).includes('console:admin'), 'the audit log does not name the operator');
+  await page.screenshot({ path: `${shots}/audit.png`, fullPage: true });
+
+  // A viewer sees, and cannot revoke.
+  const vctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 390, height: 800 } });
+  const v = await vctx.newPage();
+  await v.goto(`${base}/console/login`);
+  await v.fill('input[name=name]', viewerName);
+  await v.fill('input[name=password]', viewerPassword);
+  await v.click('button[type=submit]');
+  expect((await v.textContent('h1')) === 'Overview', 'the viewer could not sign in');
+  await v.goto(`${base}/console/devices/${device}`);
+  expect(!(await v.content()).includes('Revoke all'), 'a viewer is offered revocation');
+  await v.screenshot({ path: `${shots}/viewer-phone.png`, fullPage: true });
+  const csrf = await v.getAttribute('input[name=csrf]', 'value');
+  const attempt = await v.request.post(`${base}/console/certificates/${serial}/revoke`, {
+    form: { csrf, reason: 'superseded' },
+    maxRedirects: 0,
+  });
+  expect(attempt.status() === 403, `a viewer's revocation answered ${attempt.status()}`);
+  console.log('console: all checks passed');
+} finally {
+  await browser.close();
+}

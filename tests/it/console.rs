@@ -1,0 +1,114 @@
+//! The operator console in a real browser: Debian's chromium driven by
+//! playwright-core (`tests/console/console.mjs`) signs in, finds a device,
+//! revokes it and sees OCSP say revoked on its certificate page; a forged
+//! CSRF token and a viewer are refused; the cookie's flags are checked.
+//! The screenshots land in `docs/console/` for the README.
+
+use crate::common::{custos_ok, ocsp_says, openssl, Server};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_revokes_a_device_in_the_browser_and_a_viewer_cannot() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    custos_ok(&data, &["init"]);
+    custos_ok(
+        &data,
+        &[
+            "devices",
+            "add",
+            "--serial",
+            "C02CONSOLE1",
+            "--owner",
+            "alice",
+        ],
+    );
+    let (key, csr, leaf) = (dir.join("k.pem"), dir.join("r.csr"), dir.join("leaf.pem"));
+    assert!(openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=C02CONSOLE1",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        csr.to_str().unwrap(),
+    ])
+    .status
+    .success());
+    let issued = custos_ok(
+        &data,
+        &[
+            "issue",
+            "--csr",
+            csr.to_str().unwrap(),
+            "--profile",
+            "device",
+            "--device",
+            "C02CONSOLE1",
+            "--out",
+            leaf.to_str().unwrap(),
+        ],
+    );
+    let serial = crate::common::issued_serial(&String::from_utf8_lossy(&issued.stderr));
+    let viewer = custos_ok(
+        &data,
+        &[
+            "console", "user", "add", "--name", "helpdesk", "--role", "viewer",
+        ],
+    );
+    let viewer = String::from_utf8_lossy(&viewer.stdout).into_owned();
+    let password = viewer
+        .lines()
+        .find_map(|l| l.strip_prefix("password:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(data.join("console-users.json"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let server = Server::start(&data, &[]);
+    assert!(ocsp_says(&server, &leaf).contains(": good"));
+
+    let console = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console");
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/console");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = tokio::process::Command::new("node")
+        .current_dir(&console)
+        .arg("console.mjs")
+        .args([
+            &server.https_url,
+            &server.token(),
+            "helpdesk",
+            &password,
+            "C02CONSOLE1",
+            &serial,
+        ])
+        .arg(&shots)
+        .output()
+        .await
+        .expect("node must be installed (see .ci/setup)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What the browser did, seen from outside.
+    assert!(ocsp_says(&server, &leaf).contains(": revoked"));
+    let audit = custos_ok(&data, &["audit", "--kind", "revocation", "--json"]);
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("console:admin"));
+    let log = std::fs::read_to_string(dir.join(format!("serve-{}.log", std::process::id())))
+        .unwrap_or_default();
+    assert!(!log.contains(&password), "passwords are not logged");
+    assert!(server.terminate().success());
+}
