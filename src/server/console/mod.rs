@@ -260,6 +260,29 @@ async fn logout(headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
     r
 }
 
+/// Renders a page off the async workers: 200, 404 for `None`, 500 (the
+/// error logged) for a failure.
+async fn render(
+    what: &'static str,
+    make: impl FnOnce() -> anyhow::Result<Option<String>> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(make).await {
+        Ok(Ok(Some(body))) => html(StatusCode::OK, body),
+        Ok(Ok(None)) => html(StatusCode::NOT_FOUND, format!("no such {what}")),
+        Ok(Err(e)) => {
+            tracing::error!(page = what, error = %e, "console page failed");
+            html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the {what} page failed; see the server log"),
+            )
+        }
+        Err(_) => html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the {what} page failed"),
+        ),
+    }
+}
+
 macro_rules! signed_in {
     ($headers:expr) => {
         match session(&$headers) {
@@ -271,15 +294,7 @@ macro_rules! signed_in {
 
 async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let s = signed_in!(headers);
-    let a = app.clone();
-    let page = tokio::task::spawn_blocking(move || pages::overview(&a, &s)).await;
-    match page {
-        Ok(Ok(body)) => html(StatusCode::OK, body),
-        _ => html(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the overview failed; see the server log".into(),
-        ),
-    }
+    render("overview", move || pages::overview(&app, &s).map(Some)).await
 }
 
 #[derive(serde::Deserialize)]
@@ -294,14 +309,10 @@ async fn devices(
     Query(q): Query<Search>,
 ) -> Response {
     let s = signed_in!(headers);
-    let a = app.clone();
-    match tokio::task::spawn_blocking(move || pages::devices(&a, &s, q.q.trim())).await {
-        Ok(Ok(body)) => html(StatusCode::OK, body),
-        _ => html(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the device list failed".into(),
-        ),
-    }
+    render("device list", move || {
+        pages::devices(&app, &s, q.q.trim()).map(Some)
+    })
+    .await
 }
 
 async fn device(
@@ -310,15 +321,7 @@ async fn device(
     Path(id): Path<String>,
 ) -> Response {
     let s = signed_in!(headers);
-    let a = app.clone();
-    match tokio::task::spawn_blocking(move || pages::device(&a, &s, &id)).await {
-        Ok(Ok(Some(body))) => html(StatusCode::OK, body),
-        Ok(Ok(None)) => html(StatusCode::NOT_FOUND, "no such device".into()),
-        _ => html(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the device page failed".into(),
-        ),
-    }
+    render("device", move || pages::device(&app, &s, &id)).await
 }
 
 async fn certificate(
@@ -327,15 +330,7 @@ async fn certificate(
     Path(serial): Path<String>,
 ) -> Response {
     let s = signed_in!(headers);
-    let a = app.clone();
-    match tokio::task::spawn_blocking(move || pages::certificate(&a, &s, &serial)).await {
-        Ok(Ok(Some(body))) => html(StatusCode::OK, body),
-        Ok(Ok(None)) => html(StatusCode::NOT_FOUND, "no such certificate".into()),
-        _ => html(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the certificate page failed".into(),
-        ),
-    }
+    render("certificate", move || pages::certificate(&app, &s, &serial)).await
 }
 
 async fn certificate_pem(
@@ -486,14 +481,8 @@ async fn audit(
     Query(q): Query<AuditQuery>,
 ) -> Response {
     let s = signed_in!(headers);
-    let a = app.clone();
-    match tokio::task::spawn_blocking(move || pages::audit(&a, &s, q.device.trim(), q.kind.trim()))
-        .await
-    {
-        Ok(Ok(body)) => html(StatusCode::OK, body),
-        _ => html(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the audit page failed".into(),
-        ),
-    }
+    render("audit", move || {
+        pages::audit(&app, &s, q.device.trim(), q.kind.trim()).map(Some)
+    })
+    .await
 }
