@@ -60,6 +60,12 @@ try {
   expect((await page.textContent('#ocsp')) === 'revoked', 'OCSP does not say revoked');
   await page.screenshot({ path: `${shots}/certificate-revoked.png`, fullPage: true });
 
+  // Mark the device lost (status only; the revocation was above).
+  await page.goto(`${base}/console/devices/${device}`);
+  await page.selectOption('select[name=status]', 'lost');
+  await page.click('form[action$="/status"] button');
+  expect((await page.textContent('strong.bad')) === 'lost', 'the status did not change');
+
   // The audit log shows who.
   await page.goto(`${base}/console/audit?device=${device}`);
   expect((await page.textContent('body')).includes('console:admin'), 'the audit log does not name the operator');

@@ -111,6 +111,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/console/devices", get(devices))
         .route("/console/devices/{id}", get(device))
         .route("/console/devices/{id}/revoke", post(revoke_device))
+        .route("/console/devices/{id}/status", post(device_status))
         .route("/console/certificates/{serial}", get(certificate))
         .route("/console/certificates/{serial}/pem", get(certificate_pem))
         .route(
@@ -463,6 +464,61 @@ async fn revoke_certificate(
         Err(_) => html(
             StatusCode::INTERNAL_SERVER_ERROR,
             "revocation failed".into(),
+        ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct StatusForm {
+    #[serde(default)]
+    csrf: String,
+    status: String,
+    #[serde(default)]
+    compliant: Option<String>,
+}
+
+async fn device_status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<StatusForm>,
+) -> Response {
+    let check = CsrfForm {
+        csrf: form.csrf.clone(),
+        reason: None,
+        confirm: None,
+    };
+    let s = match change_session(&headers, &check) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let status = match form.status.parse::<crate::devices::DeviceStatus>() {
+        Ok(st) => st,
+        Err(e) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                pages::message(&s, "Not changed", &e),
+            )
+        }
+    };
+    let compliant = Some(form.compliant.is_some());
+    let actor = format!("console:{}", s.operator);
+    let a = app.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let now = crate::model::time::unix_now();
+        let d = a.ledger.set_device_status(&id, status, compliant, now)?;
+        if let Some(d) = &d {
+            crate::devices::ops::audit_status(&a.authority, &actor, d, now);
+        }
+        Ok::<_, anyhow::Error>(d)
+    })
+    .await;
+    match done {
+        Ok(Ok(Some(d))) => redirect(&format!("/console/devices/{}", d.serial)),
+        Ok(Ok(None)) => html(StatusCode::NOT_FOUND, "no such device".into()),
+        _ => html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the change failed".into(),
         ),
     }
 }

@@ -206,6 +206,19 @@ pub fn device(app: &App, s: &Session, id: &str) -> anyhow::Result<Option<String>
                 }
             }
             @if s.role == Role::Operator {
+                form.card method="post" action={ "/console/devices/" (d.serial) "/status" } {
+                    h2 { "Set status" }
+                    input type="hidden" name="csrf" value=(s.csrf);
+                    select name="status" {
+                        @for st in ["active", "lost", "unenrolled", "retired"] {
+                            option value=(st) selected[st == d.status.name()] { (st) }
+                        }
+                    }
+                    " "
+                    label { input type="checkbox" name="compliant" value="true" checked[d.compliant]; " compliant" }
+                    " "
+                    button type="submit" { "Save" }
+                }
                 form.card method="post" action={ "/console/devices/" (d.serial) "/revoke" } {
                     h2 { "Revoke every certificate of this device" }
                     input type="hidden" name="csrf" value=(s.csrf);
