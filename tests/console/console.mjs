@@ -71,6 +71,15 @@ try {
   expect((await page.textContent('body')).includes('console:admin'), 'the audit log does not name the operator');
   await page.screenshot({ path: `${shots}/audit.png`, fullPage: true });
 
+  // An external account binding key, shown once.
+  await page.goto(`${base}/console/acme`);
+  await page.fill('input[name=name]', 'laptop-fleet');
+  await page.click('form[action="/console/acme/eab"] button');
+  const kid = await page.textContent('#eab-kid');
+  expect(kid && kid.length > 10 && (await page.textContent('#eab-hmac')).length > 20, 'no key shown');
+  await page.goto(`${base}/console/acme`);
+  expect(!(await page.content()).includes(kid), 'the key is shown again');
+
   // A viewer sees, and cannot revoke.
   const vctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 390, height: 800 } });
   const v = await vctx.newPage();

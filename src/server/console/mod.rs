@@ -119,6 +119,8 @@ pub fn routes() -> Router<Arc<App>> {
             post(revoke_certificate),
         )
         .route("/console/audit", get(audit))
+        .route("/console/acme", get(acme))
+        .route("/console/acme/eab", post(acme_eab))
 }
 
 async fn login_page(headers: HeaderMap) -> Response {
@@ -519,6 +521,59 @@ async fn device_status(
         _ => html(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the change failed".into(),
+        ),
+    }
+}
+
+async fn acme(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let s = signed_in!(headers);
+    html(StatusCode::OK, pages::acme(&app, &s, None))
+}
+
+#[derive(serde::Deserialize)]
+struct EabForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// Makes an external account binding key and shows it, once (the answer
+/// is not cached and the key is not kept).
+async fn acme_eab(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(form): Form<EabForm>,
+) -> Response {
+    let check = CsrfForm {
+        csrf: form.csrf.clone(),
+        reason: None,
+        confirm: None,
+    };
+    let s = match change_session(&headers, &check) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let actor = format!("console:{}", s.operator);
+    let a = app.clone();
+    let name = form.name.clone();
+    let made = tokio::task::spawn_blocking(move || {
+        let now = crate::model::time::unix_now();
+        let secret = crate::acme::eab::EabSecret::ensure(&a.config.data_dir)?;
+        let key = crate::acme::eab::create(&a.ledger, &secret, &name, now)?;
+        crate::acme::eab::audit_create(&a.authority, &actor, &key, now);
+        Ok::<_, anyhow::Error>(key)
+    })
+    .await;
+    match made {
+        Ok(Ok(key)) => html(StatusCode::OK, pages::acme(&app, &s, Some(&key))),
+        Ok(Err(e)) => html(
+            StatusCode::BAD_REQUEST,
+            pages::message(&s, "No key made", &e.to_string()),
+        ),
+        Err(_) => html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the key could not be made".into(),
         ),
     }
 }

@@ -31,6 +31,7 @@ fn page(session: Option<&Session>, title: &str, body: Markup) -> String {
                         a href="/console/" { "Overview" }
                         a href="/console/devices" { "Devices" }
                         a href="/console/audit" { "Audit log" }
+                        a href="/console/acme" { "ACME" }
                         form method="post" action="/console/logout" {
                             input type="hidden" name="csrf" value=(s.csrf);
                             span { (s.operator) " (" (s.role.name()) ") " }
@@ -280,6 +281,40 @@ fn live_ocsp(app: &App, serial: &crate::serial::Serial, now: u64) -> String {
         Some(der) => app.responder.answer(&der, now).status.to_string(),
         None => "could not ask".into(),
     }
+}
+
+/// The ACME server's directory and, for operators, external account
+/// binding keys: a new key is shown on this answer only.
+pub fn acme(app: &App, s: &Session, created: Option<&crate::acme::eab::EabKey>) -> String {
+    let directory = format!("{}/acme/directory", app.config.https_base(None));
+    page(
+        Some(s),
+        "ACME",
+        html! {
+            div.card {
+                p { "Directory: " code { (directory) } }
+                p { "External account binding required: " (app.config.acme.external_account_required) }
+            }
+            @if let Some(k) = created {
+                div.card {
+                    h2 { "New key for " (k.name) }
+                    p.bad { "Shown once: copy it now." }
+                    p { "kid: " code id="eab-kid" { (k.kid) } }
+                    p { "hmac_key: " code id="eab-hmac" { (k.hmac_key) } }
+                    p { "certbot " code { "--eab-kid " (k.kid) " --eab-hmac-key " (k.hmac_key) } }
+                }
+            }
+            @if s.role == Role::Operator {
+                form.card method="post" action="/console/acme/eab" {
+                    h2 { "Make an external account binding key" }
+                    input type="hidden" name="csrf" value=(s.csrf);
+                    label { "For " input name="name" placeholder="who or what it is for" required; }
+                    " "
+                    button type="submit" { "Make key" }
+                }
+            }
+        },
+    )
 }
 
 /// The audit log, newest last, filtered by device and kind.
