@@ -165,6 +165,12 @@ async fn a_sync_revokes_what_the_mdm_lost_and_holds_what_looks_like_a_glitch() {
     let r = sync(&data, &[]);
     assert_eq!(r["result"], "applied", "{r}");
     assert_eq!(r["added"], 20);
+    let audit = custos_ok(&data, &["audit", "--kind", "device", "--json"]);
+    let audit = String::from_utf8_lossy(&audit.stdout).into_owned();
+    assert!(
+        audit.contains("\"action\": \"sync\"") && audit.contains("\"added\": 20"),
+        "{audit}"
+    );
     let certs: HashMap<&str, _> = [
         "C02SYNC01",
         "C02SYNC02",

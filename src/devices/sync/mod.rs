@@ -434,6 +434,24 @@ impl MdmSync {
         for (serial, group) in &plan.regrouped {
             self.ledger.set_device_group(serial, group, now)?;
         }
+        if !plan.added.is_empty() || !plan.regrouped.is_empty() {
+            // Like an import: one entry for the devices the sync added
+            // and moved (their status changes are audited as events).
+            let moved: Vec<_> = plan.regrouped.iter().take(1000).collect();
+            let entry = crate::ledger::AuditEntry::new(
+                now,
+                "device",
+                &format!("sync:{name}"),
+                serde_json::json!({
+                    "action": "sync",
+                    "added": plan.added.len(),
+                    "regrouped": plan.regrouped.len(),
+                    "moved": moved,
+                    "outcome": "imported",
+                }),
+            );
+            self.ledger.append_audit(&entry)?;
+        }
         let events: Vec<custos_webhooks::DeviceEvent> = plan
             .changes
             .iter()

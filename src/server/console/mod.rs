@@ -216,13 +216,12 @@ struct CsrfForm {
 
 /// The session of a change: signed in, with the right CSRF token, and an
 /// operator; else the answer to send.
-fn change_session(headers: &HeaderMap, form: &CsrfForm) -> Result<Session, Box<Response>> {
+fn change_session(headers: &HeaderMap, csrf: &str) -> Result<Session, Box<Response>> {
     let Some(s) = session(headers) else {
         return Err(Box::new(redirect("/console/login")));
     };
-    let ok =
-        aws_lc_rs::constant_time::verify_slices_are_equal(s.csrf.as_bytes(), form.csrf.as_bytes())
-            .is_ok();
+    let ok = aws_lc_rs::constant_time::verify_slices_are_equal(s.csrf.as_bytes(), csrf.as_bytes())
+        .is_ok();
     if !ok {
         return Err(Box::new(html(
             StatusCode::FORBIDDEN,
@@ -375,7 +374,7 @@ async fn revoke_device(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let s = match change_session(&headers, &form) {
+    let s = match change_session(&headers, &form.csrf) {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -427,7 +426,7 @@ async fn revoke_certificate(
     Path(serial): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let s = match change_session(&headers, &form) {
+    let s = match change_session(&headers, &form.csrf) {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -485,12 +484,7 @@ async fn device_status(
     Path(id): Path<String>,
     Form(form): Form<StatusForm>,
 ) -> Response {
-    let check = CsrfForm {
-        csrf: form.csrf.clone(),
-        reason: None,
-        confirm: None,
-    };
-    let s = match change_session(&headers, &check) {
+    let s = match change_session(&headers, &form.csrf) {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -545,12 +539,7 @@ async fn acme_eab(
     headers: HeaderMap,
     Form(form): Form<EabForm>,
 ) -> Response {
-    let check = CsrfForm {
-        csrf: form.csrf.clone(),
-        reason: None,
-        confirm: None,
-    };
-    let s = match change_session(&headers, &check) {
+    let s = match change_session(&headers, &form.csrf) {
         Ok(s) => s,
         Err(r) => return *r,
     };
