@@ -48,6 +48,8 @@ pub struct App {
     pub replication: Option<Arc<crate::replication::publish::Publisher>>,
     /// MDM inventory sync (`[mdm.<name>]`).
     pub mdm_sync: Arc<crate::devices::sync::MdmSync>,
+    /// The last hour of OCSP answer rates (sampled while serving).
+    pub ocsp_rates: Arc<crate::status::ocsp_rates::OcspRates>,
 }
 
 /// The queue of ACME validation jobs (taken once, by the validator).
@@ -174,6 +176,18 @@ pub fn open_ledger(config: &Config) -> anyhow::Result<Ledger> {
 }
 
 impl App {
+    /// The HTTPS URL this server is reached at: `public_https_url`, or
+    /// where the running server announced it listens (the bound port when
+    /// the configuration asked for port 0).
+    pub fn https_base(&self) -> String {
+        if let Some(u) = &self.config.public_https_url {
+            return u.trim_end_matches('/').to_string();
+        }
+        crate::support::instance::ServerInfo::read(&self.config.data_dir)
+            .map(|i| i.https_url)
+            .unwrap_or_else(|_| self.config.https_base(None))
+    }
+
     /// Builds the app over an open ledger. Creates a development CA when the
     /// data dir has none and `create_ca` is set. `http_bound` is the bound
     /// plain-HTTP address, used for URLs when `public_http_url` is unset.
@@ -235,6 +249,7 @@ impl App {
         });
         Ok(App {
             mdm_sync,
+            ocsp_rates: Arc::default(),
             replication,
             acme,
             device_events,

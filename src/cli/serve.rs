@@ -186,6 +186,11 @@ fn start_background(app: &Arc<App>, shutdown: &CancellationToken) -> anyhow::Res
         tokio::spawn(publisher.clone().run(shutdown.clone()));
     }
     app.mdm_sync.clone().spawn(shutdown.clone());
+    tokio::spawn(
+        app.ocsp_rates
+            .clone()
+            .run(app.metrics.registry().clone(), shutdown.clone()),
+    );
     crate::status::notify::spawn(
         app.ledger.clone(),
         &app.config.notify,

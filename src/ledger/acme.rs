@@ -89,6 +89,7 @@ impl Ledger {
         }
         batch.put_cf(cf, account_key(&account.id), super::encode(account));
         batch.put_cf(cf, tkey, account.id.as_bytes());
+        batch.put_cf(cf, super::acme_lists::account_new_key(account), b"");
         self.db.write_opt(batch, &sync_opts())?;
         Ok(true)
     }
@@ -254,6 +255,7 @@ impl Ledger {
             }
         }
         batch.put_cf(cf, account_order_key(order), b"");
+        batch.put_cf(cf, super::acme_lists::order_new_key(order), b"");
         batch.put_cf(
             cf,
             order_expiry_key(delete_at(order, authzs), &order.id),
@@ -337,6 +339,7 @@ impl Ledger {
                     batch.delete_cf(cf, processing_key(authz_id));
                 }
                 batch.delete_cf(cf, account_order_key(&order));
+                batch.delete_cf(cf, super::acme_lists::order_new_key(&order));
                 batch.delete_cf(cf, order_key(id));
             }
             deleted += 1;
@@ -458,11 +461,14 @@ impl Ledger {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use custos_acme::order::{AuthzStatus, ChallengeRecord, ChallengeStatus, OrderStatus};
 
-    fn order_with_authz(id: &str, processing: bool) -> (OrderRecord, AuthzRecord) {
+    pub(in crate::ledger) fn order_with_authz(
+        id: &str,
+        processing: bool,
+    ) -> (OrderRecord, AuthzRecord) {
         let identifier = Identifier {
             kind: "dns".into(),
             value: "a.corp.example".into(),

@@ -105,6 +105,29 @@ impl AuditEntry {
     }
 }
 
+/// What [`Ledger::audit_hourly`] counted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditHourly {
+    /// Per kind asked for, per hour (oldest first).
+    pub counts: Vec<Vec<u64>>,
+    /// The newest sequence number read (0: the log is empty).
+    pub newest: u64,
+    /// Whether the whole span was read.
+    pub complete: bool,
+}
+
+/// The parts of an audit entry that counting needs.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct AuditHead {
+    /// Sequence number.
+    #[serde(default)]
+    pub seq: u64,
+    /// When (Unix seconds).
+    pub time: u64,
+    /// What changed.
+    pub kind: String,
+}
+
 /// Which audit entries to list.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AuditFilter {
@@ -408,6 +431,127 @@ impl Ledger {
         Ok(out)
     }
 
+    /// One page of the audit log, newest first: entries before sequence
+    /// number `before` (`None`: from the newest) that pass `filter`, at most
+    /// `limit`, reading at most `max_scan` entries. Also returns where the
+    /// next (older) page starts, if anything older is left.
+    pub fn audit_page_back(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        max_scan: usize,
+        filter: &AuditFilter,
+    ) -> Result<(Vec<AuditEntry>, Option<u64>), LedgerError> {
+        let end = match before {
+            Some(0) => return Ok((Vec::new(), None)),
+            Some(b) => [AUDIT_PREFIX, &(b - 1).to_be_bytes()].concat(),
+            None => [AUDIT_PREFIX, &u64::MAX.to_be_bytes()].concat(),
+        };
+        let mut out = Vec::new();
+        let mut scanned = 0usize;
+        for item in self.db.iterator_cf(
+            self.cf(CF_EVENTS),
+            IteratorMode::From(&end, Direction::Reverse),
+        ) {
+            let (key, value) = item?;
+            if !key.starts_with(AUDIT_PREFIX) {
+                break;
+            }
+            let e: AuditEntry = super::decode(&value, "audit entry")?;
+            if filter.since.is_some_and(|t| e.time < t) {
+                // Entries are appended in time order: nothing older passes.
+                return Ok((out, None));
+            }
+            scanned += 1;
+            let seq = e.seq;
+            if filter.accepts(&e) {
+                out.push(e);
+            }
+            if out.len() >= limit || scanned >= max_scan {
+                return Ok((out, (seq > 1).then_some(seq)));
+            }
+        }
+        Ok((out, None))
+    }
+
+    /// How many audit entries of each of `kinds` were written in each of
+    /// the `hours` hours before `end` (index 0: the oldest hour; an entry
+    /// stamped at or after `end` counts in the last), reading the log
+    /// backwards and at most `max_scan` entries. Also returns the newest
+    /// sequence number read and whether the whole span was read.
+    pub fn audit_hourly(
+        &self,
+        end: u64,
+        hours: usize,
+        kinds: &[&str],
+        max_scan: usize,
+    ) -> Result<AuditHourly, LedgerError> {
+        let mut out = AuditHourly {
+            counts: vec![vec![0u64; hours]; kinds.len()],
+            newest: 0,
+            complete: true,
+        };
+        if hours == 0 {
+            return Ok(out);
+        }
+        let start = end.saturating_sub(hours as u64 * 3600);
+        let last = [AUDIT_PREFIX, &u64::MAX.to_be_bytes()].concat();
+        for (scanned, item) in self
+            .db
+            .iterator_cf(
+                self.cf(CF_EVENTS),
+                IteratorMode::From(&last, Direction::Reverse),
+            )
+            .enumerate()
+        {
+            let (key, value) = item?;
+            if !key.starts_with(AUDIT_PREFIX) {
+                break;
+            }
+            if scanned >= max_scan {
+                out.complete = false;
+                break;
+            }
+            let Ok(head) = serde_json::from_slice::<AuditHead>(&value) else {
+                continue;
+            };
+            out.newest = out.newest.max(head.seq);
+            if head.time < start {
+                break;
+            }
+            let hour = (((head.time - start) / 3600) as usize).min(hours - 1);
+            if let Some(k) = kinds.iter().position(|k| *k == head.kind) {
+                out.counts[k][hour] += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sequence number, time and kind of up to `limit` audit entries
+    /// after `after`, oldest first.
+    pub fn audit_heads_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditHead>, LedgerError> {
+        let Some(first) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let start = [AUDIT_PREFIX, &first.to_be_bytes()].concat();
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(CF_EVENTS),
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
+            let (key, value) = item?;
+            if !key.starts_with(AUDIT_PREFIX) || out.len() >= limit {
+                break;
+            }
+            out.push(super::decode(&value, "audit entry")?);
+        }
+        Ok(out)
+    }
+
     /// Appends one audit entry (synced).
     pub fn append_audit(&self, entry: &AuditEntry) -> Result<(), LedgerError> {
         let _guard = self.lock();
@@ -431,5 +575,69 @@ pub fn event_actor(source: &str) -> String {
         source.to_string()
     } else {
         format!("webhook:{source}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pages go backwards without overlap, honour the filter and `since`,
+    /// and the hourly counts put entries in their hour.
+    #[test]
+    fn audit_pages_back_and_counts_by_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger")).unwrap();
+        let now = 100_000;
+        for i in 0..10u64 {
+            let kind = if i % 2 == 0 { "issuance" } else { "revocation" };
+            let e = AuditEntry::new(now - 36_000 + i * 3_600, kind, "t", serde_json::json!({}));
+            ledger.append_audit(&e).unwrap();
+        }
+        let all = AuditFilter::default();
+        let (first, next) = ledger.audit_page_back(None, 4, 1000, &all).unwrap();
+        let seqs: Vec<u64> = first.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [10, 9, 8, 7]);
+        let (second, next) = ledger.audit_page_back(next, 4, 1000, &all).unwrap();
+        assert_eq!(
+            second.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [6, 5, 4, 3]
+        );
+        let (third, next) = ledger.audit_page_back(next, 4, 1000, &all).unwrap();
+        assert_eq!(third.len(), 2);
+        assert_eq!(next, None);
+        let revocations = AuditFilter {
+            kind: Some("revocation".into()),
+            since: Some(now - 36_000 + 5 * 3_600),
+            ..Default::default()
+        };
+        let (found, next) = ledger
+            .audit_page_back(None, 100, 1000, &revocations)
+            .unwrap();
+        assert_eq!(found.iter().map(|e| e.seq).collect::<Vec<_>>(), [10, 8, 6]);
+        assert_eq!(next, None);
+        // A scan bound short of the page still says where to go on.
+        let (found, next) = ledger.audit_page_back(None, 100, 3, &revocations).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(next, Some(8));
+
+        let h = ledger
+            .audit_hourly(now, 6, &["issuance", "revocation"], 1000)
+            .unwrap();
+        assert!(h.complete);
+        assert_eq!(h.newest, 10);
+        let counts = h.counts;
+        // Entries 5..=10 fall in the last six hours; the last at now - 3,600.
+        assert_eq!(counts[0], [1, 0, 1, 0, 1, 0]);
+        assert_eq!(counts[1], [0, 1, 0, 1, 0, 1]);
+        assert!(
+            !ledger
+                .audit_hourly(now, 24, &["issuance"], 5)
+                .unwrap()
+                .complete
+        );
+        let heads = ledger.audit_heads_after(8, 10).unwrap();
+        assert_eq!(heads.iter().map(|h| h.seq).collect::<Vec<_>>(), [9, 10]);
+        assert_eq!(heads[1].kind, "revocation");
     }
 }

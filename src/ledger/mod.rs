@@ -20,6 +20,7 @@
 //! certificates' contents or policy.
 
 mod acme;
+mod acme_lists;
 mod check;
 mod crls;
 mod devices;
@@ -35,8 +36,11 @@ mod scep;
 mod status;
 
 pub use acme::EabRecord;
+pub use acme_lists::OrderView;
 pub use crls::{RevokedEntry, StoredCrl};
-pub use events::{event_actor, AuditEntry, AuditFilter, Recorded, StoredEvent};
+pub use events::{
+    event_actor, AuditEntry, AuditFilter, AuditHead, AuditHourly, Recorded, StoredEvent,
+};
 pub use outbox::{OutboxEntry, OutboxState};
 pub use record::{
     normalize_device_id, CertRecord, CertStatus, DeviceIds, Revocation, RevocationEvent,
@@ -49,8 +53,8 @@ pub use status::{Precomputed, PrecomputedSet};
 use crate::revocation::Reason;
 use crate::serial::Serial;
 use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
-    WriteOptions, DB,
+    BlockBasedOptions, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions,
+    WriteBatch, WriteOptions, DB,
 };
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -299,6 +303,7 @@ impl Ledger {
             std::sync::atomic::Ordering::SeqCst,
         );
         ledger.index_acme()?;
+        ledger.index_acme_lists()?;
         Ok(ledger)
     }
 
@@ -490,6 +495,26 @@ impl Ledger {
             ));
         }
         Ok(out)
+    }
+
+    /// How many certificates expired before `now`, counting at most
+    /// `max` (the flag says whether all were counted).
+    pub fn count_expired(&self, now: u64, max: u64) -> Result<(u64, bool), LedgerError> {
+        let mut opts = ReadOptions::default();
+        opts.fill_cache(false);
+        opts.set_iterate_upper_bound(now.to_be_bytes().to_vec());
+        let mut count = 0u64;
+        for item in self
+            .db
+            .iterator_cf_opt(self.cf(CF_BY_EXPIRY), opts, IteratorMode::Start)
+        {
+            item?;
+            if count >= max {
+                return Ok((count, false));
+            }
+            count += 1;
+        }
+        Ok((count, true))
     }
 
     /// Up to `limit` records in serial order, starting after `after`.

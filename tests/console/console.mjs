@@ -1,7 +1,9 @@
 // Drives custos' operator console in a real browser (Debian's chromium,
 // through playwright-core): sign-in, cookie flags, device search, revoking
 // a device, OCSP saying revoked on the certificate page, CSRF refusal, and
-// a viewer who cannot revoke. Screenshots go to SHOTS. Exit code 0 = pass.
+// a viewer who cannot revoke; the overview's counts and charts, the
+// certificate's chain, the audit filters and the ACME page's failed order.
+// Screenshots go to SHOTS. Exit code 0 = pass.
 // Usage: node console.mjs BASE ADMIN_TOKEN VIEWER_NAME VIEWER_PASSWORD DEVICE SERIAL SHOTS
 import { chromium } from 'playwright-core';
 
@@ -27,6 +29,11 @@ try {
   await page.fill('input[name=token]', token);
   await page.click('button[type=submit]');
   expect((await page.textContent('h1')) === 'Overview', 'no overview after signing in');
+  const count = async (sel) => Number((await page.textContent(sel)).trim());
+  expect((await count('#issued-24h')) >= 1, 'the overview counts no issuance in the last 24 h');
+  expect((await count('#revoked-24h')) === 0, 'the overview counts a revocation before any');
+  expect((await count('#count-good')) >= 1, 'the overview counts no good certificate');
+  expect((await page.locator('#chart-issued rect').count()) === 25, 'the issuance chart lacks its 24 bars');
   await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
 
   // The session cookie's flags.
@@ -51,6 +58,12 @@ try {
   await page.goto(`${base}/console/certificates/${serial}`);
   expect((await page.textContent('#ocsp')) === 'good', 'a forged request revoked');
 
+  // The chain: the certificate, its issuing CA, the root; PEM with it.
+  const chain = await page.textContent('#chain');
+  expect(chain.includes('issuing CA') && chain.includes('root') && !chain.includes('not the CA below'), `chain: ${chain}`);
+  const pem = await (await page.request.get(`${base}/console/certificates/${serial}/pem?chain=true`)).text();
+  expect(pem.split('BEGIN CERTIFICATE').length - 1 === 3, 'the PEM with the chain does not hold three certificates');
+
   // Revoke everything of the device, with the confirmation.
   await page.goto(`${base}/console/devices/${device}`);
   await page.selectOption('select[name=reason]', 'keyCompromise');
@@ -58,6 +71,8 @@ try {
   await page.click('text=Revoke all');
   await page.goto(`${base}/console/certificates/${serial}`);
   expect((await page.textContent('#ocsp')) === 'revoked', 'OCSP does not say revoked');
+  await page.goto(`${base}/console/`);
+  expect((await count('#revoked-24h')) === 1, 'the overview does not count the revocation just made');
   await page.screenshot({ path: `${shots}/certificate-revoked.png`, fullPage: true });
 
   // Mark the device lost (status only; the revocation was above).
@@ -70,6 +85,12 @@ try {
   await page.goto(`${base}/console/audit?device=${device}`);
   expect((await page.textContent('body')).includes('console:admin'), 'the audit log does not name the operator');
   await page.screenshot({ path: `${shots}/audit.png`, fullPage: true });
+  await page.goto(`${base}/console/audit?kind=revocation&since=2099-01-01T00:00`);
+  expect((await page.textContent('body')).includes('No entry matches.'), 'a future "from" still lists entries');
+  await page.goto(`${base}/console/audit?kind=revocation&until=2099-01-01T00:00`);
+  expect((await page.locator('#audit tr').count()) === 2, 'the revocation is not listed alone');
+  await page.goto(`${base}/console/audit?since=yesterday`);
+  expect((await page.textContent('body')).includes('is not a time'), 'a bad time is not refused');
 
   // An external account binding key, shown once.
   await page.goto(`${base}/console/acme`);
@@ -79,6 +100,10 @@ try {
   expect(kid && kid.length > 10 && (await page.textContent('#eab-hmac')).length > 20, 'no key shown');
   await page.goto(`${base}/console/acme`);
   expect(!(await page.content()).includes(kid), 'the key is shown again');
+  const failures = await page.textContent('#failures');
+  expect(failures.includes('ip:127.0.0.1') && failures.includes('invalid'), `failures: ${failures}`);
+  expect((await page.locator('#accounts tr').count()) === 2, 'the new ACME account is not listed');
+  await page.screenshot({ path: `${shots}/acme.png`, fullPage: true });
 
   // A viewer sees, and cannot revoke.
   const vctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 390, height: 800 } });

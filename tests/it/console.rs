@@ -2,7 +2,10 @@
 //! playwright-core (`tests/console/console.mjs`) signs in, finds a device,
 //! revokes it and sees OCSP say revoked on its certificate page; a forged
 //! CSRF token and a viewer are refused; the cookie's flags are checked.
-//! The screenshots land in `docs/console/` for the README.
+//! The overview's charts, the certificate's chain, the audit filters and
+//! the ACME page's failed order are checked there too. Screenshots go to
+//! `$CUSTOS_SCREENSHOTS` when set (the README's come from
+//! `CUSTOS_SCREENSHOTS=docs/console`), else to a temporary directory.
 
 use crate::common::{custos_ok, ocsp_says, openssl, Server};
 
@@ -76,11 +79,24 @@ async fn an_operator_revokes_a_device_in_the_browser_and_a_viewer_cannot() {
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
+    // ACME for loopback addresses, validated on a port where nothing
+    // listens: the order below fails, for the ACME page's failures list.
+    let http01 = crate::common::free_addr();
+    let port = http01.rsplit(':').next().unwrap();
+    std::fs::write(
+        dir.join("custos.toml"),
+        format!("[acme]\nallowed_ip_ranges = [\"127.0.0.0/8\"]\nhttp01_port = {port}\nvalidation_attempts = 1\n"),
+    )
+    .unwrap();
     let server = Server::start(&data, &[]);
     assert!(ocsp_says(&server, &leaf).contains(": good"));
+    failed_acme_order(&server).await;
 
     let console = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console");
-    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/console");
+    let shots = match std::env::var_os("CUSTOS_SCREENSHOTS") {
+        Some(d) => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(d),
+        None => dir.join("shots"),
+    };
     std::fs::create_dir_all(&shots).unwrap();
     let out = tokio::process::Command::new("node")
         .current_dir(&console)
@@ -111,4 +127,25 @@ async fn an_operator_revokes_a_device_in_the_browser_and_a_viewer_cannot() {
         .unwrap_or_default();
     assert!(!log.contains(&password), "passwords are not logged");
     assert!(server.terminate().success());
+}
+
+/// An ACME order whose http-01 challenge cannot be reached: invalid.
+async fn failed_acme_order(server: &Server) {
+    use instant_acme::{ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy};
+    let account = crate::common::acme_account(server).await;
+    let ids = [Identifier::Ip("127.0.0.1".parse().unwrap())];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    {
+        let mut authorizations = order.authorizations();
+        let mut authz = authorizations.next().await.unwrap().unwrap();
+        let mut challenge = authz.challenge(ChallengeType::Http01).unwrap();
+        challenge.set_ready().await.unwrap();
+    }
+    let retry = RetryPolicy::new()
+        .initial_delay(std::time::Duration::from_millis(100))
+        .timeout(std::time::Duration::from_secs(30));
+    assert_eq!(
+        order.poll_ready(&retry).await.unwrap(),
+        OrderStatus::Invalid
+    );
 }

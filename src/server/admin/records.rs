@@ -418,7 +418,7 @@ pub(super) async fn responder_token(
         &app.ledger,
         &app.ca,
         &app.authority,
-        &https_base(&app),
+        &app.https_base(),
         &req.name,
         &actor(&headers),
         build_unix_now(),
@@ -490,15 +490,4 @@ pub(super) async fn responder_enroll(
     )
     .map_err(enroll_error)?;
     Ok(Json(answer))
-}
-
-/// The HTTPS URL a responder reaches this server at: `public_https_url`, or
-/// where this server announced it listens.
-fn https_base(app: &App) -> String {
-    if let Some(u) = &app.config.public_https_url {
-        return u.clone();
-    }
-    crate::support::instance::ServerInfo::read(&app.config.data_dir)
-        .map(|i| i.https_url)
-        .unwrap_or_else(|_| app.config.https_base(None))
 }

@@ -10,6 +10,7 @@
 //! pages are server-rendered HTML with inline styles and no script or
 //! external asset (Content-Security-Policy `default-src 'none'`).
 
+mod overview;
 mod pages;
 
 use crate::app::App;
@@ -296,7 +297,7 @@ macro_rules! signed_in {
 
 async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let s = signed_in!(headers);
-    render("overview", move || pages::overview(&app, &s).map(Some)).await
+    render("overview", move || overview::overview(&app, &s).map(Some)).await
 }
 
 #[derive(serde::Deserialize)]
@@ -335,10 +336,17 @@ async fn certificate(
     render("certificate", move || pages::certificate(&app, &s, &serial)).await
 }
 
+#[derive(serde::Deserialize)]
+struct PemQuery {
+    #[serde(default)]
+    chain: bool,
+}
+
 async fn certificate_pem(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(serial): Path<String>,
+    Query(q): Query<PemQuery>,
 ) -> Response {
     let _s = signed_in!(headers);
     let Ok(serial) = serial.parse::<crate::serial::Serial>() else {
@@ -353,7 +361,11 @@ async fn certificate_pem(
                     format!("attachment; filename=\"{}.pem\"", serial.to_hex()),
                 ),
             ],
-            crate::ca::to_pem(&der),
+            if q.chain {
+                crate::ca::to_pem(&der) + &app.ca.chain_pem().unwrap_or_default()
+            } else {
+                crate::ca::to_pem(&der)
+            },
         )
             .into_response(),
         _ => (StatusCode::NOT_FOUND, "no such certificate").into_response(),
@@ -521,7 +533,7 @@ async fn device_status(
 
 async fn acme(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let s = signed_in!(headers);
-    html(StatusCode::OK, pages::acme(&app, &s, None))
+    render("ACME", move || pages::acme(&app, &s, None).map(Some)).await
 }
 
 #[derive(serde::Deserialize)]
@@ -555,7 +567,7 @@ async fn acme_eab(
     })
     .await;
     match made {
-        Ok(Ok(key)) => html(StatusCode::OK, pages::acme(&app, &s, Some(&key))),
+        Ok(Ok(key)) => render("ACME", move || pages::acme(&app, &s, Some(&key)).map(Some)).await,
         Ok(Err(e)) => html(
             StatusCode::BAD_REQUEST,
             pages::message(&s, "No key made", &e.to_string()),
@@ -567,22 +579,11 @@ async fn acme_eab(
     }
 }
 
-#[derive(serde::Deserialize)]
-struct AuditQuery {
-    #[serde(default)]
-    device: String,
-    #[serde(default)]
-    kind: String,
-}
-
 async fn audit(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Query(q): Query<AuditQuery>,
+    Query(q): Query<pages::AuditQuery>,
 ) -> Response {
     let s = signed_in!(headers);
-    render("audit", move || {
-        pages::audit(&app, &s, q.device.trim(), q.kind.trim()).map(Some)
-    })
-    .await
+    render("audit", move || pages::audit(&app, &s, &q).map(Some)).await
 }

@@ -12,9 +12,9 @@ header a{color:#fff;text-decoration:none}header form{margin-left:auto}\
 main{padding:1rem;max-width:70rem;margin:auto}table{border-collapse:collapse;width:100%;background:#fff}\
 td,th{border-bottom:1px solid #e1e4e8;padding:.35rem .5rem;text-align:left;font-size:.92rem;vertical-align:top}\
 .bad{color:#b31d28;font-weight:600}.good{color:#22863a;font-weight:600}.card{background:#fff;padding:1rem;margin:.8rem 0;border:1px solid #e1e4e8}\
-input,select,button{font-size:1rem;padding:.3rem}code{word-break:break-all}@media(max-width:40rem){td,th{font-size:.8rem}}";
+input,select,button{font-size:1rem;padding:.3rem}code{word-break:break-all}figure{margin:.6rem 0}figcaption,.span{font-size:.85rem;color:#586069}.span{display:flex;justify-content:space-between}@media(max-width:40rem){td,th{font-size:.8rem}}";
 
-fn page(session: Option<&Session>, title: &str, body: Markup) -> String {
+pub(super) fn page(session: Option<&Session>, title: &str, body: Markup) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -71,62 +71,6 @@ pub fn message(s: &Session, title: &str, text: &str) -> String {
         title,
         html! { p.bad { (text) } p { a href="/console/" { "Back" } } },
     )
-}
-
-/// The overview: counts, CRL shards, the outbox, MDM syncs.
-pub fn overview(app: &App, s: &Session) -> anyhow::Result<String> {
-    let now = unix_now();
-    let certificates = app.ledger.count()?;
-    let revocations = app.ledger.next_revocation_seq()?;
-    let pending = app
-        .ledger
-        .outbox_count(crate::ledger::OutboxState::Pending)?;
-    let dead = app.ledger.outbox_count(crate::ledger::OutboxState::Dead)?;
-    let syncs = app.mdm_sync.status()?;
-    let validity = u64::from(app.config.crl.validity_hours) * 3600;
-    Ok(page(
-        Some(s),
-        "Overview",
-        html! {
-            div.card {
-                p { "Certificates in the ledger: " strong { (certificates) } }
-                p { "Revocations recorded: " strong { (revocations) } }
-                p { "Notifications waiting: " strong { (pending) } ", given up: "
-                    @if dead > 0 { strong.bad { (dead) } } @else { strong { "0" } } }
-            }
-            h2 { "CRL shards" }
-            table {
-                tr { th { "Shard" } th { "Number" } th { "Signed" } th { "Next update" } th { "Entries" } }
-                @for shard in 0..app.crl.shard_count() {
-                    @if let Some(c) = app.crl.current(shard) {
-                        tr {
-                            td { (shard) } td { (c.number) }
-                            td class=(if now.saturating_sub(c.this_update) > validity / 2 { "bad" } else { "" }) { (rfc3339(c.this_update)) }
-                            td { (rfc3339(c.next_update)) } td { (c.entries) }
-                        }
-                    }
-                }
-            }
-            h2 { "MDM inventory sync" }
-            @if syncs.is_empty() { p { "No MDM source is configured." } }
-            @else {
-                table {
-                    tr { th { "Source" } th { "Last result" } th { "Last success" } th { "Devices" } th { "Changes" } }
-                    @for src in &syncs {
-                        @let last = src.last.as_ref();
-                        tr {
-                            td { (src.name) " (" (src.kind) ")" }
-                            td class=(if last.is_some_and(|l| l.result == "failed" || l.result == "held") { "bad" } else { "" }) {
-                                (last.map_or("never", |l| l.result.as_str()))
-                            }
-                            td { (src.last_success.map_or("never".to_string(), rfc3339)) }
-                            td { (last.map_or(0, |l| l.seen)) } td { (last.map_or(0, |l| l.changes.len())) }
-                        }
-                    }
-                }
-            }
-        },
-    ))
 }
 
 /// The devices matching `q` (serial, UDID or owner; empty: the first 200).
@@ -238,9 +182,10 @@ pub fn certificate(app: &App, s: &Session, serial: &str) -> anyhow::Result<Optio
     let Ok(serial) = serial.parse::<crate::serial::Serial>() else {
         return Ok(None);
     };
-    if app.ledger.get(&serial)?.is_none() {
+    let Some(record) = app.ledger.get(&serial)? else {
         return Ok(None);
-    }
+    };
+    let der = app.ledger.get_der(&serial)?;
     let now = unix_now();
     let c = app.authority.show(&serial, now)?;
     let ocsp = live_ocsp(app, &serial, now);
@@ -256,8 +201,11 @@ pub fn certificate(app: &App, s: &Session, serial: &str) -> anyhow::Result<Optio
                 p { "OCSP answers now: " strong id="ocsp" class=(if ocsp == "good" { "good" } else { "bad" }) { (ocsp) } }
                 p { "Valid: " (c.not_before) " – " (c.not_after) ", profile " (c.profile) ", CRL shard " (c.crl_shard) }
                 p { "Device: " @if let Some(d) = &c.device.serial_number { a href={ "/console/devices/" (d) } { (d) } } @else { "-" } }
-                p { a href={ "/console/certificates/" (c.serial) "/pem" } { "Download PEM" } }
+                p { a href={ "/console/certificates/" (c.serial) "/pem" } { "Download PEM" } " · "
+                    a href={ "/console/certificates/" (c.serial) "/pem?chain=true" } { "with the CA chain" } }
             }
+            h2 { "Chain" }
+            (chain(app, &record, der.as_deref()))
             @if s.role == Role::Operator && c.status == "good" {
                 form.card method="post" action={ "/console/certificates/" (c.serial) "/revoke" } {
                     h2 { "Revoke this certificate" }
@@ -268,6 +216,48 @@ pub fn certificate(app: &App, s: &Session, serial: &str) -> anyhow::Result<Optio
             }
         },
     )))
+}
+
+/// One certificate of a chain: subject, validity, fingerprint.
+fn chain_row(role: &str, der: &[u8], issuer_ok: Option<bool>) -> Markup {
+    use der::Decode;
+    let Ok(cert) = x509_cert::Certificate::from_der(der) else {
+        return html! { tr { td { (role) } td colspan="4" { "cannot be read" } } };
+    };
+    let tbs = &cert.tbs_certificate;
+    let time = |t: &x509_cert::time::Time| rfc3339(t.to_unix_duration().as_secs());
+    html! {
+        tr {
+            td { (role) }
+            td { (tbs.subject.to_string())
+                @if issuer_ok == Some(false) { br; span.bad { "issued by " (tbs.issuer.to_string()) ", not the CA below" } } }
+            td { (time(&tbs.validity.not_before)) " – " (time(&tbs.validity.not_after)) }
+            td { code { (crate::ca::fingerprint(der)) } }
+        }
+    }
+}
+
+/// The certificate, the issuing CA that signed it and the root above.
+fn chain(app: &App, record: &crate::ledger::CertRecord, der: Option<&[u8]>) -> Markup {
+    use der::Decode;
+    let issuer_subject = x509_cert::Certificate::from_der(app.ca.issuer_der())
+        .map(|c| c.tbs_certificate.subject.to_string())
+        .unwrap_or_default();
+    let leaf_issuer = der
+        .and_then(|d| x509_cert::Certificate::from_der(d).ok())
+        .map(|c| c.tbs_certificate.issuer.to_string());
+    let same_ca = record.issuer_id == app.ca.issuer_id();
+    html! {
+        @if !same_ca {
+            p.bad { "Issued by an earlier issuing CA (" (record.issuer_id) "), not the one in service:" }
+        }
+        table id="chain" {
+            tr { th { "" } th { "Subject" } th { "Valid" } th { "SHA-256" } }
+            @if let Some(d) = der { (chain_row("certificate", d, Some(leaf_issuer.as_deref() == Some(issuer_subject.as_str())))) }
+            (chain_row("issuing CA", app.ca.issuer_der(), None))
+            @if app.ca.root_der() != app.ca.issuer_der() { (chain_row("root", app.ca.root_der(), None)) }
+        }
+    }
 }
 
 /// What the OCSP responder answers for `serial` right now.
@@ -285,9 +275,20 @@ fn live_ocsp(app: &App, serial: &crate::serial::Serial, now: u64) -> String {
 
 /// The ACME server's directory and, for operators, external account
 /// binding keys: a new key is shown on this answer only.
-pub fn acme(app: &App, s: &Session, created: Option<&crate::acme::eab::EabKey>) -> String {
-    let directory = format!("{}/acme/directory", app.config.https_base(None));
-    page(
+pub fn acme(
+    app: &App,
+    s: &Session,
+    created: Option<&crate::acme::eab::EabKey>,
+) -> anyhow::Result<String> {
+    let directory = format!("{}/acme/directory", app.https_base());
+    let accounts = app.ledger.acme_recent_accounts(ACME_LIST)?;
+    let orders = app.ledger.acme_recent_orders(ACME_SCAN, unix_now())?;
+    let failures: Vec<_> = orders
+        .iter()
+        .filter(|o| o.order.status == custos_acme::order::OrderStatus::Invalid)
+        .take(ACME_LIST)
+        .collect();
+    Ok(page(
         Some(s),
         "ACME",
         html! {
@@ -313,35 +314,152 @@ pub fn acme(app: &App, s: &Session, created: Option<&crate::acme::eab::EabKey>) 
                     button type="submit" { "Make key" }
                 }
             }
+            h2 { "Recent failures" }
+            @if failures.is_empty() { p { "No failed order among the newest " (ACME_SCAN) "." } }
+            @else { (orders_table("failures", &failures)) }
+            h2 { "Recent orders" }
+            (orders_table("orders", &orders.iter().take(ACME_LIST).collect::<Vec<_>>()))
+            h2 { "Newest accounts" }
+            table id="accounts" {
+                tr { th { "Account" } th { "Status" } th { "Created" } th { "Contact" } th { "Bound with" } }
+                @for a in &accounts {
+                    tr {
+                        td { code { (a.id) } }
+                        td class=(if a.status == custos_acme::account::AccountStatus::Valid { "good" } else { "bad" }) { (format!("{:?}", a.status).to_lowercase()) }
+                        td { (rfc3339(a.created_at)) }
+                        td { (a.contact.join(", ")) }
+                        td { (a.eab_kid.as_deref().unwrap_or("-")) }
+                    }
+                }
+            }
         },
-    )
+    ))
 }
 
-/// The audit log, newest last, filtered by device and kind.
-pub fn audit(app: &App, s: &Session, device: &str, kind: &str) -> anyhow::Result<String> {
+/// Orders listed on the ACME page.
+const ACME_LIST: usize = 50;
+/// Orders read for the failures list.
+const ACME_SCAN: usize = 500;
+
+fn orders_table(id: &str, orders: &[&crate::ledger::OrderView]) -> Markup {
+    html! {
+        table id=(id) {
+            tr { th { "Created" } th { "Identifiers" } th { "Status" } th { "Account" } th { "Certificate or error" } }
+            @for v in orders {
+                @let o = &v.order;
+                tr {
+                    td { (rfc3339(o.created_at)) }
+                    td { (o.identifiers.iter().map(|i| format!("{}:{}", i.kind, i.value)).collect::<Vec<_>>().join(", ")) }
+                    td class=(match o.status { custos_acme::order::OrderStatus::Invalid => "bad", custos_acme::order::OrderStatus::Valid => "good", _ => "" }) {
+                        (format!("{:?}", o.status).to_lowercase())
+                    }
+                    td { code { (o.account_id) } }
+                    td {
+                        @if let Some(c) = &o.certificate { a href={ "/console/certificates/" (c.to_hex()) } { code { (c.to_hex()) } } }
+                        @else if let Some(e) = &v.error {
+                            span.bad { (e.get("detail").and_then(|d| d.as_str()).map_or_else(|| e.to_string(), str::to_string)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the audit page was asked for.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct AuditQuery {
+    /// Device serial number or UDID.
+    #[serde(default)]
+    pub device: String,
+    /// Entry kind.
+    #[serde(default)]
+    pub kind: String,
+    /// From (`YYYY-MM-DDTHH:MM`, UTC, as a datetime-local field sends it).
+    #[serde(default)]
+    pub since: String,
+    /// Until (same form).
+    #[serde(default)]
+    pub until: String,
+    /// Entries before this sequence number (the next page).
+    #[serde(default)]
+    pub before: Option<u64>,
+}
+
+/// Entries per audit page.
+const AUDIT_PAGE: usize = 100;
+/// Most entries one audit page reads (a rare filter pages on).
+const AUDIT_MAX_SCAN: usize = 50_000;
+
+/// A datetime-local value (or RFC 3339) as Unix seconds, UTC.
+fn parse_local(text: &str) -> Result<Option<u64>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let minute = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
+    let second = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    time::PrimitiveDateTime::parse(text, minute)
+        .or_else(|_| time::PrimitiveDateTime::parse(text, second))
+        .map(|t| t.assume_utc())
+        .or_else(|_| {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        })
+        .map(|t| Some(t.unix_timestamp().max(0) as u64))
+        .map_err(|_| format!("{text:?} is not a time: give YYYY-MM-DDTHH:MM (UTC)"))
+}
+
+/// The audit log, newest first, a page at a time, filtered by device, kind
+/// and time.
+pub fn audit(app: &App, s: &Session, q: &AuditQuery) -> anyhow::Result<String> {
+    let (since, until) = match (parse_local(&q.since), parse_local(&q.until)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return Ok(message(s, "Audit log", &e)),
+    };
     let filter = crate::ledger::AuditFilter {
-        kind: (!kind.is_empty()).then(|| kind.to_string()),
-        device: (!device.is_empty()).then(|| device.to_string()),
+        kind: (!q.kind.trim().is_empty()).then(|| q.kind.trim().to_string()),
+        device: (!q.device.trim().is_empty()).then(|| q.device.trim().to_string()),
+        since,
+        until,
         ..Default::default()
     };
-    let mut entries = app.ledger.audit_filtered(0, 100_000, &filter)?;
-    let skip = entries.len().saturating_sub(200);
-    entries.drain(..skip);
+    let (entries, next) =
+        app.ledger
+            .audit_page_back(q.before, AUDIT_PAGE, AUDIT_MAX_SCAN, &filter)?;
+    let older = next.map(|before| {
+        let query = serde_urlencoded::to_string([
+            ("device", q.device.as_str()),
+            ("kind", q.kind.as_str()),
+            ("since", q.since.as_str()),
+            ("until", q.until.as_str()),
+            ("before", &before.to_string()),
+        ])
+        .unwrap_or_default();
+        format!("/console/audit?{query}")
+    });
     Ok(page(
         Some(s),
         "Audit log",
         html! {
             form method="get" action="/console/audit" {
-                input name="device" value=(device) placeholder="device";
-                input name="kind" value=(kind) placeholder="kind (issuance, revocation, …)";
+                input name="device" value=(q.device) placeholder="device";
+                " "
+                input name="kind" value=(q.kind) placeholder="kind (issuance, revocation, …)";
+                " "
+                label { "from " input type="datetime-local" name="since" value=(q.since); }
+                " "
+                label { "until " input type="datetime-local" name="until" value=(q.until); }
+                " (UTC) "
                 button type="submit" { "Filter" }
             }
-            table {
+            table id="audit" {
                 tr { th { "#" } th { "Time" } th { "Kind" } th { "Actor" } th { "Detail" } }
-                @for e in entries.iter().rev() {
+                @for e in &entries {
                     tr { td { (e.seq) } td { (rfc3339(e.time)) } td { (e.kind) } td { (e.actor) } td { code { (e.detail.to_string()) } } }
                 }
             }
+            @if entries.is_empty() { p { "No entry matches." } }
+            @if let Some(href) = older { p { a id="older" href=(href) { "Older entries" } } }
         },
     ))
 }
