@@ -359,7 +359,7 @@ impl Config {
 
 /// `CUSTOS_*` variables that are not configuration keys but are read by
 /// custos, its tests or its benches.
-const OTHER_ENV: &[&str] = &["CONFIG", "LOG"];
+const OTHER_ENV: &[&str] = &["CONFIG", "LOG", "SCREENSHOTS"];
 /// Prefixes of the benches' and tests' own `CUSTOS_*` knobs.
 const OTHER_ENV_PREFIXES: &[&str] = &["LOAD_", "BENCH_", "ACME_", "WEBHOOK_", "CRL_SIZES", "SOAK_"];
 

@@ -554,9 +554,14 @@ impl Ledger {
 
     /// Appends one audit entry (synced).
     pub fn append_audit(&self, entry: &AuditEntry) -> Result<(), LedgerError> {
+        self.append_audits(std::slice::from_ref(entry))
+    }
+
+    /// Appends audit entries in one synced write.
+    pub fn append_audits(&self, entries: &[AuditEntry]) -> Result<(), LedgerError> {
         let _guard = self.lock();
         let mut batch = WriteBatch::default();
-        self.push_audit(&mut batch, std::slice::from_ref(entry))?;
+        self.push_audit(&mut batch, entries)?;
         self.db.write_opt(batch, &sync_opts())?;
         Ok(())
     }

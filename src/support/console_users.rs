@@ -98,6 +98,11 @@ pub fn add(data_dir: &Path, name: &str, role: Role, now: u64) -> anyhow::Result<
 
 /// The operator whose name and password these are, if any. Always runs
 /// one Argon2 verification, so an unknown name takes as long as a wrong
+/// Whether `name` is an account's.
+pub fn known(data_dir: &Path, name: &str) -> bool {
+    read(data_dir).is_ok_and(|f| f.users.iter().any(|u| u.name == name))
+}
+
 /// password.
 pub fn check(data_dir: &Path, name: &str, password: &str) -> anyhow::Result<Option<ConsoleUser>> {
     const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$8GbPzSC6wV1Ps3mv2pB7Mx0W2Y0Fv4mXr4f0b1Zq0vY";

@@ -122,6 +122,19 @@ try {
     maxRedirects: 0,
   });
   expect(attempt.status() === 403, `a viewer's revocation answered ${attempt.status()}`);
+
+  // Guessing a password: five failures lock the account for a while, so
+  // the right password is refused too; other accounts are unaffected.
+  const signIn = (name, password) => page.request.post(`${base}/console/login`, {
+    form: { name, password }, maxRedirects: 0,
+  });
+  for (let i = 0; i < 5; i++) {
+    const r = await signIn(viewerName, `guess-${i}`);
+    expect(r.status() === 401, `wrong password ${i} answered ${r.status()}`);
+  }
+  const locked = await signIn(viewerName, viewerPassword);
+  expect(locked.status() === 429, `a locked account answered ${locked.status()}`);
+  expect((await signIn('nobody', 'x')).status() === 401, 'an unknown name is not refused as wrong');
   console.log('console: all checks passed');
 } finally {
   await browser.close();

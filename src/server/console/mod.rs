@@ -12,6 +12,7 @@
 
 mod overview;
 mod pages;
+mod signin;
 
 use crate::app::App;
 use crate::support::console_users::Role;
@@ -107,7 +108,10 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/console", get(|| async { redirect("/console/") }))
         .route("/console/", get(overview))
-        .route("/console/login", get(login_page).post(login))
+        .route(
+            "/console/login",
+            get(signin::login_page).post(signin::login),
+        )
         .route("/console/logout", post(logout))
         .route("/console/devices", get(devices))
         .route("/console/devices/{id}", get(device))
@@ -122,87 +126,6 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/console/audit", get(audit))
         .route("/console/acme", get(acme))
         .route("/console/acme/eab", post(acme_eab))
-}
-
-async fn login_page(headers: HeaderMap) -> Response {
-    if session(&headers).is_some() {
-        return redirect("/console/");
-    }
-    html(StatusCode::OK, pages::login(None))
-}
-
-#[derive(serde::Deserialize)]
-struct LoginForm {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    token: String,
-}
-
-async fn login(State(app): State<Arc<App>>, Form(form): Form<LoginForm>) -> Response {
-    let who = if !form.token.is_empty() {
-        app.admin_token
-            .matches(form.token.trim())
-            .then(|| ("admin".to_string(), Role::Operator))
-    } else {
-        let data_dir = app.config.data_dir.clone();
-        let (name, password) = (form.name.clone(), form.password.clone());
-        tokio::task::spawn_blocking(move || {
-            crate::support::console_users::check(&data_dir, &name, &password)
-        })
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .flatten()
-        .map(|u| (u.name, u.role))
-    };
-    let Some((operator, role)) = who else {
-        tracing::warn!(name = %form.name, "console sign-in refused");
-        return html(
-            StatusCode::UNAUTHORIZED,
-            pages::login(Some("Wrong name, password or token.")),
-        );
-    };
-    let id = random_token();
-    {
-        let mut all = sessions().lock().unwrap_or_else(|e| e.into_inner());
-        all.retain(|_, s| s.seen.elapsed() <= IDLE);
-        if all.len() >= MAX_SESSIONS {
-            if let Some(oldest) = all
-                .iter()
-                .min_by_key(|(_, s)| s.seen)
-                .map(|(k, _)| k.clone())
-            {
-                all.remove(&oldest);
-            }
-        }
-        all.insert(
-            id.clone(),
-            Session {
-                operator: operator.clone(),
-                role,
-                csrf: random_token(),
-                seen: Instant::now(),
-            },
-        );
-    }
-    app.authority.audit(
-        &format!("console:{operator}"),
-        "console.signin",
-        serde_json::json!({"role": role.name(), "outcome": "signed in"}),
-        crate::model::time::unix_now(),
-    );
-    let mut r = redirect("/console/");
-    let cookie = format!(
-        "{COOKIE}={id}; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
-        IDLE.as_secs()
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    r
 }
 
 #[derive(serde::Deserialize)]

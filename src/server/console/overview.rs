@@ -227,6 +227,14 @@ fn activity_card(app: &App, now: u64) -> anyhow::Result<Markup> {
     })
 }
 
+/// `secs` in hours and minutes.
+fn age(secs: u64) -> String {
+    match (secs / 3600, secs % 3600 / 60) {
+        (0, m) => format!("{m} min"),
+        (h, m) => format!("{h} h {m} min"),
+    }
+}
+
 /// The overview.
 pub fn overview(app: &App, s: &Session) -> anyhow::Result<String> {
     let now = unix_now();
@@ -245,12 +253,14 @@ pub fn overview(app: &App, s: &Session) -> anyhow::Result<String> {
         }
         h2 { "CRL shards" }
         table {
-            tr { th { "Shard" } th { "Number" } th { "Signed" } th { "Next update" } th { "Entries" } }
+            tr { th { "Shard" } th { "Number" } th { "Signed" } th { "Age" } th { "Next update" } th { "Entries" } }
             @for shard in 0..app.crl.shard_count() {
                 @if let Some(c) = app.crl.current(shard) {
                     tr {
                         td { (shard) } td { (c.number) }
-                        td class=(if now.saturating_sub(c.this_update) > validity / 2 { "bad" } else { "" }) { (rfc3339(c.this_update)) }
+                        @let stale = now.saturating_sub(c.this_update) > validity / 2;
+                        td class=(if stale { "bad" } else { "" }) { (rfc3339(c.this_update)) }
+                        td class=(if stale { "bad" } else { "" }) { (age(now.saturating_sub(c.this_update))) }
                         td { (rfc3339(c.next_update)) } td { (c.entries) }
                     }
                 }
