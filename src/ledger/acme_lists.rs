@@ -96,6 +96,32 @@ impl Ledger {
         Ok(ids)
     }
 
+    /// Adds `index_key` of every record under `prefix` to `batch`, writing
+    /// it out every 10,000 records.
+    fn index_records<T: serde::de::DeserializeOwned>(
+        &self,
+        batch: &mut WriteBatch,
+        prefix: &[u8],
+        what: &str,
+        index_key: fn(&T) -> Vec<u8>,
+    ) -> Result<(), LedgerError> {
+        let cf = self.cf(CF_ACME);
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(prefix, Direction::Forward))
+        {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            batch.put_cf(cf, index_key(&super::decode(&value, what)?), b"");
+            if batch.len() >= 10_000 {
+                self.db.write_opt(std::mem::take(batch), &sync_opts())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes both indexes for a ledger made before they existed (once).
     pub(super) fn index_acme_lists(&self) -> Result<(), LedgerError> {
         let meta = self.cf(CF_META);
@@ -103,30 +129,9 @@ impl Ledger {
             return Ok(());
         }
         let _guard = self.lock();
-        let cf = self.cf(CF_ACME);
         let mut batch = WriteBatch::default();
-        for item in self
-            .db
-            .iterator_cf(cf, IteratorMode::From(b"acct/", Direction::Forward))
-        {
-            let (key, value) = item?;
-            if !key.starts_with(b"acct/") {
-                break;
-            }
-            let account: AccountRecord = super::decode(&value, "ACME account")?;
-            batch.put_cf(cf, account_new_key(&account), b"");
-        }
-        for item in self
-            .db
-            .iterator_cf(cf, IteratorMode::From(b"order/", Direction::Forward))
-        {
-            let (key, value) = item?;
-            if !key.starts_with(b"order/") {
-                break;
-            }
-            let order: OrderRecord = super::decode(&value, "ACME order")?;
-            batch.put_cf(cf, order_new_key(&order), b"");
-        }
+        self.index_records(&mut batch, b"acct/", "ACME account", account_new_key)?;
+        self.index_records(&mut batch, b"order/", "ACME order", order_new_key)?;
         batch.put_cf(meta, META_ACME_LISTS, 1u64.to_be_bytes());
         self.db.write_opt(batch, &sync_opts())?;
         Ok(())

@@ -410,6 +410,27 @@ impl Ledger {
         limit: usize,
         filter: &AuditFilter,
     ) -> Result<Vec<AuditEntry>, LedgerError> {
+        self.audit_forward(after, limit, |e| filter.accepts(e))
+    }
+
+    /// The sequence number, time and kind of up to `limit` audit entries
+    /// after `after`, oldest first.
+    pub fn audit_heads_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditHead>, LedgerError> {
+        self.audit_forward(after, limit, |_| true)
+    }
+
+    /// Up to `limit` audit entries after `after` read as `T`, oldest
+    /// first, those that `keep` accepts.
+    fn audit_forward<T: serde::de::DeserializeOwned>(
+        &self,
+        after: u64,
+        limit: usize,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, LedgerError> {
         let Some(first) = after.checked_add(1) else {
             return Ok(Vec::new());
         };
@@ -423,8 +444,8 @@ impl Ledger {
             if !key.starts_with(AUDIT_PREFIX) || out.len() >= limit {
                 break;
             }
-            let e: AuditEntry = super::decode(&value, "audit entry")?;
-            if filter.accepts(&e) {
+            let e: T = super::decode(&value, "audit entry")?;
+            if keep(&e) {
                 out.push(e);
             }
         }
@@ -523,31 +544,6 @@ impl Ledger {
             if let Some(k) = kinds.iter().position(|k| *k == head.kind) {
                 out.counts[k][hour] += 1;
             }
-        }
-        Ok(out)
-    }
-
-    /// The sequence number, time and kind of up to `limit` audit entries
-    /// after `after`, oldest first.
-    pub fn audit_heads_after(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<AuditHead>, LedgerError> {
-        let Some(first) = after.checked_add(1) else {
-            return Ok(Vec::new());
-        };
-        let start = [AUDIT_PREFIX, &first.to_be_bytes()].concat();
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(
-            self.cf(CF_EVENTS),
-            IteratorMode::From(&start, Direction::Forward),
-        ) {
-            let (key, value) = item?;
-            if !key.starts_with(AUDIT_PREFIX) || out.len() >= limit {
-                break;
-            }
-            out.push(super::decode(&value, "audit entry")?);
         }
         Ok(out)
     }
