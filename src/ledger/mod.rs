@@ -497,17 +497,19 @@ impl Ledger {
         Ok(out)
     }
 
-    /// How many certificates expired before `now`, counting at most
-    /// `max` (the flag says whether all were counted).
-    pub fn count_expired(&self, now: u64, max: u64) -> Result<(u64, bool), LedgerError> {
+    /// How many certificates have their notAfter in `[from, to)`,
+    /// counting at most `max` (the flag says whether all were counted).
+    pub fn count_expiring(&self, from: u64, to: u64, max: u64) -> Result<(u64, bool), LedgerError> {
         let mut opts = ReadOptions::default();
         opts.fill_cache(false);
-        opts.set_iterate_upper_bound(now.to_be_bytes().to_vec());
+        opts.set_iterate_upper_bound(to.to_be_bytes().to_vec());
         let mut count = 0u64;
-        for item in self
-            .db
-            .iterator_cf_opt(self.cf(CF_BY_EXPIRY), opts, IteratorMode::Start)
-        {
+        let start = from.to_be_bytes();
+        for item in self.db.iterator_cf_opt(
+            self.cf(CF_BY_EXPIRY),
+            opts,
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
             item?;
             if count >= max {
                 return Ok((count, false));

@@ -65,6 +65,12 @@ fn round_trip_and_indexes() {
 
     let expiring = ledger.serials_expiring(0, 4_000).unwrap();
     assert_eq!(expiring, vec![(3_000, b.clone())]);
+    // Counting by notAfter (the console's expired count): b at 3,000, a at
+    // 5,000; `to` is exclusive, and the bound is reported.
+    assert_eq!(ledger.count_expiring(0, 3_000, 10).unwrap(), (0, true));
+    assert_eq!(ledger.count_expiring(0, 3_001, 10).unwrap(), (1, true));
+    assert_eq!(ledger.count_expiring(3_001, 6_000, 10).unwrap(), (1, true));
+    assert_eq!(ledger.count_expiring(0, 6_000, 1).unwrap(), (1, false));
 
     // Listing pages in serial order.
     let first = ledger.list(None, 1).unwrap();

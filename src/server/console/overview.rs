@@ -147,9 +147,42 @@ fn gauge(app: &App, name: &str) -> f64 {
         .sum()
 }
 
+/// How many certificates expired before `now` (and whether all were
+/// counted): counted once, then only those that expired since the page was
+/// last shown, and afresh every hour (bulk imports may add old ones).
+fn expired(app: &App, now: u64) -> anyhow::Result<(u64, bool)> {
+    /// (counted up to, count, when counted afresh)
+    type Kept = (u64, u64, u64);
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Kept>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    let key = app.config.data_dir.clone();
+    let kept = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .copied();
+    let (count, all, fresh) = match kept {
+        Some((to, count, fresh)) if to <= now && now - fresh < 3600 => {
+            let (more, all) = app.ledger.count_expiring(to, now, EXPIRED_MAX)?;
+            (count + more, all, fresh)
+        }
+        _ => {
+            let (count, all) = app.ledger.count_expiring(0, now, EXPIRED_MAX)?;
+            (count, all, now)
+        }
+    };
+    if all {
+        cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (now, count, fresh));
+    }
+    Ok((count, all))
+}
+
 fn certificates_card(app: &App, now: u64) -> anyhow::Result<Markup> {
     let total = app.ledger.count()?;
-    let (expired, all_counted) = app.ledger.count_expired(now, EXPIRED_MAX)?;
+    let (expired, all_counted) = expired(app, now)?;
     let revoked: u64 = (0..app.crl.shard_count())
         .filter_map(|s| app.crl.current(s))
         .map(|c| c.entries)
