@@ -1,7 +1,8 @@
 //! Stateless responders enrolled with this primary (`custos responder token
 //! create`, `POST /responder/enroll`): per name, the SHA-256 of the
-//! one-time join secret and of the current renewal secret, never the
-//! secrets themselves. Kept in `meta` under `responder/<name>`.
+//! join secret, of the current renewal secret and of the secret presented
+//! last (so that a lost answer can be asked again), never the secrets
+//! themselves. Kept in `meta` under `responder/<name>`.
 
 use super::{sync_opts, Ledger, LedgerError, CF_META};
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,15 @@ pub struct ResponderRecord {
     pub join_expires_at: u64,
     /// SHA-256 (hex) of the secret its next renewal must present.
     pub renewal_sha256: Option<String>,
+    /// SHA-256 (hex) of the secret presented last, which keeps working
+    /// until the secret it was answered with is used (or until
+    /// `previous_until`): an answer lost on the way can be asked again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_sha256: Option<String>,
+    /// When `previous_sha256` stops working (Unix seconds): a join
+    /// secret's expiry; a renewal secret's is not bounded.
+    #[serde(default)]
+    pub previous_until: u64,
     /// Serial (hex) of the last certificate issued to it.
     pub certificate: Option<String>,
     /// When that certificate was issued.

@@ -172,6 +172,7 @@ pub fn enroll(
     let renewal = new_secret();
     let mut issued = None;
     let mut renewing = false;
+    let mut asked_again = false;
     ledger.update_responder(&req.name, |current| {
         let Some(mut rec) = current else {
             return Err(EnrollError::Refused);
@@ -181,16 +182,28 @@ pub fn enroll(
                 .is_some_and(|h| custos_webhooks::auth::same_secret(h, &presented))
         };
         let by_join = same(&rec.join_sha256) && now < rec.join_expires_at;
+        // The secret presented last, again: its answer was lost.
+        let again = same(&rec.previous_sha256) && now < rec.previous_until;
         renewing = same(&rec.renewal_sha256);
-        if !by_join && !renewing {
+        if !by_join && !renewing && !again {
             return Err(EnrollError::Refused);
         }
+        asked_again = again && !renewing && !by_join;
+        renewing |= asked_again;
         if renewing && (rec.revoked_at.is_some() || current_revoked(ledger, &rec)?) {
             return Err(EnrollError::Revoked(req.name.clone()));
         }
         let (_, der) = ca
             .issue_responder_cert(csr.spki.clone(), &req.name, validity_days)
             .map_err(|e| EnrollError::Issue(e.to_string()))?;
+        if !asked_again {
+            rec.previous_sha256 = Some(presented.clone());
+            rec.previous_until = if by_join {
+                rec.join_expires_at
+            } else {
+                u64::MAX
+            };
+        }
         rec.join_sha256 = None;
         rec.renewal_sha256 = Some(sha256_hex(renewal.as_bytes()));
         rec.certificate = Some(serial_of(&der));
@@ -206,7 +219,7 @@ pub fn enroll(
     authority.audit(
         &actor,
         "responder.enroll",
-        serde_json::json!({"name": req.name, "certificate": serial_of(&der), "outcome": if renewing { "renewed" } else { "enrolled" }}),
+        serde_json::json!({"name": req.name, "certificate": serial_of(&der), "outcome": if asked_again { "issued again" } else if renewing { "renewed" } else { "enrolled" }}),
         now,
     );
     Ok(EnrollAnswer {
@@ -251,6 +264,7 @@ pub fn revoke(
         let mut rec = current.ok_or_else(|| EnrollError::Unknown(name.to_string()))?;
         rec.join_sha256 = None;
         rec.renewal_sha256 = None;
+        rec.previous_sha256 = None;
         rec.revoked_at = Some(now);
         Ok::<_, EnrollError>(rec)
     })?;

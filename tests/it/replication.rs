@@ -612,7 +612,35 @@ fn a_joined_responder_signs_nonce_requests_with_its_own_key() {
     });
     drop(third);
 
-    // The join secret works once.
+    // An answer lost on the way can be asked again with the same secret,
+    // until the secret it carried is used; then the older one is refused.
+    let token4 = join_token(&data, "edge-4");
+    let join4 = custos::replication::enroll::JoinToken::decode(&token4)
+        .unwrap()
+        .secret;
+    let ask = |secret: &str| {
+        let (status, text) = enroll(&format!(
+            "{{\"name\":\"edge-4\",\"secret\":\"{secret}\",\"csr\":{csr_json}}}"
+        ));
+        let renewal = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["renewal_secret"].as_str().map(str::to_string));
+        (status, renewal.unwrap_or(text))
+    };
+    let (status, _lost) = ask(&join4);
+    assert_eq!(status, "200");
+    let (status, s2) = ask(&join4);
+    assert_eq!(status, "200", "the join could not be asked again: {s2}");
+    let (status, lost) = ask(&s2);
+    assert_eq!(status, "200", "{lost}");
+    assert_eq!(ask(&join4).0, "401", "the join secret outlived the renewal");
+    let (status, s4) = ask(&s2);
+    assert_eq!(status, "200", "the renewal could not be asked again: {s4}");
+    assert_eq!(ask(&s4).0, "200");
+    assert_eq!(ask(&s2).0, "401", "a used renewal secret still works");
+    assert_eq!(ask(&lost).0, "401", "a lost answer's secret works");
+
+    // The join secret of a responder cut off works no more.
     let other = dir.path().join("edge-2");
     let out = Command::new(custos_bin())
         .args(["--data-dir", other.to_str().unwrap()])
