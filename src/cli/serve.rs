@@ -158,6 +158,10 @@ fn print_serving(app: &App, info: &ServerInfo, data_dir: &std::path::Path) {
     println!("  http  (OCSP, CRL, /metrics):     {}", info.http_url);
     println!("  https (admin API, ACME):         {}", info.https_url);
     println!(
+        "  console:                         {}/console/ (sign in with the admin token)",
+        info.https_url
+    );
+    println!(
         "  CRL ({} shard{}):                 {}",
         app.crl.shard_count(),
         if app.crl.shard_count() == 1 { "" } else { "s" },
