@@ -34,6 +34,10 @@ pub struct ScepConfig {
     /// Jamf Pro's SCEPChallenge webhook, `POST /scep/jamf-challenge`: its
     /// HTTP Basic credentials. Unset: 404.
     pub jamf: Option<BasicCredentials>,
+    /// Most unused, unexpired challenges that may be open at once before
+    /// the NDES page and the Jamf webhook refuse to make more (429) until
+    /// some are used or expire. `custos scep challenge` is not limited.
+    pub max_open_challenges: u32,
 }
 
 /// A user name and password an MDM sends with HTTP Basic.
@@ -64,6 +68,7 @@ impl Default for ScepConfig {
             ra_key_bits: 2048,
             ndes: None,
             jamf: None,
+            max_open_challenges: 1000,
         }
     }
 }
@@ -86,6 +91,9 @@ impl ScepConfig {
             {
                 bail!("configuration error: scep.static_challenge must be 16 to 128 letters, digits or -_.: (a shared secret; prefer one-time challenges)");
             }
+        }
+        if self.max_open_challenges == 0 || self.max_open_challenges > 1_000_000 {
+            bail!("configuration error: scep.max_open_challenges must be between 1 and 1000000");
         }
         if ![2048, 3072, 4096].contains(&self.ra_key_bits) {
             bail!("configuration error: scep.ra_key_bits must be 2048, 3072 or 4096");

@@ -178,6 +178,34 @@ impl Ledger {
         }
     }
 
+    /// How many challenges are unused and unexpired at `now`, counting at
+    /// most `max` (through the expiry index, from `now` on).
+    pub fn count_open_scep_challenges(&self, now: u64, max: u64) -> Result<u64, LedgerError> {
+        let cf = self.cf(CF_DEVICES);
+        let start = format!("scepexp/{now:016x}/");
+        let mut open = 0;
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(start.as_bytes(), Direction::Forward))
+        {
+            let (key, _) = item?;
+            let Some(rest) = key.strip_prefix(b"scepexp/") else {
+                break;
+            };
+            if open >= max {
+                break;
+            }
+            let text = String::from_utf8_lossy(rest);
+            let Some((_, hash)) = text.split_once('/') else {
+                continue;
+            };
+            if self.scep_challenge(hash)?.is_some_and(|c| c.used.is_none()) {
+                open += 1;
+            }
+        }
+        Ok(open)
+    }
+
     /// Deletes challenges that expired more than [`SCEP_KEEP_SECS`] before
     /// `now`; how many.
     pub fn purge_scep_challenges(&self, now: u64) -> Result<usize, LedgerError> {

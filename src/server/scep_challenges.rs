@@ -68,15 +68,32 @@ async fn make(
 ) -> Result<crate::scep::NewChallenge, Box<Response>> {
     let a = app.clone();
     let ttl = app.config.scep.challenge_ttl_secs;
+    let max = u64::from(app.config.scep.max_open_challenges);
     let made = tokio::task::spawn_blocking(move || {
         let now = crate::model::time::unix_now();
+        if a.ledger.count_open_scep_challenges(now, max)? >= max {
+            return Ok(Err(max));
+        }
         let c = crate::scep::create_challenge(&a.ledger, device.as_deref(), ttl, now)?;
         crate::scep::audit_create(&a.authority, &actor, &c, now);
-        Ok::<_, anyhow::Error>(c)
+        Ok::<_, anyhow::Error>(Ok(c))
     })
     .await;
     match made {
-        Ok(Ok(c)) => {
+        Ok(Ok(Err(max))) => {
+            tracing::warn!(
+                max,
+                "SCEP challenge refused: scep.max_open_challenges reached"
+            );
+            Err(Box::new(
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("{max} challenges are open and unused (scep.max_open_challenges): use some or wait for them to expire\n"),
+                )
+                    .into_response(),
+            ))
+        }
+        Ok(Ok(Ok(c))) => {
             tracing::info!(challenge = %c.id, device = ?c.device, "SCEP challenge handed to an MDM");
             Ok(c)
         }

@@ -549,7 +549,7 @@ async fn mdms_fetch_challenges_from_the_ndes_page_and_the_jamf_webhook() {
     let data = dir.join("data");
     std::fs::write(
         dir.join("custos.toml"),
-        "[scep]\nlisten_plain = true\nstatic_challenge = \"shared-legacy-secret-123\"\n[scep.ndes]\nusername = \"fleet\"\npassword = \"ndes-password-0123456789\"\n\
+        "[scep]\nlisten_plain = true\nstatic_challenge = \"shared-legacy-secret-123\"\nmax_open_challenges = 3\n[scep.ndes]\nusername = \"fleet\"\npassword = \"ndes-password-0123456789\"\n\
          [scep.jamf]\nusername = \"jamf\"\npassword = \"jamf-password-0123456789\"\n",
     )
     .unwrap();
@@ -657,6 +657,15 @@ async fn mdms_fetch_challenges_from_the_ndes_page_and_the_jamf_webhook() {
     assert_eq!(r.status(), 200);
     let jamf3 = r.text().await.unwrap();
     assert_ne!(jamf1, jamf3);
+    // Three unused challenges are open: the cap refuses a fourth.
+    let ndes_page = || {
+        http.get(&ndes_url)
+            .basic_auth("fleet", Some("ndes-password-0123456789"))
+            .send()
+    };
+    let r = ndes_page().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.text().await.unwrap().contains("scep.max_open_challenges"));
 
     // Enrol with them: strongSwan, on the path NDES answers SCEP at.
     let url = format!("{}/certsrv/mscep/mscep.dll", server.http_url);
@@ -746,6 +755,8 @@ async fn mdms_fetch_challenges_from_the_ndes_page_and_the_jamf_webhook() {
         "{audit}"
     );
     assert!(!audit.contains(&jamf1) && !audit.contains(&ndes_challenge));
+    // Challenges used: the page makes them again.
+    assert_eq!(ndes_page().await.unwrap().status(), 200);
     assert!(server.terminate().success());
 }
 
