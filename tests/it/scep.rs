@@ -765,6 +765,17 @@ async fn mdms_fetch_challenges_from_the_ndes_page_and_the_jamf_webhook() {
 /// key (`client.pk8`, `client.der` in `dir`) with SHA-256, carrying the
 /// SCEP attributes.
 fn scep_request(dir: &Path, message_type: &str, transaction_id: &str, content: &[u8]) -> Vec<u8> {
+    scep_request_signed_at(dir, message_type, transaction_id, content, None)
+}
+
+/// [`scep_request`] with a signingTime attribute (Unix seconds) when given.
+fn scep_request_signed_at(
+    dir: &Path,
+    message_type: &str,
+    transaction_id: &str,
+    content: &[u8],
+    signing_time: Option<u64>,
+) -> Vec<u8> {
     use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
     use cms::content_info::{CmsVersion, ContentInfo};
     use cms::signed_data::{
@@ -802,7 +813,7 @@ fn scep_request(dir: &Path, message_type: &str, transaction_id: &str, content: &
     let printable = |s: &str| Any::encode_from(&PrintableStringRef::new(s).unwrap()).unwrap();
     let octets = |b: &[u8]| Any::encode_from(&OctetString::new(b).unwrap()).unwrap();
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &envelope);
-    let attrs = SetOfVec::try_from(vec![
+    let mut attrs = vec![
         attr(
             "1.2.840.113549.1.9.3",
             Any::encode_from(&oid("1.2.840.113549.1.7.1")).unwrap(),
@@ -811,8 +822,16 @@ fn scep_request(dir: &Path, message_type: &str, transaction_id: &str, content: &
         attr("2.16.840.1.113733.1.9.2", printable(message_type)),
         attr("2.16.840.1.113733.1.9.7", printable(transaction_id)),
         attr("2.16.840.1.113733.1.9.5", octets(&[9u8; 16])),
-    ])
-    .unwrap();
+    ];
+    if let Some(t) = signing_time {
+        let utc =
+            der::asn1::UtcTime::from_unix_duration(std::time::Duration::from_secs(t)).unwrap();
+        attrs.push(attr(
+            "1.2.840.113549.1.9.5",
+            Any::encode_from(&utc).unwrap(),
+        ));
+    }
+    let attrs = SetOfVec::try_from(attrs).unwrap();
     let key = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(
         &std::fs::read(dir.join("client.pk8")).unwrap(),
     )
@@ -1084,7 +1103,7 @@ async fn get_cert_get_crl_and_cert_poll_answer_from_the_ledger() {
     let (printed, inner) = post_scep(
         dir,
         &url,
-        scep_request(dir, "21", "q-unknown", &by_serial(unknown)),
+        scep_request(dir, "21", "q-unknown", &by_serial(unknown.clone())),
     )
     .await;
     assert!(inner.is_none());
@@ -1094,5 +1113,18 @@ async fn get_cert_get_crl_and_cert_poll_answer_from_the_ledger() {
     );
     let (printed, _) = post_scep(dir, &url, scep_request(dir, "20", "no-such-tx", &poll)).await;
     assert!(printed.contains("PRINTABLESTRING:4"), "{printed}");
+    // signingTime: a minute off is within scep.max_clock_skew_secs (the
+    // request goes on to badCertID); two hours off is badTime (3).
+    let now = custos::model::time::unix_now();
+    for (at, fail) in [
+        (now - 60, "PRINTABLESTRING:4"),
+        (now - 7200, "PRINTABLESTRING:3"),
+    ] {
+        let req =
+            scep_request_signed_at(dir, "21", "q-time", &by_serial(unknown.clone()), Some(at));
+        let (printed, inner) = post_scep(dir, &url, req).await;
+        assert!(inner.is_none());
+        assert!(printed.contains(fail), "{at}: {printed}");
+    }
     assert!(server.terminate().success());
 }
