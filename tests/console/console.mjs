@@ -18,6 +18,10 @@ const browser = await chromium.launch({
 try {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1100, height: 800 } });
   const page = await ctx.newPage();
+  // The console's script asks before a revocation: accept, and keep what
+  // was asked.
+  const asked = [];
+  page.on('dialog', (d) => { asked.push(d.message()); d.accept(); });
 
   // Signed out: sent to the sign-in page.
   await page.goto(`${base}/console/`);
@@ -69,6 +73,8 @@ try {
   await page.selectOption('select[name=reason]', 'keyCompromise');
   await page.fill('input[name=confirm]', device);
   await page.click('text=Revoke all');
+  await page.waitForURL(/[?]revoked=/);
+  expect(asked.some((m) => m.includes(`Revoke every certificate of ${device}`)), `not asked before revoking: ${JSON.stringify(asked)}`);
   await page.goto(`${base}/console/certificates/${serial}`);
   expect((await page.textContent('#ocsp')) === 'revoked', 'OCSP does not say revoked');
   await page.goto(`${base}/console/`);

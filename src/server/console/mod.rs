@@ -7,8 +7,10 @@
 //! id in a cookie that is HttpOnly, Secure and SameSite=Strict, scoped to
 //! `/console`, idle for at most 8 hours; every change is a POST carrying
 //! the session's CSRF token, and is audited with the operator's name. The
-//! pages are server-rendered HTML with inline styles and no script or
-//! external asset (Content-Security-Policy `default-src 'none'`).
+//! pages are server-rendered HTML with inline styles and no external
+//! asset (Content-Security-Policy `default-src 'none'`); one small script
+//! of our own (`/console/console.js`) asks before a revocation is sent and
+//! refreshes the overview, and every page works without it.
 
 mod overview;
 mod pages;
@@ -79,7 +81,8 @@ fn session(headers: &HeaderMap) -> Option<Session> {
     Some(s.clone())
 }
 
-/// Headers of every console page: no caching, no framing, no script.
+/// Headers of every console page: no caching, no framing, no script but
+/// our own.
 fn html(status: StatusCode, body: String) -> Response {
     (
         status,
@@ -88,13 +91,44 @@ fn html(status: StatusCode, body: String) -> Response {
             (header::CACHE_CONTROL, "no-store"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
             ),
             (header::X_FRAME_OPTIONS, "DENY"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::REFERRER_POLICY, "no-referrer"),
         ],
         body,
+    )
+        .into_response()
+}
+
+/// The console's one script, progressive: every page works without it.
+/// It asks before a form marked `data-confirm` is sent, and reloads a page
+/// holding `data-refresh` (seconds) while it is visible and nothing is
+/// being typed.
+const SCRIPT: &str = r#"'use strict';
+document.addEventListener('submit', (e) => {
+  const msg = e.target.getAttribute('data-confirm');
+  if (msg && !window.confirm(msg)) e.preventDefault();
+});
+const r = document.querySelector('[data-refresh]');
+if (r) {
+  const secs = Math.max(15, Number(r.getAttribute('data-refresh')) || 60);
+  setInterval(() => {
+    const a = document.activeElement;
+    if (!document.hidden && !(a && (a.tagName === 'INPUT' || a.tagName === 'SELECT'))) location.reload();
+  }, secs * 1000);
+}
+"#;
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        SCRIPT,
     )
         .into_response()
 }
@@ -108,6 +142,7 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/console", get(|| async { redirect("/console/") }))
         .route("/console/", get(overview))
+        .route("/console/console.js", get(script))
         .route(
             "/console/login",
             get(signin::login_page).post(signin::login),

@@ -318,5 +318,9 @@ pub fn overview(app: &App, s: &Session) -> anyhow::Result<String> {
             }
         }
     };
-    Ok(page(Some(s), "Overview", body))
+    Ok(page(
+        Some(s),
+        "Overview",
+        html! { div data-refresh="60" {} (body) },
+    ))
 }

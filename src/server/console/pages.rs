@@ -23,6 +23,7 @@ pub(super) fn page(session: Option<&Session>, title: &str, body: Markup) -> Stri
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { "custos · " (title) }
                 style { (STYLE) }
+                script src="/console/console.js" defer {}
             }
             body {
                 header {
@@ -164,7 +165,7 @@ pub fn device(app: &App, s: &Session, id: &str) -> anyhow::Result<Option<String>
                     " "
                     button type="submit" { "Save" }
                 }
-                form.card method="post" action={ "/console/devices/" (d.serial) "/revoke" } {
+                form.card method="post" action={ "/console/devices/" (d.serial) "/revoke" } data-confirm={ "Revoke every certificate of " (d.serial) "? Relying parties will refuse them at once." } {
                     h2 { "Revoke every certificate of this device" }
                     input type="hidden" name="csrf" value=(s.csrf);
                     p { label { "Reason " (reasons()) } }
@@ -207,7 +208,7 @@ pub fn certificate(app: &App, s: &Session, serial: &str) -> anyhow::Result<Optio
             h2 { "Chain" }
             (chain(app, &record, der.as_deref()))
             @if s.role == Role::Operator && c.status == "good" {
-                form.card method="post" action={ "/console/certificates/" (c.serial) "/revoke" } {
+                form.card method="post" action={ "/console/certificates/" (c.serial) "/revoke" } data-confirm={ "Revoke certificate " (c.serial) "? Relying parties will refuse it at once." } {
                     h2 { "Revoke this certificate" }
                     input type="hidden" name="csrf" value=(s.csrf);
                     p { label { "Reason " (reasons()) } }
