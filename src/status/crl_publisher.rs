@@ -262,6 +262,12 @@ impl CrlPublisher {
         })
     }
 
+    /// When a published CRL was signed: its thisUpdate is set back by
+    /// `crl.backdate_secs` for relying parties whose clocks run behind.
+    pub fn signed_at(&self, crl: &PublishedCrl) -> u64 {
+        crl.this_update.saturating_add(self.settings.backdate_secs)
+    }
+
     /// Shards published (0 to this, exclusive).
     pub fn shard_count(&self) -> u32 {
         self.shard_count

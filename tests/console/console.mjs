@@ -38,7 +38,7 @@ try {
   expect((await count('#revoked-24h')) === 0, 'the overview counts a revocation before any');
   expect((await count('#count-good')) >= 1, 'the overview counts no good certificate');
   expect((await page.locator('#chart-issued rect').count()) === 25, 'the issuance chart lacks its 24 bars');
-  await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
+  expect(!(await page.textContent('body')).includes('5 min'), 'the CRL age counts the backdating');
 
   // The session cookie's flags.
   const cookie = (await ctx.cookies()).find((c) => c.name === 'custos_console');
@@ -77,9 +77,16 @@ try {
   expect(asked.some((m) => m.includes(`Revoke every certificate of ${device}`)), `not asked before revoking: ${JSON.stringify(asked)}`);
   await page.goto(`${base}/console/certificates/${serial}`);
   expect((await page.textContent('#ocsp')) === 'revoked', 'OCSP does not say revoked');
+  await page.screenshot({ path: `${shots}/certificate-revoked.png`, fullPage: true });
   await page.goto(`${base}/console/`);
   expect((await count('#revoked-24h')) === 1, 'the overview does not count the revocation just made');
-  await page.screenshot({ path: `${shots}/certificate-revoked.png`, fullPage: true });
+  // The CRL is re-signed within crl.debounce_ms of the revocation.
+  for (let i = 0; i < 50 && (await count('#count-revoked')) !== 1; i++) {
+    await page.waitForTimeout(200);
+    await page.reload();
+  }
+  expect((await count('#count-revoked')) === 1, 'the overview does not count the revoked certificate on the CRL');
+  await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
 
   // Mark the device lost (status only; the revocation was above).
   await page.goto(`${base}/console/devices/${device}`);

@@ -286,15 +286,16 @@ pub fn overview(app: &App, s: &Session) -> anyhow::Result<String> {
         }
         h2 { "CRL shards" }
         table {
-            tr { th { "Shard" } th { "Number" } th { "Signed" } th { "Age" } th { "Next update" } th { "Entries" } }
+            tr { th { "Shard" } th { "Number" } th { "Signed" } th { "Age" } th { "thisUpdate – nextUpdate" } th { "Entries" } }
             @for shard in 0..app.crl.shard_count() {
                 @if let Some(c) = app.crl.current(shard) {
                     tr {
                         td { (shard) } td { (c.number) }
-                        @let stale = now.saturating_sub(c.this_update) > validity / 2;
-                        td class=(if stale { "bad" } else { "" }) { (rfc3339(c.this_update)) }
-                        td class=(if stale { "bad" } else { "" }) { (age(now.saturating_sub(c.this_update))) }
-                        td { (rfc3339(c.next_update)) } td { (c.entries) }
+                        @let signed = app.crl.signed_at(&c);
+                        @let stale = now.saturating_sub(signed) > validity / 2;
+                        td class=(if stale { "bad" } else { "" }) { (rfc3339(signed)) }
+                        td class=(if stale { "bad" } else { "" }) { (age(now.saturating_sub(signed))) }
+                        td { (rfc3339(c.this_update)) " – " (rfc3339(c.next_update)) } td { (c.entries) }
                     }
                 }
             }
