@@ -79,26 +79,40 @@ impl Hourly {
     }
 }
 
+/// A value the overview keeps between page loads, per ledger (data dir).
+struct Kept<T>(OnceLock<Mutex<HashMap<PathBuf, T>>>);
+
+impl<T: Clone> Kept<T> {
+    const fn new() -> Self {
+        Kept(OnceLock::new())
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, T>> {
+        self.0
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, app: &App) -> Option<T> {
+        self.map().get(&app.config.data_dir).cloned()
+    }
+
+    fn put(&self, app: &App, value: T) {
+        self.map().insert(app.config.data_dir.clone(), value);
+    }
+}
+
 /// The hourly counts of `app`'s ledger, kept between page loads so that a
 /// load reads only the entries written since the one before.
 fn hourly(app: &App, now: u64) -> anyhow::Result<Hourly> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Hourly>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Mutex::default);
+    static KEPT: Kept<Hourly> = Kept::new();
     let end = (now / 3600 + 1) * 3600;
-    let key = app.config.data_dir.clone();
-    let kept = cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
-        .cloned();
-    let h = match kept {
+    let h = match KEPT.get(app) {
         Some(h) if h.complete && h.end <= end => h.advance(app, end)?,
         _ => Hourly::read(app, end)?,
     };
-    cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, h.clone());
+    KEPT.put(app, h.clone());
     Ok(h)
 }
 
@@ -152,16 +166,8 @@ fn gauge(app: &App, name: &str) -> f64 {
 /// last shown, and afresh every hour (bulk imports may add old ones).
 fn expired(app: &App, now: u64) -> anyhow::Result<(u64, bool)> {
     /// (counted up to, count, when counted afresh)
-    type Kept = (u64, u64, u64);
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Kept>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Mutex::default);
-    let key = app.config.data_dir.clone();
-    let kept = cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
-        .copied();
-    let (count, all, fresh) = match kept {
+    static KEPT: Kept<(u64, u64, u64)> = Kept::new();
+    let (count, all, fresh) = match KEPT.get(app) {
         Some((to, count, fresh)) if to <= now && now - fresh < 3600 => {
             let (more, all) = app.ledger.count_expiring(to, now, EXPIRED_MAX)?;
             (count + more, all, fresh)
@@ -172,10 +178,7 @@ fn expired(app: &App, now: u64) -> anyhow::Result<(u64, bool)> {
         }
     };
     if all {
-        cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (now, count, fresh));
+        KEPT.put(app, (now, count, fresh));
     }
     Ok((count, all))
 }
