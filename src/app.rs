@@ -50,6 +50,9 @@ pub struct App {
     pub mdm_sync: Arc<crate::devices::sync::MdmSync>,
     /// The last hour of OCSP answer rates (sampled while serving).
     pub ocsp_rates: Arc<crate::status::ocsp_rates::OcspRates>,
+    /// Set while `serve`'s start-up catch-up (CRLs, then OCSP refreshes)
+    /// runs: `/readyz` answers 503 meanwhile.
+    pub catching_up: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The queue of ACME validation jobs (taken once, by the validator).
@@ -250,6 +253,7 @@ impl App {
         Ok(App {
             mdm_sync,
             ocsp_rates: Arc::default(),
+            catching_up: Arc::default(),
             replication,
             acme,
             device_events,

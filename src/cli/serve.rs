@@ -108,6 +108,8 @@ pub(super) async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()>
     let app = Arc::new(app);
     let shutdown = CancellationToken::new();
     tokio::spawn(signals.watch(shutdown.clone()));
+    app.catching_up
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let catch_up = tokio::spawn(catch_up(
         app.clone(),
         std::time::Duration::from_millis(args.delay_catch_up_ms),
@@ -147,7 +149,10 @@ async fn catch_up(
         shutdown.cancel();
         return Err(anyhow!("cannot publish the CRLs: {e}"));
     }
-    crate::jobs::refresh_ocsp(app).await;
+    crate::jobs::refresh_ocsp(app.clone()).await;
+    app.catching_up
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    tracing::info!("start-up catch-up done: ready");
     Ok(())
 }
 

@@ -38,6 +38,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(scep)
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/ca/{file}", get(ca_file))
         .merge(super::ocsp::routes())
@@ -59,6 +60,30 @@ pub async fn healthz(State(app): State<Arc<App>>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "ledger unavailable\n").into_response()
         }
     }
+}
+
+/// Readiness: 503 while the start-up catch-up runs or a CRL shard is held
+/// (its CRL would make a client wait), else `ready`. Status answers are
+/// right either way; this tells a load balancer where they are quick.
+pub async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let held = app.crl.held_count();
+    let catching_up = app.catching_up.load(std::sync::atomic::Ordering::SeqCst);
+    if app.ledger.count().is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "ledger unavailable\n").into_response();
+    }
+    if catching_up || held > 0 {
+        let text = format!(
+            "catching up: {held} CRL shard{} held{}\n",
+            if held == 1 { "" } else { "s" },
+            if catching_up {
+                ", start-up CRL and OCSP work running"
+            } else {
+                ""
+            }
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+    }
+    (StatusCode::OK, "ready\n").into_response()
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {

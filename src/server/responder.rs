@@ -61,6 +61,7 @@ pub async fn run(
         .route("/crl/{issuer}/{file}", get(crl_file))
         .route("/ca/{file}", get(ca_file))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
             std::time::Duration::from_secs(config.http.body_timeout_secs),
@@ -158,6 +159,17 @@ async fn healthz(State(s): Shared) -> Response {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (StatusCode::OK, "degraded\n").into_response()
+    }
+}
+
+/// `ready`, or 503 while Redis or the revocation channel is down: the
+/// responder then answers only what it holds, so a load balancer should
+/// prefer another.
+async fn readyz(State(s): Shared) -> Response {
+    if s.status.healthy() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "degraded\n").into_response()
     }
 }
 

@@ -268,6 +268,12 @@ impl CrlPublisher {
         crl.this_update.saturating_add(self.settings.backdate_secs)
     }
 
+    /// How many shards are held (waiting for a CRL that covers every
+    /// revocation).
+    pub fn held_count(&self) -> usize {
+        self.held.borrow().len()
+    }
+
     /// Shards published (0 to this, exclusive).
     pub fn shard_count(&self) -> u32 {
         self.shard_count

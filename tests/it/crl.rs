@@ -388,6 +388,21 @@ async fn shards_verify_list_revocations_within_a_second_and_survive_restarts() {
     );
     let started = Instant::now();
     let fx = Fixture::start_with(&fx.dir, &["--delay-catch-up-ms", "5000"]);
+    // Alive, not ready: the shard is held and the catch-up waits.
+    let get = |path: &str| {
+        let url = format!("{}{path}", fx.server.http_url);
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await, (200, "ok\n".to_string()));
+    let (status, text) = get("/readyz").await;
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.contains("CRL shards held") && text.contains("start-up"),
+        "{text}"
+    );
     let says = ocsp_says(&fx.server, Path::new(&leaf.pem));
     let ocsp_at = started.elapsed();
     assert!(says.contains(": revoked"), "{says}");
@@ -400,5 +415,15 @@ async fn shards_verify_list_revocations_within_a_second_and_survive_restarts() {
         ocsp_at < Duration::from_secs(5) && crl_at >= Duration::from_secs(5),
         "OCSP answered after {ocsp_at:?} (before the catch-up), the CRL after {crl_at:?} (held until it)"
     );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, text) = get("/readyz").await;
+        if status == 200 {
+            assert_eq!(text, "ready\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(fx.server.terminate().success());
 }

@@ -276,6 +276,8 @@ fn responders_answer_from_redis_through_faults() {
     eventually("the responder says degraded", || {
         fetch(&format!("{}/healthz", responder.url)).2 == b"degraded\n"
     });
+    let (status, _, body) = fetch(&format!("{}/readyz", responder.url));
+    assert_eq!((status, body.as_slice()), (503, b"degraded\n".as_slice()));
     assert_eq!(fetch(&format!("{}{path}", responder.url)).2, held);
     let (_, _, body) = fetch(&format!("{}{}", responder.url, get_path(&hashes, &serial2)));
     assert_eq!(
@@ -312,6 +314,8 @@ fn responders_answer_from_redis_through_faults() {
     eventually("the responder is healthy again", || {
         fetch(&format!("{}/healthz", responder.url)).2 == b"ok\n"
     });
+    let (status, _, body) = fetch(&format!("{}/readyz", responder.url));
+    assert_eq!((status, body.as_slice()), (200, b"ready\n".as_slice()));
 
     // An operator's resync through the running server.
     let out = custos(&data, &["replication", "resync"]);

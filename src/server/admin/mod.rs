@@ -143,6 +143,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(super::scep_challenges::routes())
         .merge(super::console::routes())
         .route("/healthz", get(super::plain::healthz))
+        .route("/readyz", get(super::plain::readyz))
         .layer(axum::middleware::from_fn_with_state(
             std::time::Duration::from_secs(app.config.http.body_timeout_secs),
             super::conn::body_deadline,
