@@ -12,7 +12,7 @@
 //! - [`ledger`]: RocksDB storage of certificates, revocations, precomputed OCSP, CRLs, devices, events, ACME state, outboxes, the audit chain.
 //! - [`ca`]: the CA's keys and certificates, the delegated OCSP signer, certificate profiles (templates); signs what it is told to.
 //!   [`csr`] (crate `custos-csr`) and [`attestation`] (crate `custos-attest`): PKCS#10 and Apple attestation checks.
-//! - [`status`]: what status readers and subscribers see: the OCSP responder and its signing pool, the CRL publisher, outbound notifications, the OCSP client check.
+//! - [`status`]: what status readers and subscribers see: the OCSP responder and its signing pool, the CRL publisher, outbound notifications, the OCSP client check, the OCSP rate samples the console charts.
 //! - [`ra`]: the registration authority: issuance and revocation (with audit) shared by every front end.
 //! - [`devices`]: the inventory's rules, MDM inventory lookups, MDM device events in ([`devices::events::DeviceEvents`]).
 //! - [`acme`]: the ACME engine's ports (store, domain), its validator and EAB keys; the protocol is crate `custos-acme`.

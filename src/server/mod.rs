@@ -1,8 +1,11 @@
 //! The two listeners and their lifecycle.
 //!
-//! - Plain HTTP ([`plain`]): OCSP, CRL, CA certificates, `/healthz`, `/metrics`.
-//! - HTTPS ([`admin`] and later ACME and webhooks): TLS with a certificate
-//!   from our own CA ([`tls`]).
+//! - Plain HTTP ([`plain`]): OCSP, CRL, CA certificates, `/healthz`,
+//!   `/readyz`, `/metrics` (and SCEP when `scep.listen_plain`).
+//! - HTTPS ([`admin`]): the admin API, ACME ([`acme`]), MDM webhooks
+//!   ([`webhooks`]), SCEP ([`scep`], [`scep_challenges`]) and the operator
+//!   console ([`console`]), with TLS from our own CA ([`tls`]).
+//! - A stateless responder's one listener ([`responder`]).
 //!
 //! Handlers are thin: they decode HTTP, call the domain, encode the answer.
 //! Shutdown is a [`CancellationToken`] passed in, so tests can stop a server:
