@@ -81,20 +81,27 @@ pub struct DeviceAttestConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MdmLookupConfig {
-    /// An `[mdm.<name>]` source (kind `jamf`) whose URL and credentials the
-    /// lookup uses: one place to configure an MDM. Replaces `kind`, `url`,
-    /// `client_id` and `client_secret`.
+    /// An `[mdm.<name>]` source (kind `jamf`, `fleet` or `intune`) whose
+    /// URL and credentials the lookup uses: one place to configure an MDM.
+    /// Replaces `kind`, `url`, `client_id`, `client_secret`, `token`,
+    /// `tenant` and `token_url`.
     pub source: Option<String>,
-    /// `jamf` or `generic`; unset: no lookup.
+    /// `jamf`, `fleet`, `intune` or `generic`; unset: no lookup.
     pub kind: Option<String>,
-    /// Base URL (Jamf Pro) or the endpoint (generic).
+    /// Base URL (Jamf Pro, Fleet; Microsoft Graph for Intune, default
+    /// `https://graph.microsoft.com`) or the endpoint (generic).
     pub url: String,
-    /// Jamf Pro API client id.
+    /// Jamf Pro API client id, or the Entra app's client id (Intune).
     pub client_id: Option<String>,
-    /// Jamf Pro API client secret.
+    /// Jamf Pro API client secret, or the Entra app's secret (Intune).
     pub client_secret: Option<String>,
-    /// Bearer token for the generic endpoint.
+    /// Bearer token for Fleet's API or the generic endpoint.
     pub token: Option<String>,
+    /// Intune: the Entra tenant (id or domain) whose token endpoint issues
+    /// the Graph token.
+    pub tenant: Option<String>,
+    /// Intune: the OAuth token URL instead of the tenant's.
+    pub token_url: Option<String>,
     /// Seconds a lookup may take.
     pub timeout_secs: u64,
     /// Issue anyway when the MDM cannot be asked (default: refuse).
@@ -110,6 +117,8 @@ impl Default for MdmLookupConfig {
             client_id: None,
             client_secret: None,
             token: None,
+            tenant: None,
+            token_url: None,
             timeout_secs: 5,
             fail_open: false,
         }

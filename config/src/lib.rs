@@ -234,14 +234,17 @@ impl Config {
             let s = self.mdm.get(&name).ok_or_else(|| {
                 anyhow!("configuration error: acme.device_attest.mdm.source {name:?} names no [mdm.{name}] table")
             })?;
-            if s.kind != MdmKind::Jamf {
-                bail!("configuration error: acme.device_attest.mdm.source {name:?} is a {} source; the lookup asks a jamf source (or set kind = \"generic\" and url)", s.kind.name());
+            if s.kind == MdmKind::Generic {
+                bail!("configuration error: acme.device_attest.mdm.source {name:?} is a generic source, whose URL lists devices; the lookup asks a jamf, fleet or intune source (or set kind = \"generic\" and the url of a lookup endpoint)");
             }
             let m = &mut self.acme.device_attest.mdm;
-            m.kind = Some("jamf".into());
+            m.kind = Some(s.kind.name().into());
             m.url = s.url.clone();
             m.client_id = s.client_id.clone();
             m.client_secret = s.client_secret.clone();
+            m.token = s.token.clone();
+            m.tenant = s.tenant.clone();
+            m.token_url = s.token_url.clone();
         }
         let only = |kind: MdmKind| {
             let of_kind: Vec<&MdmSource> = self.mdm.values().filter(|s| s.kind == kind).collect();

@@ -185,5 +185,29 @@ mod tests {
         }
         let e = Config::from_toml("[acme.device_attest.mdm]\nsource = \"nope\"\n").unwrap_err();
         assert!(e.to_string().contains("names no [mdm.nope]"), "{e}");
+        // Fleet and Intune sources configure the lookup too; a generic
+        // source (a device list, not a lookup) is refused.
+        let c = Config::from_toml(
+            "[mdm.fleet]\nkind = \"fleet\"\nurl = \"https://fleet.example\"\ntoken = \"fleet-token\"\n\
+             [acme.device_attest.mdm]\nsource = \"fleet\"\n",
+        )
+        .unwrap();
+        let m = &c.acme.device_attest.mdm;
+        assert_eq!(m.kind.as_deref(), Some("fleet"));
+        assert_eq!(m.token.as_deref(), Some("fleet-token"));
+        let c = Config::from_toml(
+            "[mdm.intune]\nkind = \"intune\"\ntenant = \"contoso.example\"\nclient_id = \"id\"\nclient_secret = \"secret\"\n\
+             [acme.device_attest.mdm]\nsource = \"intune\"\n",
+        )
+        .unwrap();
+        let m = &c.acme.device_attest.mdm;
+        assert_eq!(m.kind.as_deref(), Some("intune"));
+        assert_eq!(m.tenant.as_deref(), Some("contoso.example"));
+        let e = Config::from_toml(
+            "[mdm.list]\nkind = \"generic\"\nurl = \"https://mdm.example/devices\"\n\
+             [acme.device_attest.mdm]\nsource = \"list\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("generic source"), "{e}");
     }
 }

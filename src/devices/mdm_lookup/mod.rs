@@ -1,9 +1,14 @@
 //! Asking the MDM whether a device is managed, before a device certificate
 //! is issued (`[acme.device_attest.mdm]`): a Jamf Pro API client (OAuth
-//! client credentials, computers and mobile devices inventory) and a
-//! generic JSON endpoint (`GET <url>?serial=<serial>` → `{"managed": bool}`),
-//! behind one trait, with a timeout. Unreachable or unclear answers fail
-//! closed unless `fail_open` is set.
+//! client credentials, computers and mobile devices inventory), Fleet and
+//! Microsoft Intune ([`cloud`]), and a generic JSON endpoint
+//! (`GET <url>?serial=<serial>` → `{"managed": bool}`), behind one trait,
+//! with a timeout. Unreachable or unclear answers fail closed unless
+//! `fail_open` is set.
+
+mod cloud;
+
+pub use cloud::{fleet_host_serial, Fleet, Intune};
 
 use crate::config::MdmLookupConfig;
 use serde::Deserialize;
@@ -41,13 +46,25 @@ pub fn from_config(config: &MdmLookupConfig) -> anyhow::Result<Option<Box<dyn Md
         }))),
         Some("jamf") => Ok(Some(Box::new(Jamf {
             http: http()?,
+            oauth: ClientCredentials::new(
+                format!("{url}/api/oauth/token"),
+                config.client_id.as_deref().unwrap_or_default(),
+                config.client_secret.as_deref().unwrap_or_default(),
+                None,
+                "Jamf token",
+            ),
             url,
-            client_id: config.client_id.clone().unwrap_or_default(),
-            client_secret: config.client_secret.clone().unwrap_or_default(),
-            token: Mutex::new(None),
         }))),
+        Some("fleet") => Ok(Some(Box::new(Fleet::new(
+            http()?,
+            url,
+            config.token.clone().unwrap_or_default(),
+        )))),
+        Some("intune") => Ok(Some(Box::new(Intune::new(http()?, config)?))),
         Some(other) => {
-            anyhow::bail!("acme.device_attest.mdm.kind {other:?} is not known (jamf, generic)")
+            anyhow::bail!(
+                "acme.device_attest.mdm.kind {other:?} is not known (jamf, fleet, intune, generic)"
+            )
         }
     }
 }
@@ -69,31 +86,42 @@ impl std::fmt::Debug for Generic {
 impl MdmLookup for Generic {
     fn is_managed<'a>(&'a self, serial: &'a str) -> Lookup<'a> {
         Box::pin(async move {
-            #[derive(Deserialize)]
-            struct Answer {
-                managed: bool,
-            }
-            let mut req = self.http.get(&self.url).query(&[("serial", serial)]);
-            if let Some(t) = &self.token {
-                req = req.bearer_auth(t);
-            }
-            let resp = req.send().await.map_err(|e| format!("MDM lookup: {e}"))?;
-            if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            let req = self.http.get(&self.url).query(&[("serial", serial)]);
+            let Some(v) = get_json(req, self.token.as_deref(), "MDM lookup").await? else {
                 return Ok(false);
-            }
-            if !resp.status().is_success() {
-                return Err(format!(
-                    "MDM lookup answered HTTP {}",
-                    resp.status().as_u16()
-                ));
-            }
-            let a: Answer = resp
-                .json()
-                .await
-                .map_err(|e| format!("MDM lookup answer: {e}"))?;
-            Ok(a.managed)
+            };
+            v["managed"]
+                .as_bool()
+                .ok_or_else(|| "MDM lookup answer: no \"managed\" boolean".to_string())
         })
     }
+}
+
+/// A GET with an optional bearer token, read as JSON: `Ok(None)` for 404;
+/// `Err` (naming `what`) when it could not be asked or answered otherwise.
+async fn get_json(
+    req: reqwest::RequestBuilder,
+    token: Option<&str>,
+    what: &str,
+) -> Result<Option<serde_json::Value>, String> {
+    let req = match token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    };
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("{what}: {}", e.without_url()))?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !resp.status().is_success() {
+        return Err(format!("{what} answered HTTP {}", resp.status().as_u16()));
+    }
+    resp.json()
+        .await
+        .map(Some)
+        .map_err(|e| format!("{what} answer: {e}"))
 }
 
 /// Jamf Pro API: an OAuth token from the API client's credentials, then
@@ -101,9 +129,75 @@ impl MdmLookup for Generic {
 pub struct Jamf {
     http: reqwest::Client,
     url: String,
+    oauth: ClientCredentials,
+}
+
+/// OAuth client credentials (RFC 6749 §4.4) and the access token they last
+/// got, kept until a minute before it expires.
+struct ClientCredentials {
+    token_url: String,
     client_id: String,
     client_secret: String,
-    token: Mutex<Option<(String, Instant)>>,
+    scope: Option<&'static str>,
+    /// What errors call it (`Jamf token`, `Intune token`).
+    what: &'static str,
+    cached: Mutex<Option<(String, Instant)>>,
+}
+
+impl ClientCredentials {
+    fn new(
+        token_url: String,
+        client_id: &str,
+        client_secret: &str,
+        scope: Option<&'static str>,
+        what: &'static str,
+    ) -> ClientCredentials {
+        ClientCredentials {
+            token_url,
+            client_id: client_id.to_string(),
+            client_secret: client_secret.to_string(),
+            scope,
+            what,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// The kept token, or a new one.
+    async fn token(&self, http: &reqwest::Client) -> Result<String, String> {
+        if let Some((t, until)) = self
+            .cached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            if Instant::now() < until {
+                return Ok(t);
+            }
+        }
+        let what = self.what;
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.as_str()),
+        ];
+        if let Some(scope) = self.scope {
+            form.push(("scope", scope));
+        }
+        let resp = http
+            .post(&self.token_url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| format!("{what}: {}", e.without_url()))?;
+        if !resp.status().is_success() {
+            return Err(format!("{what}: HTTP {}", resp.status().as_u16()));
+        }
+        let t: OAuthToken = resp.json().await.map_err(|e| format!("{what}: {e}"))?;
+        let life = Duration::from_secs(t.expires_in.unwrap_or(300).saturating_sub(60).max(30));
+        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((t.access_token.clone(), Instant::now() + life));
+        Ok(t.access_token)
+    }
 }
 
 impl std::fmt::Debug for Jamf {
@@ -113,10 +207,10 @@ impl std::fmt::Debug for Jamf {
 }
 
 #[derive(Deserialize)]
-struct JamfToken {
+struct OAuthToken {
     access_token: String,
     #[serde(default)]
-    expires_in: u64,
+    expires_in: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -127,30 +221,7 @@ struct JamfComputers {
 
 impl Jamf {
     async fn token(&self) -> Result<String, String> {
-        if let Some((t, until)) = self.token.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-            if Instant::now() < until {
-                return Ok(t);
-            }
-        }
-        let resp = self
-            .http
-            .post(format!("{}/api/oauth/token", self.url))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", self.client_id.as_str()),
-                ("client_secret", self.client_secret.as_str()),
-            ])
-            .send()
-            .await
-            .map_err(|e| format!("Jamf token: {e}"))?;
-        if !resp.status().is_success() {
-            return Err(format!("Jamf token: HTTP {}", resp.status().as_u16()));
-        }
-        let t: JamfToken = resp.json().await.map_err(|e| format!("Jamf token: {e}"))?;
-        let life = Duration::from_secs(t.expires_in.saturating_sub(30).max(30));
-        *self.token.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((t.access_token.clone(), Instant::now() + life));
-        Ok(t.access_token)
+        self.oauth.token(&self.http).await
     }
 
     async fn get(&self, path: &str, filter: &str) -> Result<Vec<serde_json::Value>, String> {
@@ -185,12 +256,17 @@ impl Jamf {
             .timeout(timeout)
             .build()
             .map_err(|e| format!("Jamf API client: {e}"))?;
+        let url = url.trim_end_matches('/').to_string();
         Ok(Jamf {
             http,
-            url: url.trim_end_matches('/').to_string(),
-            client_id: client_id.to_string(),
-            client_secret: client_secret.to_string(),
-            token: Mutex::new(None),
+            oauth: ClientCredentials::new(
+                format!("{url}/api/oauth/token"),
+                client_id,
+                client_secret,
+                None,
+                "Jamf token",
+            ),
+            url,
         })
     }
 
@@ -214,26 +290,11 @@ impl Jamf {
             _ => return Ok(None),
         };
         let token = self.token().await?;
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| format!("Jamf API: {}", e.without_url()))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        let req = self.http.get(format!("{}{path}", self.url));
+        let what = format!("Jamf API {path}");
+        let Some(v) = get_json(req, Some(&token), &what).await? else {
             return Ok(None);
-        }
-        if !resp.status().is_success() {
-            return Err(format!(
-                "Jamf API {path} answered HTTP {}",
-                resp.status().as_u16()
-            ));
-        }
-        let v: serde_json::Value = resp
-            .json()
-            .await
-            .map_err(|e| format!("Jamf API answer: {e}"))?;
+        };
         Ok(v.pointer(pointer)
             .and_then(|s| s.as_str())
             .map(|s| s.trim().to_string())
@@ -265,57 +326,6 @@ impl MdmLookup for Jamf {
                 .is_some_and(|m| m["managed"].as_bool() == Some(true)))
         })
     }
-}
-
-/// Fleet's REST API: `GET <api_url>/api/v1/fleet/hosts/<id>` with a bearer
-/// token → the host's `hardware_serial`. `Ok(None)`: Fleet has no such host
-/// (or no serial for it); `Err`: Fleet could not be asked (try again later).
-pub async fn fleet_host_serial(
-    api_url: &str,
-    token: &str,
-    host_id: &str,
-) -> Result<Option<String>, String> {
-    #[derive(Deserialize)]
-    struct Answer {
-        host: Host,
-    }
-    #[derive(Deserialize)]
-    struct Host {
-        #[serde(default)]
-        hardware_serial: String,
-    }
-    if host_id.is_empty() || !host_id.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok(None);
-    }
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .use_rustls_tls()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| format!("Fleet API client: {e}"))?;
-    let resp = http
-        .get(format!(
-            "{}/api/v1/fleet/hosts/{host_id}",
-            api_url.trim_end_matches('/')
-        ))
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| format!("Fleet API: {}", e.without_url()))?;
-    if resp.status() == reqwest::StatusCode::NOT_FOUND {
-        return Ok(None);
-    }
-    if !resp.status().is_success() {
-        return Err(format!(
-            "Fleet API answered HTTP {}",
-            resp.status().as_u16()
-        ));
-    }
-    let a: Answer = resp
-        .json()
-        .await
-        .map_err(|e| format!("Fleet API answer: {e}"))?;
-    Ok(Some(a.host.hardware_serial).filter(|s| !s.trim().is_empty()))
 }
 
 #[cfg(test)]
@@ -401,6 +411,11 @@ mod tests {
         assert!(wrong.is_managed("MAC1").await.unwrap_err().contains("401"));
         assert!(from_config(&MdmLookupConfig {
             kind: Some("intune".into()),
+            ..MdmLookupConfig::default()
+        })
+        .is_err());
+        assert!(from_config(&MdmLookupConfig {
+            kind: Some("workspace-one".into()),
             ..MdmLookupConfig::default()
         })
         .is_err());
