@@ -7,7 +7,7 @@
 //! `$CUSTOS_SCREENSHOTS` when set (the README's come from
 //! `CUSTOS_SCREENSHOTS=docs/console`), else to a temporary directory.
 
-use crate::common::{custos_ok, ocsp_says, openssl, Server};
+use crate::common::{custos_ok, ocsp_says, Server};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_operator_revokes_a_device_in_the_browser_and_a_viewer_cannot() {
@@ -27,39 +27,7 @@ async fn an_operator_revokes_a_device_in_the_browser_and_a_viewer_cannot() {
             "alice",
         ],
     );
-    let (key, csr, leaf) = (dir.join("k.pem"), dir.join("r.csr"), dir.join("leaf.pem"));
-    assert!(openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        "/CN=C02CONSOLE1",
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        csr.to_str().unwrap(),
-    ])
-    .status
-    .success());
-    let issued = custos_ok(
-        &data,
-        &[
-            "issue",
-            "--csr",
-            csr.to_str().unwrap(),
-            "--profile",
-            "device",
-            "--device",
-            "C02CONSOLE1",
-            "--out",
-            leaf.to_str().unwrap(),
-        ],
-    );
-    let serial = crate::common::issued_serial(&String::from_utf8_lossy(&issued.stderr));
+    let (leaf, serial) = crate::common::issue_for_device(dir, &data, "C02CONSOLE1");
     let viewer = custos_ok(
         &data,
         &[

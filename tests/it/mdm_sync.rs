@@ -6,7 +6,7 @@
 //! Intune (OAuth + Graph paging) and Jamf (OAuth + pages) readers page
 //! through everything.
 
-use crate::common::{custos, custos_ok, ocsp_says, openssl, Server};
+use crate::common::{custos, custos_ok, ocsp_says, Server};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -79,43 +79,27 @@ fn set(fake: &Shared, serials: &[&str], status: &str) {
     }
 }
 
-/// Issues a certificate for `device` (`custos issue --device`); its PEM
-/// file.
+/// A generic MDM listing `serials` as active at `<url>/devices`: its state
+/// and URL.
+async fn generic_mdm(serials: &[impl AsRef<str>]) -> (Shared, String) {
+    let fake: Shared = Arc::default();
+    for s in serials {
+        fake.lock()
+            .unwrap()
+            .devices
+            .push(device(s.as_ref(), "active"));
+    }
+    let url = serve(
+        Router::new()
+            .route("/devices", get(generic))
+            .with_state(fake.clone()),
+    )
+    .await;
+    (fake, url)
+}
+
 fn issue_for(dir: &Path, data: &Path, device: &str) -> std::path::PathBuf {
-    let key = dir.join(format!("{device}.key"));
-    let csr = dir.join(format!("{device}.csr"));
-    let out = openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        &format!("/CN={device}"),
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        csr.to_str().unwrap(),
-    ]);
-    assert!(out.status.success());
-    let cert = dir.join(format!("{device}.pem"));
-    custos_ok(
-        data,
-        &[
-            "issue",
-            "--csr",
-            csr.to_str().unwrap(),
-            "--profile",
-            "device",
-            "--device",
-            device,
-            "--out",
-            cert.to_str().unwrap(),
-        ],
-    );
-    cert
+    crate::common::issue_for_device(dir, data, device).0
 }
 
 fn sync(data: &Path, extra: &[&str]) -> Value {
@@ -139,17 +123,8 @@ async fn a_sync_revokes_what_the_mdm_lost_and_holds_what_looks_like_a_glitch() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let data = dir.join("data");
-    let fake: Shared = Arc::default();
     let serials: Vec<String> = (1..=20).map(|i| format!("C02SYNC{i:02}")).collect();
-    for s in &serials {
-        fake.lock().unwrap().devices.push(device(s, "active"));
-    }
-    let url = serve(
-        Router::new()
-            .route("/devices", get(generic))
-            .with_state(fake.clone()),
-    )
-    .await;
+    let (fake, url) = generic_mdm(&serials).await;
     std::fs::write(
         dir.join("custos.toml"),
         format!(
@@ -450,16 +425,7 @@ async fn the_server_syncs_on_its_interval_and_revokes_within_one() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let data = dir.join("data");
-    let fake: Shared = Arc::default();
-    for s in ["C02TICK1", "C02TICK2"] {
-        fake.lock().unwrap().devices.push(device(s, "active"));
-    }
-    let url = serve(
-        Router::new()
-            .route("/devices", get(generic))
-            .with_state(fake.clone()),
-    )
-    .await;
+    let (fake, url) = generic_mdm(&["C02TICK1", "C02TICK2"]).await;
     std::fs::write(
         dir.join("custos.toml"),
         format!("[mdm.fake]\nkind = \"generic\"\nurl = \"{url}/devices\"\ntoken = \"t0ken\"\nsync_interval_secs = 5\nmax_changes_percent = 100\n"),

@@ -349,44 +349,52 @@ async fn revoke_device(
         Err(r) => return *r,
     };
     if form.confirm.as_deref() != Some(id.as_str()) {
-        return html(
-            StatusCode::BAD_REQUEST,
-            pages::message(
-                &s,
-                "Not revoked",
-                "Type the device's serial in the confirmation box to revoke all its certificates.",
-            ),
+        return not_revoked(
+            &s,
+            "Type the device's serial in the confirmation box to revoke all its certificates.",
         );
     }
     let reason = match reason_of(&form) {
         Ok(r) => r,
-        Err(e) => {
-            return html(
-                StatusCode::BAD_REQUEST,
-                pages::message(&s, "Not revoked", &e),
-            )
-        }
+        Err(e) => return not_revoked(&s, &e),
     };
-    let actor = format!("console:{}", s.operator);
-    let a = app.clone();
-    let done = tokio::task::spawn_blocking(move || {
+    let (actor, a) = (format!("console:{}", s.operator), app.clone());
+    let done = run_change(&s, "Not revoked", StatusCode::BAD_REQUEST, move || {
         a.authority
             .revoke_device(&id, reason, Some(&actor), crate::model::time::unix_now())
             .map(|r| (id, r))
     })
     .await;
     match done {
-        Ok(Ok((id, results))) => {
-            redirect(&format!("/console/devices/{id}?revoked={}", results.len()))
-        }
-        Ok(Err(e)) => html(
-            StatusCode::BAD_REQUEST,
-            pages::message(&s, "Not revoked", &e.to_string()),
-        ),
-        Err(_) => html(
+        Ok((id, results)) => redirect(&format!("/console/devices/{id}?revoked={}", results.len())),
+        Err(r) => r,
+    }
+}
+
+/// A revocation refused, with why (400).
+fn not_revoked(s: &Session, why: &str) -> Response {
+    html(
+        StatusCode::BAD_REQUEST,
+        pages::message(s, "Not revoked", why),
+    )
+}
+
+/// Runs a change off the async workers: its value, or the answer to send
+/// (the error on a page titled `title` with `status`; 500 if the task
+/// itself failed).
+async fn run_change<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    s: &Session,
+    title: &str,
+    status: StatusCode,
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(html(status, pages::message(s, title, &e.to_string()))),
+        Err(_) => Err(html(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "revocation failed".into(),
-        ),
+            format!("{title}: the change failed"),
+        )),
     }
 }
 
@@ -401,23 +409,14 @@ async fn revoke_certificate(
         Err(r) => return *r,
     };
     let Ok(parsed) = serial.parse::<crate::serial::Serial>() else {
-        return html(
-            StatusCode::BAD_REQUEST,
-            pages::message(&s, "Not revoked", "not a serial"),
-        );
+        return not_revoked(&s, "not a serial");
     };
     let reason = match reason_of(&form) {
         Ok(r) => r,
-        Err(e) => {
-            return html(
-                StatusCode::BAD_REQUEST,
-                pages::message(&s, "Not revoked", &e),
-            )
-        }
+        Err(e) => return not_revoked(&s, &e),
     };
-    let actor = format!("console:{}", s.operator);
-    let a = app.clone();
-    let done = tokio::task::spawn_blocking(move || {
+    let (actor, a) = (format!("console:{}", s.operator), app.clone());
+    let done = run_change(&s, "Not revoked", StatusCode::BAD_REQUEST, move || {
         a.authority.revoke_serial(
             &parsed,
             reason,
@@ -427,15 +426,8 @@ async fn revoke_certificate(
     })
     .await;
     match done {
-        Ok(Ok(r)) => redirect(&format!("/console/certificates/{}", r.serial)),
-        Ok(Err(e)) => html(
-            StatusCode::BAD_REQUEST,
-            pages::message(&s, "Not revoked", &e.to_string()),
-        ),
-        Err(_) => html(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "revocation failed".into(),
-        ),
+        Ok(r) => redirect(&format!("/console/certificates/{}", r.serial)),
+        Err(r) => r,
     }
 }
 
@@ -470,22 +462,24 @@ async fn device_status(
     let compliant = Some(form.compliant.is_some());
     let actor = format!("console:{}", s.operator);
     let a = app.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let now = crate::model::time::unix_now();
-        let d = a.ledger.set_device_status(&id, status, compliant, now)?;
-        if let Some(d) = &d {
-            crate::devices::ops::audit_status(&a.authority, &actor, d, now);
-        }
-        Ok::<_, anyhow::Error>(d)
-    })
+    let done = run_change(
+        &s,
+        "Not changed",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        move || {
+            let now = crate::model::time::unix_now();
+            let d = a.ledger.set_device_status(&id, status, compliant, now)?;
+            if let Some(d) = &d {
+                crate::devices::ops::audit_status(&a.authority, &actor, d, now);
+            }
+            Ok::<_, anyhow::Error>(d)
+        },
+    )
     .await;
     match done {
-        Ok(Ok(Some(d))) => redirect(&format!("/console/devices/{}", d.serial)),
-        Ok(Ok(None)) => html(StatusCode::NOT_FOUND, "no such device".into()),
-        _ => html(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the change failed".into(),
-        ),
+        Ok(Some(d)) => redirect(&format!("/console/devices/{}", d.serial)),
+        Ok(None) => html(StatusCode::NOT_FOUND, "no such device".into()),
+        Err(r) => r,
     }
 }
 
@@ -516,7 +510,7 @@ async fn acme_eab(
     let actor = format!("console:{}", s.operator);
     let a = app.clone();
     let name = form.name.clone();
-    let made = tokio::task::spawn_blocking(move || {
+    let made = run_change(&s, "No key made", StatusCode::BAD_REQUEST, move || {
         let now = crate::model::time::unix_now();
         let secret = crate::acme::eab::EabSecret::ensure(&a.config.data_dir)?;
         let key = crate::acme::eab::create(&a.ledger, &secret, &name, now)?;
@@ -525,15 +519,8 @@ async fn acme_eab(
     })
     .await;
     match made {
-        Ok(Ok(key)) => render("ACME", move || pages::acme(&app, &s, Some(&key)).map(Some)).await,
-        Ok(Err(e)) => html(
-            StatusCode::BAD_REQUEST,
-            pages::message(&s, "No key made", &e.to_string()),
-        ),
-        Err(_) => html(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the key could not be made".into(),
-        ),
+        Ok(key) => render("ACME", move || pages::acme(&app, &s, Some(&key)).map(Some)).await,
+        Err(r) => r,
     }
 }
 

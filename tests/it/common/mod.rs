@@ -96,6 +96,47 @@ pub fn custos_ok(data_dir: &Path, args: &[&str]) -> Output {
     out
 }
 
+/// Issues a P-256 certificate for inventory device `device` with
+/// `custos issue --profile device --device` (its key and CSR made by the
+/// OpenSSL CLI in `dir`): the certificate's PEM file and its serial.
+pub fn issue_for_device(dir: &Path, data: &Path, device: &str) -> (PathBuf, String) {
+    let key = dir.join(format!("{device}.key"));
+    let csr = dir.join(format!("{device}.csr"));
+    let out = openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        &format!("/CN={device}"),
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let cert = dir.join(format!("{device}.pem"));
+    let issued = custos_ok(
+        data,
+        &[
+            "issue",
+            "--csr",
+            csr.to_str().unwrap(),
+            "--profile",
+            "device",
+            "--device",
+            device,
+            "--out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    let serial = issued_serial(&String::from_utf8_lossy(&issued.stderr));
+    (cert, serial)
+}
+
 /// A new ACME account (instant-acme, trusting the data dir's root) on a
 /// running server.
 pub async fn acme_account(server: &Server) -> instant_acme::Account {
